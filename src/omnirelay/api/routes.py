@@ -1,0 +1,37 @@
+"""The URL map."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from omnirelay.api import admin, billing, chat, models
+
+
+def add_routes(app: web.Application) -> None:
+    router = app.router
+    router.add_post("/v1/chat/completions", chat.chat_completions)
+    router.add_get("/v1/models", models.list_models)
+    router.add_get("/v1/models/{model:.+}", models.get_model)
+    for prefix in ("/v1", ""):
+        router.add_get(f"{prefix}/dashboard/billing/subscription", billing.subscription)
+        router.add_get(f"{prefix}/dashboard/billing/usage", billing.usage)
+
+    router.add_get("/admin/channels", admin.list_channels)
+    router.add_post("/admin/channels", admin.create_channel)
+    router.add_get("/admin/channels/{id}", admin.get_channel)
+    router.add_patch("/admin/channels/{id}", admin.update_channel)
+    router.add_delete("/admin/channels/{id}", admin.delete_channel)
+    router.add_get("/admin/keys", admin.list_keys)
+    router.add_post("/admin/keys", admin.create_key)
+    router.add_get("/admin/keys/{id}", admin.get_key)
+    router.add_patch("/admin/keys/{id}", admin.update_key)
+    router.add_delete("/admin/keys/{id}", admin.delete_key)
+    router.add_get("/admin/prices", admin.list_prices)
+    router.add_put("/admin/prices/{model:.+}", admin.set_price)
+    router.add_delete("/admin/prices/{model:.+}", admin.delete_price)
+    router.add_get("/admin/logs", admin.list_logs)
+    router.add_get("/healthz", _health)
+
+
+async def _health(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})

@@ -1,0 +1,40 @@
+"""Everything a request handler needs, built once in ``server.py`` and passed down."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from omnirelay.config import Settings
+from omnirelay.gateway.chat import ChatRelay
+from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.logwriter import LogWriter
+from omnirelay.gateway.pricing import PriceBook
+from omnirelay.gateway.routing import Router
+from omnirelay.gateway.sync import CacheSync
+from omnirelay.providers.http import UpstreamClient
+from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.store import Store
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    store: Store
+    keys: KeyCache
+    router: Router
+    prices: PriceBook
+    providers: ProviderRegistry
+    upstream: UpstreamClient
+    logs: LogWriter
+    sync: CacheSync
+    chat: ChatRelay
+    admin_key_hash: str
+
+
+STATE = web.AppKey("omnirelay_state", AppState)
+
+
+def state_of(request: web.Request) -> AppState:
+    return request.app[STATE]

@@ -1,0 +1,346 @@
+"""The ``omnirelay`` command: serve, migrate, and the operator's admin commands.
+
+Admin commands open the same database as the server (same settings, same folder) and go
+through the same validation as the admin API. Running servers see each change within a
+second through the change feed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from omnirelay import logs
+from omnirelay.config import Settings, load_settings
+from omnirelay.gateway import admin as ops
+from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.store import Store
+from omnirelay.wire.errors import GatewayError
+
+Action = Callable[[ops.Admin, Store, argparse.Namespace], Awaitable[None]]
+
+
+def _csv(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _mapping(values: Sequence[str] | None) -> dict[str, str]:
+    mapping: dict[str, str] = {}
+    for item in values or ():
+        asked, sep, upstream = item.partition("=")
+        if not sep or not asked or not upstream:
+            raise SystemExit(f"--map takes ASKED=UPSTREAM, got {item!r}")
+        mapping[asked.strip()] = upstream.strip()
+    return mapping
+
+
+def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
+    if not rows:
+        print("(none)")
+        return
+    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
+    for row in cells:
+        print("  ".join(value.ljust(w) for value, w in zip(row, widths, strict=True)))
+
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, list | tuple):
+        return ",".join(map(str, value)) or "-"
+    return str(value)
+
+
+def _usd(nano: int | None) -> str | None:
+    return None if nano is None else f"{nano / 1e9:.6f}"
+
+
+# -- channels -----------------------------------------------------------------------------
+
+
+async def channel_add(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
+    spec = ops.parse(
+        ops.ChannelSpec,
+        {
+            "name": args.name,
+            "type": args.type,
+            "base_url": args.base_url,
+            "api_key": args.api_key,
+            "models": _csv(args.models),
+            "model_mapping": _mapping(args.map),
+            "group": args.group,
+            "priority": args.priority,
+            "weight": args.weight,
+        },
+    )
+    row = await admin.create_channel(spec)
+    print(
+        f"channel {row.id} '{row.name}' added: {row.type} {row.base_url} ({', '.join(row.models)})"
+    )
+
+
+async def channel_list(_admin: ops.Admin, store: Store, _args: argparse.Namespace) -> None:
+    rows = [row.public() for row in await store.channels.list_all()]
+    _print_table(
+        rows, ("id", "name", "type", "base_url", "models", "group", "priority", "weight", "enabled")
+    )
+
+
+async def _channel_by_name(store: Store, name: str) -> int:
+    row = await store.channels.find_by_name(name)
+    if row is None:
+        raise SystemExit(f"no channel named {name!r}")
+    return row.id
+
+
+async def channel_enable(admin: ops.Admin, store: Store, args: argparse.Namespace) -> None:
+    patch = ops.ChannelPatch(enabled=args.enabled)
+    row = await admin.update_channel(await _channel_by_name(store, args.name), patch)
+    print(f"channel '{row.name}' {'enabled' if row.enabled else 'disabled'}")
+
+
+async def channel_remove(admin: ops.Admin, store: Store, args: argparse.Namespace) -> None:
+    await admin.delete_channel(await _channel_by_name(store, args.name))
+    print(f"channel '{args.name}' removed")
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+async def key_create(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
+    data: dict[str, Any] = {"name": args.name, "group": args.group}
+    if args.quota_usd is not None:
+        data["quota_usd"] = args.quota_usd
+    if args.expires is not None:
+        data["expires"] = args.expires
+    if args.models is not None:
+        data["models"] = _csv(args.models)
+    row, secret = await admin.create_key(ops.parse(ops.KeySpec, data))
+    print(secret)
+    print(
+        f"key {row.id} '{row.name}' created; this is the only time the key is shown.",
+        file=sys.stderr,
+    )
+
+
+async def key_list(_admin: ops.Admin, store: Store, _args: argparse.Namespace) -> None:
+    rows = []
+    for row in await store.keys.list_all():
+        view = row.public()
+        view["quota_usd"] = _usd(row.quota_nano) or "unlimited"
+        view["used_usd"] = _usd(row.used_nano)
+        rows.append(view)
+    _print_table(
+        rows,
+        (
+            "id",
+            "name",
+            "key_hint",
+            "group",
+            "enabled",
+            "quota_usd",
+            "used_usd",
+            "expires_at",
+            "models",
+        ),
+    )
+
+
+async def key_update(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
+    data: dict[str, Any] = {}
+    if args.quota_usd is not None:
+        data["quota_usd"] = args.quota_usd
+    if args.unlimited:
+        data["unlimited"] = True
+    if args.expires is not None:
+        data["expires"] = args.expires
+    if args.never_expires:
+        data["never_expires"] = True
+    if args.models is not None:
+        data["models"] = _csv(args.models)
+    if args.all_models:
+        data["all_models"] = True
+    if args.enable or args.disable:
+        data["enabled"] = bool(args.enable)
+    row = await admin.update_key(args.id, ops.parse(ops.KeyPatch, data))
+    print(f"key {row.id} '{row.name}' updated")
+
+
+async def key_remove(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
+    await admin.delete_key(args.id)
+    print(f"key {args.id} removed")
+
+
+# -- prices and logs ----------------------------------------------------------------------
+
+
+async def price_set(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
+    data = {"input_usd_per_m": args.input, "output_usd_per_m": args.output}
+    if args.cached_input is not None:
+        data["cached_input_usd_per_m"] = args.cached_input
+    row = await admin.set_price(args.model, ops.parse(ops.PriceSpec, data))
+    print(f"price for '{row.model}' set")
+
+
+async def price_list(_admin: ops.Admin, store: Store, _args: argparse.Namespace) -> None:
+    _print_table(
+        [row.public() for row in await store.prices.list_all()],
+        ("model", "input_nano_per_m", "output_nano_per_m", "cached_input_nano_per_m"),
+    )
+
+
+async def price_remove(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
+    await admin.delete_price(args.model)
+    print(f"price override for '{args.model}' removed")
+
+
+async def logs_list(_admin: ops.Admin, store: Store, args: argparse.Namespace) -> None:
+    rows = await store.logs.recent(key_id=args.key_id, limit=args.limit)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return
+    _print_table(
+        rows,
+        (
+            "id",
+            "request_id",
+            "key_id",
+            "model",
+            "channel_id",
+            "status",
+            "prompt_tokens",
+            "completion_tokens",
+            "cost_nano",
+            "latency_ms",
+            "error",
+        ),
+    )
+
+
+# -- plumbing -----------------------------------------------------------------------------
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="omnirelay", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    serve = commands.add_parser("serve", help="run the gateway")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    commands.add_parser("migrate", help="create or upgrade the database schema")
+
+    channel = commands.add_parser("channel", help="upstream channels").add_subparsers(
+        dest="action", required=True
+    )
+    add = channel.add_parser("add", help="register an upstream channel")
+    add.add_argument("--name", required=True)
+    add.add_argument("--type", default="openai")
+    add.add_argument("--base-url", required=True)
+    add.add_argument("--api-key", required=True)
+    add.add_argument("--models", required=True, help="comma-separated model names")
+    add.add_argument("--map", action="append", metavar="ASKED=UPSTREAM", help="model mapping")
+    add.add_argument("--group", default="default")
+    add.add_argument("--priority", type=int, default=0)
+    add.add_argument("--weight", type=int, default=1)
+    add.set_defaults(action_fn=channel_add)
+    channel.add_parser("list").set_defaults(action_fn=channel_list)
+    for verb, enabled in (("enable", True), ("disable", False)):
+        sub = channel.add_parser(verb)
+        sub.add_argument("name")
+        sub.set_defaults(action_fn=channel_enable, enabled=enabled)
+    remove = channel.add_parser("remove")
+    remove.add_argument("name")
+    remove.set_defaults(action_fn=channel_remove)
+
+    key = commands.add_parser("key", help="client keys").add_subparsers(
+        dest="action", required=True
+    )
+    create = key.add_parser("create", help="create a key; prints it once")
+    create.add_argument("--name", required=True)
+    create.add_argument("--quota-usd", help="total budget in USD; omit for unlimited")
+    create.add_argument(
+        "--expires", metavar="YYYY-MM-DD", help="valid through the end of this UTC day"
+    )
+    create.add_argument("--models", help="comma-separated allowlist; omit for all")
+    create.add_argument("--group", default="default")
+    create.set_defaults(action_fn=key_create)
+    key.add_parser("list").set_defaults(action_fn=key_list)
+    update = key.add_parser("update")
+    update.add_argument("id", type=int)
+    update.add_argument("--quota-usd")
+    update.add_argument("--unlimited", action="store_true")
+    update.add_argument("--expires", metavar="YYYY-MM-DD")
+    update.add_argument("--never-expires", action="store_true")
+    update.add_argument("--models")
+    update.add_argument("--all-models", action="store_true")
+    toggle = update.add_mutually_exclusive_group()
+    toggle.add_argument("--enable", action="store_true")
+    toggle.add_argument("--disable", action="store_true")
+    update.set_defaults(action_fn=key_update)
+    key_rm = key.add_parser("remove")
+    key_rm.add_argument("id", type=int)
+    key_rm.set_defaults(action_fn=key_remove)
+
+    price = commands.add_parser("price", help="model prices (USD per 1M tokens)").add_subparsers(
+        dest="action", required=True
+    )
+    price_set_p = price.add_parser("set")
+    price_set_p.add_argument("model")
+    price_set_p.add_argument("--input", required=True)
+    price_set_p.add_argument("--output", required=True)
+    price_set_p.add_argument("--cached-input")
+    price_set_p.set_defaults(action_fn=price_set)
+    price.add_parser("list").set_defaults(action_fn=price_list)
+    price_rm = price.add_parser("remove")
+    price_rm.add_argument("model")
+    price_rm.set_defaults(action_fn=price_remove)
+
+    logs_p = commands.add_parser("logs", help="recent calls")
+    logs_p.add_argument("--key-id", type=int)
+    logs_p.add_argument("--limit", type=int, default=20)
+    logs_p.add_argument("--json", action="store_true")
+    logs_p.set_defaults(action_fn=logs_list)
+    return parser
+
+
+async def _run_admin(settings: Settings, action: Action, args: argparse.Namespace) -> None:
+    store = await Store.open(settings)
+    try:
+        await action(ops.Admin(store, ProviderRegistry().types), store, args)
+    finally:
+        await store.close()
+
+
+async def _migrate(settings: Settings) -> None:
+    store = await Store.open(settings)
+    await store.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    overrides: dict[str, Any] = {}
+    if args.command == "serve":
+        overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    settings = load_settings(**overrides)
+    logs.configure(settings.log_level, settings.log_format)
+    if args.command == "serve":
+        from omnirelay.server import serve
+
+        serve(settings)
+        return 0
+    try:
+        if args.command == "migrate":
+            asyncio.run(_migrate(settings))
+            print("database schema is up to date")
+        else:
+            asyncio.run(_run_admin(settings, args.action_fn, args))
+    except GatewayError as error:
+        print(f"error: {error.message}", file=sys.stderr)
+        return 2
+    return 0

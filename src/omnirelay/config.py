@@ -1,0 +1,79 @@
+"""Settings from ``OMNIRELAY_*`` environment variables and an optional TOML file.
+
+The file is ``omnirelay.toml`` in the working folder, or the path in ``OMNIRELAY_CONFIG``.
+Environment variables win over the file. The CLI and the server read the same settings, so
+run in the same folder they open the same database.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+DEFAULT_CONFIG_FILE = "omnirelay.toml"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="OMNIRELAY_", extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    """SQLAlchemy URL; empty means ``sqlite+aiosqlite:///<data_dir>/omnirelay.db``."""
+
+    admin_key: str = ""
+    """When set, this is the admin key and no bootstrap key is generated or printed."""
+    secret_key: str = ""
+    """Fernet key for upstream API keys at rest; empty means ``<data_dir>/secret.key``."""
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["text", "json"] = "text"
+    log_prompts: bool = False
+
+    max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    upstream_timeout_s: float = Field(default=600.0, gt=0)
+    upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    log_flush_interval_s: float = Field(default=0.5, gt=0, le=1.0)
+    sync_interval_s: float = Field(default=0.25, gt=0, le=1.0)
+    free_by_default: bool = False
+    """Serve models that have no price at zero cost instead of refusing them."""
+
+    @field_validator("log_level", "log_format", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{self.data_dir / 'omnirelay.db'}"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        path = Path(os.environ.get("OMNIRELAY_CONFIG", DEFAULT_CONFIG_FILE))
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if path.is_file():
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=path))
+        return tuple(sources)
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,257 @@
+"""Operator actions on channels, keys and prices, shared by the admin API and the CLI.
+
+Inputs are validated here with pydantic: this is not the hot path, and the messages it
+produces name the offending field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
+from typing import Any, TypeVar
+from urllib.parse import urlsplit
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy.exc import IntegrityError
+
+from omnirelay.gateway.pricing import usd_to_nano
+from omnirelay.store.channels import ChannelRow
+from omnirelay.store.keys import KeyRow
+from omnirelay.store.prices import PriceRow
+from omnirelay.store.store import Store
+from omnirelay.wire.errors import Conflict, InvalidRequest, NotFound
+
+Spec = TypeVar("Spec", bound=BaseModel)
+
+
+def _check_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("must be an http(s) URL such as https://api.openai.com/v1")
+    return value.rstrip("/")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ChannelSpec(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    type: str = "openai"
+    base_url: str
+    api_key: str = Field(min_length=1)
+    models: list[str] = Field(min_length=1)
+    model_mapping: dict[str, str] = Field(default_factory=dict)
+    group: str = Field(default="default", min_length=1, max_length=64)
+    priority: int = 0
+    weight: int = Field(default=1, ge=0)
+    enabled: bool = True
+    headers: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        return _check_url(value)
+
+    @field_validator("models")
+    @classmethod
+    def _models(cls, value: list[str]) -> list[str]:
+        cleaned = [model.strip() for model in value if model.strip()]
+        if not cleaned:
+            raise ValueError("list at least one model")
+        return list(dict.fromkeys(cleaned))
+
+
+class ChannelPatch(_Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    base_url: str | None = None
+    api_key: str | None = Field(default=None, min_length=1)
+    models: list[str] | None = Field(default=None, min_length=1)
+    model_mapping: dict[str, str] | None = None
+    group: str | None = Field(default=None, min_length=1, max_length=64)
+    priority: int | None = None
+    weight: int | None = Field(default=None, ge=0)
+    enabled: bool | None = None
+    headers: dict[str, str] | None = None
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
+
+
+class KeySpec(_Strict):
+    name: str = Field(min_length=1, max_length=128)
+    quota_usd: Decimal | None = Field(default=None, ge=0)
+    expires: date | None = None
+    expires_at: int | None = Field(default=None, ge=0)
+    models: list[str] | None = None
+    group: str = Field(default="default", min_length=1, max_length=64)
+    enabled: bool = True
+
+
+class KeyPatch(_Strict):
+    name: str | None = Field(default=None, min_length=1, max_length=128)
+    quota_usd: Decimal | None = Field(default=None, ge=0)
+    unlimited: bool | None = None
+    expires: date | None = None
+    expires_at: int | None = Field(default=None, ge=0)
+    never_expires: bool | None = None
+    models: list[str] | None = None
+    all_models: bool | None = None
+    group: str | None = Field(default=None, min_length=1, max_length=64)
+    enabled: bool | None = None
+
+
+class PriceSpec(_Strict):
+    input_usd_per_m: Decimal = Field(ge=0)
+    output_usd_per_m: Decimal = Field(ge=0)
+    cached_input_usd_per_m: Decimal | None = Field(default=None, ge=0)
+
+
+def end_of_day(day: date) -> int:
+    """``--expires D`` means the last second of day D, UTC."""
+    start = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
+    return int(start.timestamp()) - 1
+
+
+def parse(spec: type[Spec], data: Any) -> Spec:
+    if not isinstance(data, Mapping):
+        raise InvalidRequest("The request body must be a JSON object.")
+    try:
+        return spec.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        param = ".".join(str(part) for part in first["loc"]) or None
+        raise InvalidRequest(f"'{param}': {first['msg']}.", param=param) from exc
+
+
+def _nano(usd: Decimal) -> int:
+    try:
+        return usd_to_nano(usd)
+    except ValueError as exc:
+        raise InvalidRequest(str(exc), param="quota_usd") from exc
+
+
+class Admin:
+    def __init__(self, store: Store, channel_types: list[str]) -> None:
+        self._store = store
+        self._types = channel_types
+
+    async def create_channel(self, spec: ChannelSpec) -> ChannelRow:
+        self._check_type(spec.type)
+        try:
+            return await self._store.channels.create(
+                name=spec.name,
+                type=spec.type,
+                base_url=spec.base_url,
+                api_key=spec.api_key,
+                models=spec.models,
+                model_mapping=spec.model_mapping,
+                group_name=spec.group,
+                priority=spec.priority,
+                weight=spec.weight,
+                enabled=spec.enabled,
+                options={"headers": spec.headers} if spec.headers else {},
+            )
+        except IntegrityError as exc:
+            raise Conflict(f"A channel named '{spec.name}' already exists.", param="name") from exc
+
+    async def update_channel(self, channel_id: int, patch: ChannelPatch) -> ChannelRow:
+        fields: dict[str, Any] = patch.model_dump(exclude_unset=True)
+        if "group" in fields:
+            fields["group_name"] = fields.pop("group")
+        if "headers" in fields:
+            current = await self.channel(channel_id)
+            fields["options"] = {**current.options, "headers": fields.pop("headers") or {}}
+        if fields.get("enabled") is True:
+            fields["disabled_reason"] = None
+        try:
+            row = await self._store.channels.update(channel_id, fields)
+        except IntegrityError as exc:
+            raise Conflict("Another channel already has that name.", param="name") from exc
+        if row is None:
+            raise NotFound(f"No channel has id {channel_id}.")
+        return row
+
+    async def channel(self, channel_id: int) -> ChannelRow:
+        row = await self._store.channels.get(channel_id)
+        if row is None:
+            raise NotFound(f"No channel has id {channel_id}.")
+        return row
+
+    async def delete_channel(self, channel_id: int) -> None:
+        if not await self._store.channels.delete(channel_id):
+            raise NotFound(f"No channel has id {channel_id}.")
+
+    async def create_key(self, spec: KeySpec) -> tuple[KeyRow, str]:
+        expires_at = end_of_day(spec.expires) if spec.expires else spec.expires_at
+        quota = _nano(spec.quota_usd) if spec.quota_usd is not None else None
+        return await self._store.keys.create(
+            name=spec.name,
+            quota_nano=quota,
+            expires_at=expires_at,
+            models=spec.models,
+            group_name=spec.group,
+            enabled=spec.enabled,
+        )
+
+    async def update_key(self, key_id: int, patch: KeyPatch) -> KeyRow:
+        fields: dict[str, Any] = {}
+        given = patch.model_fields_set
+        for name in ("name", "enabled"):
+            if name in given:
+                fields[name] = getattr(patch, name)
+        if "group" in given:
+            fields["group_name"] = patch.group
+        if patch.unlimited:
+            fields["quota_nano"] = None
+        elif "quota_usd" in given and patch.quota_usd is not None:
+            fields["quota_nano"] = _nano(patch.quota_usd)
+        if patch.never_expires:
+            fields["expires_at"] = None
+        elif patch.expires is not None:
+            fields["expires_at"] = end_of_day(patch.expires)
+        elif "expires_at" in given:
+            fields["expires_at"] = patch.expires_at
+        if patch.all_models:
+            fields["models"] = None
+        elif "models" in given:
+            fields["models"] = patch.models
+        row = await self._store.keys.update(key_id, fields)
+        if row is None:
+            raise NotFound(f"No key has id {key_id}.")
+        return row
+
+    async def key(self, key_id: int) -> KeyRow:
+        row = await self._store.keys.get(key_id)
+        if row is None:
+            raise NotFound(f"No key has id {key_id}.")
+        return row
+
+    async def delete_key(self, key_id: int) -> None:
+        if not await self._store.keys.delete(key_id):
+            raise NotFound(f"No key has id {key_id}.")
+
+    async def set_price(self, model: str, spec: PriceSpec) -> PriceRow:
+        cached = spec.cached_input_usd_per_m
+        row = PriceRow(
+            model=model,
+            input_nano_per_m=_nano(spec.input_usd_per_m),
+            output_nano_per_m=_nano(spec.output_usd_per_m),
+            cached_input_nano_per_m=_nano(cached if cached is not None else spec.input_usd_per_m),
+        )
+        await self._store.prices.set(row)
+        return row
+
+    async def delete_price(self, model: str) -> None:
+        if not await self._store.prices.delete(model):
+            raise NotFound(f"No price override exists for '{model}'.")
+
+    def _check_type(self, channel_type: str) -> None:
+        if channel_type not in self._types:
+            raise InvalidRequest(
+                f"Unknown channel type '{channel_type}'; use one of: {', '.join(self._types)}.",
+                param="type",
+            )

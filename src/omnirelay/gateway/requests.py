@@ -1,0 +1,92 @@
+"""Checks on inbound request bodies: just what routing and metering rely on.
+
+The rest of a body is the upstream's to judge, and passes through untouched.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from omnirelay.wire.errors import InvalidJSON, InvalidType, MissingField
+
+
+def parse_json_object(raw: bytes) -> dict[str, Any]:
+    if not raw.strip():
+        raise InvalidJSON("The request body is empty; send a JSON object.")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from exc
+    if not isinstance(body, dict):
+        raise InvalidType("The request body must be a JSON object.")
+    return body
+
+
+@dataclass(frozen=True, slots=True)
+class ChatRequest:
+    model: str
+    stream: bool
+    client_wants_usage: bool
+
+
+def check_chat_request(body: dict[str, Any]) -> ChatRequest:
+    model = _required(body, "model", str, "a string")
+    if not model:
+        raise InvalidType("'model' must not be empty.", param="model")
+    messages = _required(body, "messages", list, "an array")
+    if not messages:
+        raise InvalidType("'messages' must contain at least one message.", param="messages")
+    for index, message in enumerate(messages):
+        if not isinstance(message, dict):
+            raise InvalidType(f"'messages[{index}]' must be an object.", param=f"messages[{index}]")
+        if not isinstance(message.get("role"), str):
+            raise MissingField(
+                f"'messages[{index}].role' is required and must be a string.",
+                param=f"messages[{index}].role",
+            )
+    stream = _optional(body, "stream", bool, "a boolean", default=False)
+    options = _optional(body, "stream_options", dict, "an object", default=None)
+    wants_usage = bool(options and options.get("include_usage") is True)
+    for name in ("max_tokens", "max_completion_tokens", "n"):
+        value = body.get(name)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            raise InvalidType(f"'{name}' must be an integer.", param=name)
+    tools = _optional(body, "tools", list, "an array", default=None)
+    for index, tool in enumerate(tools or ()):
+        if not isinstance(tool, dict):
+            raise InvalidType(f"'tools[{index}]' must be an object.", param=f"tools[{index}]")
+    return ChatRequest(model=model, stream=stream, client_wants_usage=wants_usage)
+
+
+def _required(body: dict[str, Any], name: str, kind: type, described: str) -> Any:
+    if name not in body or body[name] is None:
+        raise MissingField(f"'{name}' is a required property.", param=name)
+    return _typed(body, name, kind, described)
+
+
+def _optional(body: dict[str, Any], name: str, kind: type, described: str, default: Any) -> Any:
+    if body.get(name) is None:
+        return default
+    return _typed(body, name, kind, described)
+
+
+def _typed(body: dict[str, Any], name: str, kind: type, described: str) -> Any:
+    value = body[name]
+    if not isinstance(value, kind) or (kind is not bool and isinstance(value, bool)):
+        raise InvalidType(f"'{name}' must be {described}, not {_json_type(value)}.", param=name)
+    return value
+
+
+def _json_type(value: Any) -> str:
+    return {
+        bool: "a boolean",
+        int: "a number",
+        float: "a number",
+        str: "a string",
+        list: "an array",
+        dict: "an object",
+        type(None): "null",
+    }.get(type(value), type(value).__name__)

@@ -1,0 +1,121 @@
+"""Keeps this process's caches in step with the database through the change feed."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+
+from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.pricing import Price, PriceBook
+from omnirelay.gateway.routing import Router
+from omnirelay.store import changes
+from omnirelay.store.store import Store
+
+log = logging.getLogger("omnirelay.sync")
+
+# A PostgreSQL transaction may commit after one with a higher feed id; re-reading recent
+# ids for this long catches such late arrivals.
+LATE_COMMIT_WINDOW = 256
+PRUNE_EVERY_S = 600.0
+
+
+class CacheSync:
+    def __init__(
+        self, store: Store, keys: KeyCache, router: Router, prices: PriceBook, interval_s: float
+    ) -> None:
+        self._store = store
+        self._keys = keys
+        self._router = router
+        self._prices = prices
+        self._interval_s = interval_s
+        self._last_id = 0
+        self._seen: deque[int] = deque(maxlen=LATE_COMMIT_WINDOW)
+        self._seen_set: set[int] = set()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
+        self._last_prune = time.monotonic()
+
+    async def load_all(self) -> None:
+        """Fill every cache from the database; call before serving."""
+        async with self._lock:
+            self._last_id = await self._store.changes.latest_id()
+            self._keys.replace_all(await self._store.keys.list_all())
+            await self._reload_channels()
+            await self._reload_prices()
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="omnirelay-sync")
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def refresh(self) -> None:
+        """Apply every change recorded so far; the admin API calls it after a write."""
+        async with self._lock:
+            after = max(self._last_id - LATE_COMMIT_WINDOW, 0)
+            fresh = [
+                c for c in await self._store.changes.since(after) if c.id not in self._seen_set
+            ]
+            if not fresh:
+                return
+            key_ids: set[int] = set()
+            usage_ids: set[int] = set()
+            reload_channels = reload_prices = False
+            for change in fresh:
+                self._remember(change.id)
+                if change.entity == changes.KEY:
+                    key_ids.add(int(change.entity_id))
+                elif change.entity == changes.KEY_USAGE:
+                    usage_ids.add(int(change.entity_id))
+                elif change.entity == changes.CHANNEL:
+                    reload_channels = True
+                elif change.entity == changes.PRICE:
+                    reload_prices = True
+            if key_ids:
+                rows = await self._store.keys.by_ids(key_ids)
+                self._keys.apply(rows, key_ids - {row.id for row in rows})
+            if usage_ids - key_ids:
+                self._keys.apply_used(await self._store.keys.used_by_ids(usage_ids - key_ids))
+            if reload_channels:
+                await self._reload_channels()
+            if reload_prices:
+                await self._reload_prices()
+
+    def _remember(self, change_id: int) -> None:
+        if len(self._seen) == self._seen.maxlen:
+            self._seen_set.discard(self._seen[0])
+        self._seen.append(change_id)
+        self._seen_set.add(change_id)
+        self._last_id = max(self._last_id, change_id)
+
+    async def _reload_channels(self) -> None:
+        self._router.replace(await self._store.channels.list_all())
+
+    async def _reload_prices(self) -> None:
+        rows = await self._store.prices.list_all()
+        self._prices.replace_overrides(
+            (
+                row.model,
+                Price(row.input_nano_per_m, row.output_nano_per_m, row.cached_input_nano_per_m),
+            )
+            for row in rows
+        )
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self._interval_s)
+            try:
+                await self.refresh()
+                if time.monotonic() - self._last_prune > PRUNE_EVERY_S:
+                    self._last_prune = time.monotonic()
+                    await self._store.changes.prune()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("refreshing caches from the change feed failed; will retry")

@@ -1,0 +1,1 @@
+"""Outbound dialects: one module per upstream API family, plus a registry."""

@@ -1,0 +1,71 @@
+"""The one pooled upstream HTTP client of a process.
+
+aiohttp's client is used over httpx because it costs about a tenth of the CPU per call on
+this workload (see docs/BENCHMARK.md's anchor figures).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
+import aiohttp
+
+from omnirelay.providers.base import UpstreamRequest
+from omnirelay.wire.errors import UpstreamError, UpstreamTimeout
+
+
+class UpstreamClient:
+    def __init__(self, *, connect_timeout_s: float, total_timeout_s: float) -> None:
+        self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=self._timeout,
+            auto_decompress=True,
+            skip_auto_headers=("User-Agent",),
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def send(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
+        """Send a request and return once the status and headers have arrived."""
+        if self._session is None:
+            raise RuntimeError("UpstreamClient.start() was not called")
+        try:
+            return await self._session.request(
+                request.method, request.url, data=request.body, headers=request.headers
+            )
+        except TimeoutError as exc:
+            raise UpstreamTimeout("The upstream did not answer in time.") from exc
+        except aiohttp.ClientConnectorError as exc:
+            raise UpstreamError(
+                f"Could not connect to the upstream ({exc.os_error.__class__.__name__})."
+            ) from exc
+        except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
+            raise UpstreamError(f"The upstream connection failed ({type(exc).__name__}).") from exc
+
+
+def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:
+    """Parse ``Retry-After`` given in seconds or as an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(float(value), 0.0)
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max((when - (now or datetime.now(UTC))).total_seconds(), 0.0)

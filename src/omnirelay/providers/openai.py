@@ -1,0 +1,88 @@
+"""OpenAI and every vendor that speaks its dialect.
+
+This is the fast path: the canonical format is OpenAI's, so the body is forwarded with
+only the edits the gateway needs (the upstream model name, and ``stream_options`` so that
+streams report usage).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.wire.errors import (
+    GatewayError,
+    UpstreamClientError,
+    UpstreamError,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+    redact,
+)
+
+CLIENT_ERROR_STATUSES = frozenset({400, 404, 413, 422})
+TIMEOUT_STATUSES = frozenset({408, 504})
+CAPACITY_STATUSES = frozenset({429, 529})
+
+
+class OpenAIProvider:
+    name = "openai"
+
+    def chat_request(
+        self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str, stream: bool
+    ) -> UpstreamRequest:
+        if body.get("model") != upstream_model:
+            body = {**body, "model": upstream_model}
+        if stream:
+            options = body.get("stream_options")
+            if not (isinstance(options, dict) and options.get("include_usage") is True):
+                extra = options if isinstance(options, dict) else {}
+                body = {**body, "stream_options": {**extra, "include_usage": True}}
+        headers = {
+            "Authorization": f"Bearer {endpoint.api_key}",
+            "Content-Type": "application/json",
+            **endpoint.headers,
+        }
+        return UpstreamRequest(
+            "POST", endpoint.base_url + "/chat/completions", headers, orjson.dumps(body)
+        )
+
+    def chat_response(self, payload: bytes) -> dict[str, Any]:
+        try:
+            body = orjson.loads(payload)
+        except orjson.JSONDecodeError as exc:
+            raise UpstreamError("The upstream returned a response that is not JSON.") from exc
+        if not isinstance(body, dict) or not isinstance(body.get("choices"), list):
+            raise UpstreamError("The upstream returned a response without 'choices'.")
+        return body
+
+    def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
+        upstream = _error_object(payload)
+        message = redact(str(upstream.get("message") or "")) or f"HTTP {status}"
+        if status in CLIENT_ERROR_STATUSES:
+            return UpstreamClientError(status, message, error=upstream)
+        if status in TIMEOUT_STATUSES:
+            return UpstreamTimeout(f"The upstream timed out: {message}")
+        if status in CAPACITY_STATUSES and upstream.get("code") != "insufficient_quota":
+            return UpstreamUnavailable(
+                f"The upstream is over capacity: {message}", retry_after=retry_after
+            )
+        if status in (401, 403):
+            return UpstreamError(f"The upstream refused the gateway's credentials: {message}")
+        return UpstreamError(f"The upstream failed with HTTP {status}: {message}")
+
+
+def _error_object(payload: bytes) -> dict[str, Any]:
+    try:
+        body = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return {"message": payload[:200].decode(errors="replace").strip()}
+    error = body.get("error") if isinstance(body, dict) else None
+    if isinstance(error, dict):
+        return error
+    if isinstance(error, str):
+        return {"message": error}
+    if isinstance(body, dict) and isinstance(body.get("message"), str):
+        return {"message": body["message"]}
+    return {}

@@ -1,0 +1,127 @@
+"""Builds the application and wires its parts together for the life of the process."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from omnirelay.api.errors import error_middleware
+from omnirelay.api.routes import add_routes
+from omnirelay.api.state import STATE, AppState
+from omnirelay.config import Settings
+from omnirelay.gateway.chat import ChatRelay
+from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.logwriter import LogWriter
+from omnirelay.gateway.pricing import PriceBook, default_prices
+from omnirelay.gateway.routing import Router
+from omnirelay.gateway.sync import CacheSync
+from omnirelay.providers.http import UpstreamClient
+from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.secrets import hash_key, new_client_key
+from omnirelay.store.settings_kv import ADMIN_KEY_HASH
+from omnirelay.store.store import Store
+from omnirelay.wire.tokens import TokenCounter
+
+log = logging.getLogger("omnirelay.server")
+
+SYSTEM_FINGERPRINT = "fp_omnirelay"
+
+
+async def admin_key_hash(settings: Settings, store: Store) -> str:
+    """The admin key's hash. On the very first start a key is made and printed, once."""
+    if settings.admin_key:
+        return hash_key(settings.admin_key)
+    stored = await store.settings.get(ADMIN_KEY_HASH)
+    if stored:
+        return stored
+    secret = new_client_key()
+    if await store.settings.set_if_absent(ADMIN_KEY_HASH, hash_key(secret)):
+        print(
+            "\nOmniRelay bootstrap admin key (shown this once; store it now):\n"
+            f"  {secret}\n"
+            "Use it as 'Authorization: Bearer <key>' on /admin, or set OMNIRELAY_ADMIN_KEY.\n",
+            file=sys.stdout,
+            flush=True,
+        )
+        return hash_key(secret)
+    return await store.settings.get(ADMIN_KEY_HASH) or ""
+
+
+async def build_state(settings: Settings) -> AppState:
+    store = await Store.open(settings)
+    keys = KeyCache()
+    router = Router()
+    prices = PriceBook(default_prices(), free_by_default=settings.free_by_default)
+    providers = ProviderRegistry()
+    upstream = UpstreamClient(
+        connect_timeout_s=settings.upstream_connect_timeout_s,
+        total_timeout_s=settings.upstream_timeout_s,
+    )
+    logs = LogWriter(store.logs, keys, settings.log_flush_interval_s)
+    sync = CacheSync(store, keys, router, prices, settings.sync_interval_s)
+    chat = ChatRelay(
+        router=router,
+        prices=prices,
+        providers=providers,
+        upstream=upstream,
+        logs=logs,
+        tokens=TokenCounter(),
+        fingerprint=SYSTEM_FINGERPRINT,
+    )
+    return AppState(
+        settings=settings,
+        store=store,
+        keys=keys,
+        router=router,
+        prices=prices,
+        providers=providers,
+        upstream=upstream,
+        logs=logs,
+        sync=sync,
+        chat=chat,
+        admin_key_hash=await admin_key_hash(settings, store),
+    )
+
+
+def build_app(settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
+    add_routes(app)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        state = await build_state(settings)
+        await state.sync.load_all()
+        await state.upstream.start()
+        state.logs.start()
+        state.sync.start()
+        app[STATE] = state
+        yield
+        await state.sync.close()
+        await state.logs.close()
+        await state.upstream.close()
+        await state.store.close()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def serve(settings: Settings) -> None:
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
+        loop_factory = None
+    else:
+        loop_factory = uvloop.new_event_loop
+    app = build_app(settings)
+    log.info("starting on http://%s:%s", settings.host, settings.port)
+    web.run_app(
+        app,
+        host=settings.host,
+        port=settings.port,
+        access_log=None,
+        print=lambda message: print(message, flush=True),
+        loop=loop_factory() if loop_factory else None,
+        handle_signals=True,
+    )

@@ -1,0 +1,47 @@
+"""The store: one engine and the repositories over it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from omnirelay.config import Settings
+from omnirelay.store.changes import ChangeFeed
+from omnirelay.store.channels import ChannelRepository
+from omnirelay.store.db import create_engine, migrate
+from omnirelay.store.keys import KeyRepository
+from omnirelay.store.logs import LogRepository
+from omnirelay.store.prices import PriceRepository
+from omnirelay.store.secrets import SecretBox
+from omnirelay.store.settings_kv import SettingsRepository
+
+
+@dataclass(frozen=True)
+class Store:
+    engine: AsyncEngine
+    channels: ChannelRepository
+    keys: KeyRepository
+    prices: PriceRepository
+    logs: LogRepository
+    changes: ChangeFeed
+    settings: SettingsRepository
+
+    @classmethod
+    async def open(cls, settings: Settings) -> Store:
+        """Connect, migrate to the newest schema and build the repositories."""
+        engine = create_engine(settings.resolved_database_url)
+        await migrate(engine)
+        box = SecretBox.from_settings(settings.secret_key, settings.data_dir / "secret.key")
+        return cls(
+            engine=engine,
+            channels=ChannelRepository(engine, box),
+            keys=KeyRepository(engine),
+            prices=PriceRepository(engine),
+            logs=LogRepository(engine),
+            changes=ChangeFeed(engine),
+            settings=SettingsRepository(engine),
+        )
+
+    async def close(self) -> None:
+        await self.engine.dispose()

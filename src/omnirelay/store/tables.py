@@ -1,0 +1,116 @@
+"""The schema. Money columns are BIGINT nano-dollars (1 unit = 1e-9 USD).
+Times are unix seconds (``*_at``) or unix milliseconds (``*_ms``).
+
+Migrations in ``migrations/versions`` create these tables; this module is what the code
+queries against. Keep the two in step.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    false,
+    true,
+)
+
+metadata = MetaData()
+
+# A BIGINT primary key that SQLite still treats as its auto-incrementing rowid.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+channels = Table(
+    "channels",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False, unique=True),
+    Column("type", String(32), nullable=False),
+    Column("base_url", String(512), nullable=False),
+    Column("api_key_enc", Text, nullable=False),
+    Column("models", JSON, nullable=False),
+    Column("model_mapping", JSON, nullable=False),
+    Column("group_name", String(64), nullable=False, server_default="default"),
+    Column("priority", Integer, nullable=False, server_default="0"),
+    Column("weight", Integer, nullable=False, server_default="1"),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("disabled_reason", String(512)),
+    Column("options", JSON, nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+keys = Table(
+    "keys",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(128), nullable=False),
+    Column("key_hash", String(64), nullable=False, unique=True),
+    Column("key_hint", String(32), nullable=False),
+    Column("group_name", String(64), nullable=False, server_default="default"),
+    Column("enabled", Boolean, nullable=False, server_default=true()),
+    Column("expires_at", BigInteger),
+    Column("quota_nano", BigInteger),
+    Column("used_nano", BigInteger, nullable=False, server_default="0"),
+    Column("models", JSON),
+    Column("created_at", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+prices = Table(
+    "prices",
+    metadata,
+    Column("model", String(128), primary_key=True),
+    Column("input_nano_per_m", BigInteger, nullable=False),
+    Column("output_nano_per_m", BigInteger, nullable=False),
+    Column("cached_input_nano_per_m", BigInteger, nullable=False),
+    Column("updated_at", BigInteger, nullable=False),
+)
+
+request_logs = Table(
+    "request_logs",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("key_id", BigInteger),
+    Column("endpoint", String(64), nullable=False),
+    Column("model", String(128)),
+    Column("served_model", String(128)),
+    Column("channel_id", BigInteger),
+    Column("prompt_tokens", Integer, nullable=False, server_default="0"),
+    Column("completion_tokens", Integer, nullable=False, server_default="0"),
+    Column("cached_tokens", Integer, nullable=False, server_default="0"),
+    Column("cost_nano", BigInteger, nullable=False, server_default="0"),
+    Column("latency_ms", Integer, nullable=False, server_default="0"),
+    Column("ttfb_ms", Integer),
+    Column("status", Integer, nullable=False),
+    Column("stream", Boolean, nullable=False, server_default=false()),
+    Column("usage_source", String(16)),
+    Column("error", Text),
+    Index("ix_request_logs_key_created", "key_id", "created_ms"),
+    Index("ix_request_logs_created", "created_ms"),
+)
+
+change_feed = Table(
+    "change_feed",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("entity", String(16), nullable=False),
+    Column("entity_id", String(128), nullable=False),
+    Column("created_at", BigInteger, nullable=False),
+)
+
+settings_kv = Table(
+    "settings_kv",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+)

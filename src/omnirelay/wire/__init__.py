@@ -1,0 +1,1 @@
+"""Formats shared by both sides of the gateway. Imports nothing else of ours."""

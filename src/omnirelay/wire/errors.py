@@ -1,0 +1,172 @@
+"""One exception hierarchy, rendered at the edge as OpenAI's error JSON.
+
+Each error carries its HTTP status, OpenAI ``type`` and ``code``, and a message that tells
+the caller what to do. Messages never contain secrets or internal addresses.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+INVALID_REQUEST = "invalid_request_error"
+
+
+class GatewayError(Exception):
+    status = 500
+    type = "server_error"
+    code: str | None = "internal_error"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        param: str | None = None,
+        code: str | None = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.param = param
+        if code is not None:
+            self.code = code
+        self.retry_after = retry_after
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class InvalidRequest(GatewayError):
+    status = 400
+    type = INVALID_REQUEST
+    code = "invalid_request"
+
+
+class InvalidJSON(InvalidRequest):
+    code = "invalid_json"
+
+
+class MissingField(InvalidRequest):
+    code = "missing_field"
+
+
+class InvalidType(InvalidRequest):
+    code = "invalid_type"
+
+
+class RequestTooLarge(GatewayError):
+    status = 413
+    type = INVALID_REQUEST
+    code = "request_too_large"
+
+
+class InvalidAPIKey(GatewayError):
+    status = 401
+    type = INVALID_REQUEST
+    code = "invalid_api_key"
+
+
+class KeyExpired(InvalidAPIKey):
+    code = "key_expired"
+
+
+class KeyDisabled(InvalidAPIKey):
+    code = "key_disabled"
+
+
+class PermissionDenied(GatewayError):
+    status = 403
+    type = INVALID_REQUEST
+    code = "permission_denied"
+
+
+class ModelNotAllowed(PermissionDenied):
+    code = "model_not_allowed"
+
+
+class ModelNotPriced(PermissionDenied):
+    code = "model_not_priced"
+
+
+class NotFound(GatewayError):
+    status = 404
+    type = INVALID_REQUEST
+    code = "not_found"
+
+
+class ModelNotFound(NotFound):
+    code = "model_not_found"
+
+
+class Conflict(GatewayError):
+    status = 409
+    type = INVALID_REQUEST
+    code = "conflict"
+
+
+class InsufficientQuota(GatewayError):
+    status = 429
+    type = "insufficient_quota"
+    code = "insufficient_quota"
+
+
+class UpstreamError(GatewayError):
+    """Anything the upstream did that is the gateway's problem, not the client's."""
+
+    status = 502
+    type = "upstream_error"
+    code = "upstream_error"
+
+
+class UpstreamUnavailable(UpstreamError):
+    status = 503
+    code = "upstream_unavailable"
+
+
+class UpstreamTimeout(UpstreamError):
+    status = 504
+    code = "upstream_timeout"
+
+
+class UpstreamClientError(GatewayError):
+    """The upstream's 400, 404, 413 or 422: the client's problem, relayed as it came."""
+
+    type = INVALID_REQUEST
+
+    def __init__(self, status: int, message: str, *, error: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.upstream_error = error or {}
+
+    def body(self) -> dict[str, Any]:
+        error = {
+            "message": self.message,
+            "type": self.upstream_error.get("type") or self.type,
+            "param": self.upstream_error.get("param"),
+            "code": self.upstream_error.get("code"),
+        }
+        return {"error": error}
+
+
+_SECRET_PATTERNS = (
+    re.compile(r"https?://[^\s'\"]+"),
+    re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"),
+    re.compile(r"\[[0-9a-fA-F:]+\](?::\d+)?"),
+    re.compile(r"(?i)bearer\s+[^\s'\"]+"),
+    re.compile(r"\b(?:sk|pk|rk|key|AIza)[-_A-Za-z0-9*.]{6,}"),
+    re.compile(r"\b[A-Za-z0-9_\-]{32,}\b"),
+)
+
+
+def redact(message: str) -> str:
+    """Strip what may be a secret or an internal address from an upstream's message."""
+    for pattern in _SECRET_PATTERNS:
+        message = pattern.sub("[redacted]", message)
+    return message

@@ -1,0 +1,59 @@
+"""Offline token counting, for upstreams that report no usage.
+
+The BPE tables ship inside the ``bpe-openai`` wheel, so nothing downloads at run time.
+Encodings load lazily on first use: most calls carry upstream usage and never need one.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Protocol
+
+# OpenAI's accounting adds a few tokens per message for the chat framing.
+TOKENS_PER_MESSAGE = 3
+TOKENS_PER_REPLY = 3
+
+_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+
+
+class Encoding(Protocol):
+    def encode(self, text: str) -> list[int]: ...
+
+
+def encoding_name(model: str) -> str:
+    """The encoding a model uses; o200k for current OpenAI models, cl100k otherwise."""
+    lowered = model.lower().rsplit("/", 1)[-1]
+    return "o200k_base" if lowered.startswith(_O200K_PREFIXES) else "cl100k_base"
+
+
+class TokenCounter:
+    """Counts tokens with lazily loaded encodings, shared by one process."""
+
+    def __init__(self) -> None:
+        self._encodings: dict[str, Encoding] = {}
+        self._lock = threading.Lock()
+
+    def encoding(self, name: str) -> Encoding:
+        found = self._encodings.get(name)
+        if found is None:
+            with self._lock:
+                found = self._encodings.get(name)
+                if found is None:
+                    found = _load(name)
+                    self._encodings[name] = found
+        return found
+
+    def count(self, model: str, text: str) -> int:
+        if not text:
+            return 0
+        return len(self.encoding(encoding_name(model)).encode(text))
+
+    def count_prompt(self, model: str, text: str, messages: int) -> int:
+        return self.count(model, text) + TOKENS_PER_MESSAGE * messages + TOKENS_PER_REPLY
+
+
+def _load(name: str) -> Encoding:
+    import bpe_openai
+
+    encoding: Any = bpe_openai.get_encoding(name)
+    return encoding  # type: ignore[no-any-return]
