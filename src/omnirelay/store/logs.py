@@ -63,7 +63,7 @@ class LogRepository:
             query = query.where(request_logs.c.id < before_id)
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
-        return [dict(row) for row in rows]
+        return [{str(name): value for name, value in row.items()} for row in rows]
 
     async def daily_costs(self, key_id: int, start_ms: int, end_ms: int) -> list[DailyCost]:
         """Cost per UTC day and model for one key, over ``[start_ms, end_ms)``."""

@@ -1,0 +1,76 @@
+"""Shared fixtures: the fake upstream, the real gateway, fresh keys and databases."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.fake_openai import FakeOpenAI
+from support.gateway import Gateway
+
+UPSTREAM_KEY = "sk-upstream-secret-7f3a9c"
+BODY_LIMIT = 2 * 1024 * 1024
+
+
+@pytest.fixture(scope="session")
+def fake() -> Iterator[FakeOpenAI]:
+    upstream = FakeOpenAI(api_key=UPSTREAM_KEY)
+    upstream.start()
+    yield upstream
+    upstream.stop()
+
+
+@pytest.fixture(autouse=True)
+def _reset_fake(request: pytest.FixtureRequest) -> None:
+    if "fake" in request.fixturenames:
+        request.getfixturevalue("fake").reset()
+
+
+@pytest.fixture(scope="session")
+def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterator[Gateway]:
+    server = Gateway(
+        tmp_path_factory.mktemp("gateway"),
+        env={"OMNIRELAY_MAX_BODY_BYTES": str(BODY_LIMIT)},
+    )
+    server.start()
+    server.add_channel(
+        name="openai-main",
+        type="openai",
+        base_url=fake.base_url,
+        api_key=UPSTREAM_KEY,
+        models=["gpt-4o", "gpt-4o-mini"],
+    )
+    yield server
+    server.stop()
+
+
+class IssuedKey(str):
+    """A key's secret, which also knows the key's id."""
+
+    id: int
+
+
+@pytest.fixture
+def make_key(gateway: Gateway) -> Any:
+    def create(**fields: Any) -> IssuedKey:
+        fields.setdefault("name", "key-" + secrets.token_hex(4))
+        created = gateway.create_key(**fields)
+        issued = IssuedKey(created["key"])
+        issued.id = created["id"]
+        return issued
+
+    return create
+
+
+@pytest.fixture
+def api_key(make_key: Any) -> IssuedKey:
+    return make_key()  # type: ignore[no-any-return]
+
+
+@pytest.fixture
+def workdir(tmp_path: Path) -> Path:
+    return tmp_path
