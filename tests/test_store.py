@@ -1,0 +1,820 @@
+"""The store against both backends: SQLite (embedded, WAL) and PostgreSQL (asyncpg).
+
+Every test gets an empty schema: a fresh SQLite file in ``tmp_path``, or a fresh
+PostgreSQL database created for the test and dropped after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import secrets
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from cryptography.fernet import Fernet
+from sqlalchemy import BigInteger, insert, inspect, text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
+
+from omnirelay.config import Settings
+from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.logwriter import LogWriter
+from omnirelay.store import changes
+from omnirelay.store.changes import FEED_RETENTION_S
+from omnirelay.store.db import MIGRATIONS, migrate
+from omnirelay.store.logs import DAY_MS, DailyCost
+from omnirelay.store.prices import PriceRow
+from omnirelay.store.store import Store
+from omnirelay.store.tables import change_feed, metadata
+from support.postgres import fresh_database
+
+BIG = 5_000_000_000_000  # 5000 USD in nano-dollars: far beyond a 32-bit integer
+TABLES = {"channels", "keys", "prices", "request_logs", "change_feed", "settings_kv"}
+MONEY_COLUMNS = {
+    "keys": ("quota_nano", "used_nano"),
+    "request_logs": ("cost_nano",),
+    "prices": ("input_nano_per_m", "output_nano_per_m", "cached_input_nano_per_m"),
+}
+# A UTC midnight (2023-11-14T00:00:00Z) in unix milliseconds.
+DAY0 = 19_675 * DAY_MS
+
+
+@dataclass
+class Backend:
+    """One database for one test, and the stores opened on it."""
+
+    kind: str
+    data_dir: Path
+    database_url: str
+    secret_key: str
+    store: Store = field(init=False)
+    _opened: list[Store] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.settings().resolved_database_url
+
+    def settings(self, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "data_dir": self.data_dir,
+            "database_url": self.database_url,
+            "secret_key": self.secret_key,
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    async def open(self, **overrides: Any) -> Store:
+        """Another Store on the same database: its own engine and connection pool."""
+        store = await Store.open(self.settings(**overrides))
+        self._opened.append(store)
+        return store
+
+    async def close(self) -> None:
+        for store in reversed(self._opened):
+            await store.close()
+
+
+@contextmanager
+def _database(kind: str) -> Iterator[str]:
+    if kind == "postgres":
+        with fresh_database() as url:
+            yield url
+    else:
+        yield ""  # the default: sqlite+aiosqlite:///<data_dir>/omnirelay.db
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    kind: str = request.param
+    with _database(kind) as database_url:
+        setup = Backend(kind, tmp_path, database_url, Fernet.generate_key().decode())
+        try:
+            setup.store = await setup.open()
+            yield setup
+        finally:
+            await setup.close()
+
+
+@pytest.fixture
+def store(backend: Backend) -> Store:
+    return backend.store
+
+
+# --- helpers -----------------------------------------------------------------------------
+
+
+async def fetch(store: Store, sql: str, **params: Any) -> list[dict[str, Any]]:
+    """Rows of a plain SQL query, bypassing the repositories."""
+    async with store.engine.connect() as connection:
+        result = await connection.execute(text(sql), params)
+        return [dict(row) for row in result.mappings().all()]
+
+
+async def count(store: Store, table: str) -> int:
+    rows = await fetch(store, f"SELECT COUNT(*) AS n FROM {table}")
+    return int(rows[0]["n"])
+
+
+def log_row(
+    key_id: int | None,
+    cost_nano: int,
+    *,
+    created_ms: int | None = None,
+    model: str = "gpt-4o",
+    request_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "request_id": request_id or "req_" + secrets.token_hex(12),
+        "created_ms": created_ms if created_ms is not None else int(time.time() * 1000),
+        "key_id": key_id,
+        "endpoint": "chat.completions",
+        "model": model,
+        "served_model": model,
+        "channel_id": None,
+        "prompt_tokens": 11,
+        "completion_tokens": 7,
+        "cached_tokens": 0,
+        "cost_nano": cost_nano,
+        "latency_ms": 25,
+        "ttfb_ms": 9,
+        "status": 200,
+        "stream": False,
+        "usage_source": "upstream",
+        "error": None,
+    }
+
+
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def describe_schema(connection: Connection) -> dict[str, Any]:
+    inspector = inspect(connection)
+    return {
+        table: {
+            "columns": {
+                column["name"]: (
+                    isinstance(column["type"], BigInteger),
+                    bool(column["nullable"]),
+                )
+                for column in inspector.get_columns(table)
+            },
+            "indexes": sorted(
+                str(index["name"])
+                for index in inspector.get_indexes(table)
+                if not index.get("unique")
+            ),
+            "unique": sorted(
+                [
+                    *(tuple(u["column_names"]) for u in inspector.get_unique_constraints(table)),
+                    *(
+                        tuple(str(name) for name in index["column_names"])
+                        for index in inspector.get_indexes(table)
+                        if index.get("unique")
+                        and not index.get("duplicates_constraint")
+                        and not str(index["name"]).startswith("sqlite_autoindex")
+                    ),
+                ]
+            ),
+        }
+        for table in inspector.get_table_names()
+    }
+
+
+async def schema_of(store: Store) -> dict[str, Any]:
+    async with store.engine.connect() as connection:
+        return await connection.run_sync(describe_schema)
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+
+async def test_migrations_create_the_schema(store: Store) -> None:
+    schema = await schema_of(store)
+    assert set(schema) == TABLES | {"alembic_version"}
+    for name, table in metadata.tables.items():
+        columns = schema[name]["columns"]
+        assert set(columns) == {column.name for column in table.columns}, name
+        for column in table.columns:
+            assert columns[column.name][1] == column.nullable, (name, column.name)
+        indexes = {str(index.name) for index in table.indexes}
+        assert indexes <= set(schema[name]["indexes"]), name
+    for name, money in MONEY_COLUMNS.items():
+        for column_name in money:
+            assert schema[name]["columns"][column_name][0], f"{name}.{column_name} not BIGINT"
+    assert schema["request_logs"]["indexes"] == [
+        "ix_request_logs_created",
+        "ix_request_logs_key_created",
+    ]
+    assert {name: schema[name]["unique"] for name in ("channels", "keys", "request_logs")} == {
+        "channels": [("name",)],
+        "keys": [("key_hash",)],
+        "request_logs": [("request_id",)],
+    }
+    versions = await fetch(store, "SELECT version_num FROM alembic_version")
+    assert versions == [{"version_num": head_revision()}]
+    for table in TABLES:
+        assert await count(store, table) == 0, table
+
+
+async def test_reopening_the_store_is_a_no_op(backend: Backend, store: Store) -> None:
+    before = await schema_of(store)
+    row, secret = await store.keys.create(name="survivor", quota_nano=BIG)
+    await store.prices.set(PriceRow("gpt-4o", 2_500_000_000, 10_000_000_000, 1_250_000_000))
+
+    again = await backend.open()
+    await migrate(again.engine)  # and once more on an engine that is already current
+
+    assert await schema_of(again) == before
+    versions = await fetch(again, "SELECT version_num FROM alembic_version")
+    assert versions == [{"version_num": head_revision()}]
+    kept = await again.keys.get(row.id)
+    assert kept is not None
+    assert kept.key_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert kept.quota_nano == BIG
+    assert [price.model for price in await again.prices.list_all()] == ["gpt-4o"]
+    assert await count(again, "keys") == 1
+
+
+# --- channels -----------------------------------------------------------------------------
+
+
+async def test_channels_crud(store: Store) -> None:
+    created = await store.channels.create(
+        name="openai-main",
+        type="openai",
+        base_url="https://api.openai.example/v1/",
+        api_key="sk-upstream-AAAA",
+        models=["gpt-4o", "gpt-4o-mini"],
+        model_mapping={"gpt-4o": "gpt-4o-2024-08-06"},
+        priority=5,
+        weight=3,
+        options={"organization": "org-1"},
+    )
+    assert created.id > 0
+    assert created.base_url == "https://api.openai.example/v1"
+    assert created.api_key == "sk-upstream-AAAA"
+    assert created.models == ("gpt-4o", "gpt-4o-mini")
+    assert created.model_mapping == {"gpt-4o": "gpt-4o-2024-08-06"}
+    assert (created.group_name, created.priority, created.weight) == ("default", 5, 3)
+    assert created.enabled is True
+    assert created.options == {"organization": "org-1"}
+    assert "api_key" not in created.public()
+    assert "sk-upstream-AAAA" not in repr(created)
+
+    second = await store.channels.create(
+        name="backup", type="openai", base_url="http://b", api_key="k2", models=[]
+    )
+    assert await store.channels.get(created.id) == created
+    assert await store.channels.find_by_name("backup") == second
+    assert await store.channels.find_by_name("nope") is None
+    assert [c.name for c in await store.channels.list_all()] == ["openai-main", "backup"]
+
+    with pytest.raises(IntegrityError):
+        await store.channels.create(
+            name="backup", type="openai", base_url="http://c", api_key="k3", models=[]
+        )
+
+    updated = await store.channels.update(
+        created.id,
+        {
+            "api_key": "sk-upstream-BBBB",
+            "models": ("gpt-4.1",),
+            "enabled": False,
+            "disabled_reason": "upstream said 401",
+            "base_url": "https://other.example/",
+            "key_hash": "ignored: not updatable",
+        },
+    )
+    assert updated is not None
+    assert updated.api_key == "sk-upstream-BBBB"
+    assert updated.models == ("gpt-4.1",)
+    assert updated.enabled is False
+    assert updated.disabled_reason == "upstream said 401"
+    assert updated.base_url == "https://other.example"
+    assert updated.priority == 5
+    assert await store.channels.get(created.id) == updated
+    assert await store.channels.update(999_999, {"priority": 1}) is None
+
+    assert await store.channels.delete(created.id) is True
+    assert await store.channels.delete(created.id) is False
+    assert await store.channels.get(created.id) is None
+    assert [c.id for c in await store.channels.list_all()] == [second.id]
+
+
+async def test_channel_api_key_is_encrypted_at_rest(backend: Backend, store: Store) -> None:
+    plaintext = "sk-upstream-" + secrets.token_hex(16)
+    channel = await store.channels.create(
+        name="secretive", type="openai", base_url="http://x", api_key=plaintext, models=["m"]
+    )
+    raw = await fetch(store, "SELECT * FROM channels WHERE id = :id", id=channel.id)
+    assert len(raw) == 1
+    stored = str(raw[0]["api_key_enc"])
+    assert stored.startswith("gAAAAA")  # a Fernet token
+    for value in raw[0].values():
+        assert plaintext not in str(value)
+        assert plaintext[12:] not in str(value)
+
+    # Re-encrypted on update, and readable through another store with the same secret.
+    rotated = "sk-rotated-" + secrets.token_hex(16)
+    await store.channels.update(channel.id, {"api_key": rotated})
+    raw = await fetch(store, "SELECT api_key_enc FROM channels WHERE id = :id", id=channel.id)
+    assert rotated not in str(raw[0]["api_key_enc"])
+    assert str(raw[0]["api_key_enc"]) != stored
+    same_secret = await backend.open()
+    found = await same_secret.channels.get(channel.id)
+    assert found is not None
+    assert found.api_key == rotated
+
+    other = await backend.open(secret_key=Fernet.generate_key().decode())
+    with pytest.raises(ValueError, match="cannot be decrypted"):
+        await other.channels.get(channel.id)
+    with pytest.raises(ValueError):
+        await other.channels.list_all()
+
+
+# --- keys ---------------------------------------------------------------------------------
+
+
+async def test_key_secret_is_stored_only_as_its_hash(store: Store) -> None:
+    row, secret = await store.keys.create(name="alice")
+    assert secret.startswith("sk-")
+    assert len(secret) >= 43
+    assert row.key_hash == hashlib.sha256(secret.encode()).hexdigest()
+    assert row.key_hint.startswith(secret[:7])
+    assert row.key_hint.endswith(secret[-4:])
+    assert "key_hash" not in row.public()
+
+    raw = await fetch(store, "SELECT * FROM keys WHERE id = :id", id=row.id)
+    assert len(raw) == 1
+    assert raw[0]["key_hash"] == hashlib.sha256(secret.encode()).hexdigest()
+    body = secret[3:]
+    for name, value in raw[0].items():
+        assert secret not in str(value), name
+        assert body not in str(value), name
+        assert body[:16] not in str(value), name
+    # Nothing else in the database carries it either (the change feed, for instance).
+    for table in TABLES - {"keys"}:
+        for other in await fetch(store, f"SELECT * FROM {table}"):
+            assert all(body[:16] not in str(value) for value in other.values()), table
+
+    _, second = await store.keys.create(name="alice")
+    assert second != secret
+    assert len(await store.keys.find_by_name("alice")) == 2
+
+
+async def test_keys_update_delete_by_ids_and_exact_bigint_money(store: Store) -> None:
+    a, _ = await store.keys.create(name="a", quota_nano=BIG, models=["gpt-4o"], expires_at=2**40)
+    b, _ = await store.keys.create(name="b")
+    c, _ = await store.keys.create(name="c", group_name="vip", enabled=False)
+
+    assert a.quota_nano == BIG
+    assert a.used_nano == 0
+    assert a.models == ("gpt-4o",)
+    assert a.expires_at == 2**40
+    assert b.quota_nano is None
+    assert b.models is None
+    assert (c.group_name, c.enabled) == ("vip", False)
+    raw = await fetch(store, "SELECT quota_nano, used_nano FROM keys WHERE id = :id", id=a.id)
+    assert raw == [{"quota_nano": BIG, "used_nano": 0}]
+    assert type(raw[0]["quota_nano"]) is int
+
+    updated = await store.keys.update(
+        b.id,
+        {
+            "name": "b2",
+            "quota_nano": BIG + 1,
+            "models": ("x", "y"),
+            "enabled": False,
+            "used_nano": 123,  # not updatable: spend only moves through the log
+        },
+    )
+    assert updated is not None
+    assert (updated.name, updated.quota_nano, updated.models) == ("b2", BIG + 1, ("x", "y"))
+    assert updated.enabled is False
+    assert updated.used_nano == 0
+    assert await store.keys.get(b.id) == updated
+    cleared = await store.keys.update(b.id, {"models": None, "quota_nano": None})
+    assert cleared is not None
+    assert (cleared.models, cleared.quota_nano) == (None, None)
+    assert await store.keys.update(999_999, {"name": "ghost"}) is None
+
+    found = await store.keys.by_ids([a.id, c.id, 999_999])
+    assert sorted(k.id for k in found) == [a.id, c.id]
+    assert await store.keys.by_ids([]) == []
+    assert [k.id for k in await store.keys.list_all()] == [a.id, b.id, c.id]
+
+    totals = await store.logs.write_batch([], {a.id: 3 * 2**31, c.id: 0})
+    assert totals == {a.id: 3 * 2**31}
+    totals = await store.logs.write_batch([], {a.id: BIG})
+    assert totals == {a.id: 3 * 2**31 + BIG}
+    assert await store.keys.used_by_ids([a.id, b.id, 999_999]) == {a.id: 3 * 2**31 + BIG, b.id: 0}
+    again = await store.keys.get(a.id)
+    assert again is not None
+    assert again.used_nano == 3 * 2**31 + BIG
+
+    assert await store.keys.delete(a.id) is True
+    assert await store.keys.delete(a.id) is False
+    assert await store.keys.get(a.id) is None
+    assert [k.id for k in await store.keys.by_ids([a.id, b.id])] == [b.id]
+
+
+# --- prices -------------------------------------------------------------------------------
+
+
+async def test_prices_set_overwrite_delete(store: Store) -> None:
+    assert await store.prices.list_all() == []
+    first = PriceRow("gpt-4o", 2_500_000_000, 10_000_000_000, 1_250_000_000)
+    await store.prices.set(first)
+    await store.prices.set(PriceRow("a-model", 1, 2, 3))
+    assert await store.prices.list_all() == [PriceRow("a-model", 1, 2, 3), first]
+
+    dearer = PriceRow("gpt-4o", BIG, BIG * 4, BIG // 2)
+    await store.prices.set(dearer)
+    assert await store.prices.list_all() == [PriceRow("a-model", 1, 2, 3), dearer]
+    assert await count(store, "prices") == 2
+
+    assert await store.prices.delete("gpt-4o") is True
+    assert await store.prices.delete("gpt-4o") is False
+    assert await store.prices.list_all() == [PriceRow("a-model", 1, 2, 3)]
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+
+async def test_write_batch_inserts_rows_and_adds_spend(store: Store) -> None:
+    a, _ = await store.keys.create(name="a")
+    b, _ = await store.keys.create(name="b")
+    rows = [log_row(a.id, 3_000_000_000), log_row(a.id, 7), log_row(b.id, 40), log_row(None, 0)]
+    totals = await store.logs.write_batch(rows, {a.id: 3_000_000_007, b.id: 40})
+    assert totals == {a.id: 3_000_000_007, b.id: 40}
+    totals = await store.logs.write_batch([log_row(b.id, 2)], {b.id: 2})
+    assert totals == {b.id: 42}
+    assert await store.keys.used_by_ids([a.id, b.id]) == {a.id: 3_000_000_007, b.id: 42}
+
+    assert await count(store, "request_logs") == 5
+    recent = await store.logs.recent(key_id=a.id)
+    assert [r["request_id"] for r in recent] == [rows[1]["request_id"], rows[0]["request_id"]]
+    assert recent[1]["cost_nano"] == 3_000_000_000
+    assert recent[1]["stream"] in (False, 0)
+    older = await store.logs.recent(limit=2, before_id=recent[0]["id"])
+    assert [r["request_id"] for r in older] == [rows[0]["request_id"]]
+    assert len(await store.logs.recent(limit=3)) == 3
+
+    # Atomic: a batch that fails (a duplicate request id) leaves neither rows nor spend.
+    duplicate = [log_row(a.id, 5), log_row(a.id, 5, request_id=rows[0]["request_id"])]
+    with pytest.raises(IntegrityError):
+        await store.logs.write_batch(duplicate, {a.id: 10})
+    assert await count(store, "request_logs") == 5
+    assert await store.keys.used_by_ids([a.id]) == {a.id: 3_000_000_007}
+
+    assert await store.logs.write_batch([], {}) == {}
+    assert await store.logs.write_batch([log_row(None, 0)], {a.id: 0}) == {}
+    assert await count(store, "request_logs") == 6
+
+
+async def test_daily_costs_group_by_utc_day_and_model(store: Store) -> None:
+    key, _ = await store.keys.create(name="k")
+    other, _ = await store.keys.create(name="other")
+    start, end = DAY0, DAY0 + 2 * DAY_MS
+    rows = [
+        log_row(key.id, 1, created_ms=start - 1),  # before the range
+        log_row(key.id, 10, created_ms=start),  # 00:00:00.000, first day
+        log_row(key.id, 20, created_ms=start + DAY_MS - 1),  # 23:59:59.999, first day
+        log_row(key.id, 40, created_ms=start + DAY_MS),  # 00:00:00.000, second day
+        log_row(key.id, 3_000_000_000, created_ms=start + DAY_MS + 5, model="o3"),
+        log_row(key.id, 0, created_ms=start + DAY_MS + 6, model="free"),  # no cost
+        log_row(key.id, 160, created_ms=end - 1),  # last millisecond in range
+        log_row(key.id, 320, created_ms=end),  # exactly at end: excluded
+        log_row(other.id, 640, created_ms=start + 7),  # another key
+    ]
+    await store.logs.write_batch(rows, {})
+    assert await store.logs.daily_costs(key.id, start, end) == [
+        DailyCost(DAY0, "gpt-4o", 30),
+        DailyCost(DAY0 + DAY_MS, "gpt-4o", 200),
+        DailyCost(DAY0 + DAY_MS, "o3", 3_000_000_000),
+    ]
+    assert await store.logs.daily_costs(key.id, start + DAY_MS, end + 1) == [
+        DailyCost(DAY0 + DAY_MS, "gpt-4o", 200),
+        DailyCost(DAY0 + DAY_MS, "o3", 3_000_000_000),
+        DailyCost(DAY0 + 2 * DAY_MS, "gpt-4o", 320),
+    ]
+    assert await store.logs.daily_costs(other.id, start, end) == [DailyCost(DAY0, "gpt-4o", 640)]
+    assert await store.logs.daily_costs(key.id, end + 1, end + DAY_MS) == []
+
+
+# --- the change feed ----------------------------------------------------------------------
+
+
+async def test_admin_writes_append_to_the_change_feed_in_order(store: Store) -> None:
+    assert await store.changes.latest_id() == 0
+    channel = await store.channels.create(
+        name="c", type="openai", base_url="http://c", api_key="k", models=[]
+    )
+    await store.channels.update(channel.id, {"priority": 2})
+    key, _ = await store.keys.create(name="k")
+    await store.keys.update(key.id, {"enabled": False})
+    await store.prices.set(PriceRow("m", 1, 2, 3))
+    await store.prices.set(PriceRow("m", 4, 5, 6))
+    await store.logs.write_batch([log_row(key.id, 9)], {key.id: 9})
+    await store.logs.write_batch([log_row(None, 0)], {})  # no spend: no change
+    await store.prices.delete("m")
+    await store.keys.delete(key.id)
+    await store.channels.delete(channel.id)
+    # Writes that touch nothing record nothing.
+    await store.keys.update(999_999, {"name": "x"})
+    await store.keys.delete(999_999)
+    await store.channels.update(999_999, {"name": "x"})
+    await store.channels.delete(999_999)
+    await store.prices.delete("missing")
+    await store.settings.set_if_absent("admin_key_hash", "h")
+
+    feed = await store.changes.since(0)
+    assert [(c.entity, c.entity_id) for c in feed] == [
+        ("channel", str(channel.id)),
+        ("channel", str(channel.id)),
+        ("key", str(key.id)),
+        ("key", str(key.id)),
+        ("price", "m"),
+        ("price", "m"),
+        ("key_usage", str(key.id)),
+        ("price", "m"),
+        ("key", str(key.id)),
+        ("channel", str(channel.id)),
+    ]
+    ids = [c.id for c in feed]
+    assert ids == sorted(ids)
+    assert len(set(ids)) == len(ids)
+    assert await store.changes.latest_id() == ids[-1]
+    assert await store.changes.since(ids[3]) == feed[4:]
+    assert await store.changes.since(ids[0], limit=2) == feed[1:3]
+    assert await store.changes.since(ids[-1]) == []
+
+
+async def test_a_change_commits_in_the_same_transaction_as_its_write(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, _ = await store.keys.create(name="before")
+    start = await store.changes.latest_id()
+
+    async def broken(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the change feed is unavailable")
+
+    monkeypatch.setattr(changes, "record", broken)
+    with pytest.raises(RuntimeError):
+        await store.keys.create(name="lost")
+    with pytest.raises(RuntimeError):
+        await store.keys.update(key.id, {"name": "renamed"})
+    with pytest.raises(RuntimeError):
+        await store.channels.create(
+            name="lost", type="openai", base_url="http://x", api_key="k", models=[]
+        )
+    with pytest.raises(RuntimeError):
+        await store.prices.set(PriceRow("lost", 1, 1, 1))
+    with pytest.raises(RuntimeError):
+        await store.logs.write_batch([log_row(key.id, 5)], {key.id: 5})
+    monkeypatch.undo()
+
+    # Every write rolled back with its change row.
+    assert [k.name for k in await store.keys.list_all()] == ["before"]
+    assert await store.channels.list_all() == []
+    assert await store.prices.list_all() == []
+    assert await count(store, "request_logs") == 0
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 0}
+    assert await store.changes.since(start) == []
+
+
+async def test_prune_keeps_recent_changes(store: Store) -> None:
+    now = int(time.time())
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            insert(change_feed),
+            [
+                {"entity": "key", "entity_id": "old-1", "created_at": now - 10 * FEED_RETENTION_S},
+                {"entity": "key", "entity_id": "old-2", "created_at": now - FEED_RETENTION_S - 5},
+                {"entity": "key", "entity_id": "recent", "created_at": now - FEED_RETENTION_S + 60},
+            ],
+        )
+    key, _ = await store.keys.create(name="fresh")
+    await store.changes.prune()
+    kept = await store.changes.since(0)
+    assert [c.entity_id for c in kept] == ["recent", str(key.id)]
+    # Ids keep growing after a prune: pollers never see an id twice.
+    await store.prices.set(PriceRow("m", 1, 1, 1))
+    assert (await store.changes.since(kept[-1].id))[0].entity_id == "m"
+
+
+# --- settings -----------------------------------------------------------------------------
+
+
+async def test_settings_set_if_absent(store: Store) -> None:
+    assert await store.settings.get("admin_key_hash") is None
+    assert await store.settings.set_if_absent("admin_key_hash", "first") is True
+    assert await store.settings.set_if_absent("admin_key_hash", "second") is False
+    assert await store.settings.get("admin_key_hash") == "first"
+
+    outcomes = await asyncio.gather(
+        *(store.settings.set_if_absent("race", f"v{i}") for i in range(8))
+    )
+    assert outcomes.count(True) == 1
+    assert await store.settings.get("race") == f"v{outcomes.index(True)}"
+
+
+# --- concurrency --------------------------------------------------------------------------
+
+
+def assert_serial_totals(totals: list[int], deltas: list[int]) -> None:
+    """Each batch saw its own increment on top of every earlier one: the running totals,
+    sorted, step by exactly the deltas, each used once."""
+    ordered = sorted(totals)
+    steps = [high - low for low, high in zip([0, *ordered], ordered, strict=False)]
+    assert Counter(steps) == Counter(deltas)
+
+
+async def test_concurrent_batches_and_key_creation_on_one_store(store: Store) -> None:
+    key, _ = await store.keys.create(name="busy", quota_nano=BIG)
+    side, _ = await store.keys.create(name="side")
+    deltas = [1_000_000_007 * (i + 1) for i in range(50)]
+
+    async def batch(delta: int) -> dict[int, int]:
+        return await store.logs.write_batch(
+            [log_row(key.id, delta), log_row(side.id, 1)], {key.id: delta, side.id: 1}
+        )
+
+    results = await asyncio.gather(
+        *(batch(delta) for delta in deltas),
+        *(store.keys.create(name=f"new-{i}") for i in range(20)),
+    )
+    totals = [r for r in results if isinstance(r, dict)]
+    created = [r for r in results if isinstance(r, tuple)]
+    assert len(totals) == 50
+    assert len(created) == 20
+
+    assert sum(deltas) > 2**31
+    assert await store.keys.used_by_ids([key.id, side.id]) == {key.id: sum(deltas), side.id: 50}
+    assert_serial_totals([t[key.id] for t in totals], deltas)
+    assert sorted(t[side.id] for t in totals) == list(range(1, 51))
+    assert await count(store, "request_logs") == 100
+    assert await count(store, "keys") == 22
+    assert len({secret for _, secret in created}) == 20
+    # Two key creations, then per batch one key_usage change for each of its two keys.
+    feed = await store.changes.since(0)
+    assert Counter(c.entity for c in feed) == {"key": 2 + 20, "key_usage": 100}
+
+
+async def test_two_stores_on_one_database_hammered_together(backend: Backend) -> None:
+    """Two engines, two pools, like the CLI beside the server; no "database is locked"."""
+    first = backend.store
+    second = await backend.open()
+    key, _ = await first.keys.create(name="shared")
+    deltas = [2**31 + i for i in range(60)]
+
+    async def batch(store: Store, delta: int) -> dict[int, int]:
+        return await store.logs.write_batch([log_row(key.id, delta)], {key.id: delta})
+
+    async def admin(store: Store, i: int) -> None:
+        await store.keys.create(name=f"k{i}")
+        await store.channels.create(
+            name=f"c{i}", type="openai", base_url="http://x", api_key=f"u{i}", models=["m"]
+        )
+        await store.prices.set(PriceRow(f"m{i}", i, i, i))
+        await store.changes.since(0)
+        await store.keys.list_all()
+
+    results = await asyncio.gather(
+        *(batch(first if i % 2 else second, delta) for i, delta in enumerate(deltas)),
+        *(admin(first if i % 2 else second, i) for i in range(20)),
+        return_exceptions=True,
+    )
+    errors = [r for r in results if isinstance(r, BaseException)]
+    assert errors == []
+
+    totals = [r[key.id] for r in results if isinstance(r, dict)]
+    assert_serial_totals(totals, deltas)
+    for store in (first, second):
+        assert await store.keys.used_by_ids([key.id]) == {key.id: sum(deltas)}
+        assert await count(store, "request_logs") == 60
+        assert await count(store, "keys") == 21
+        assert await count(store, "channels") == 20
+        assert len(await store.channels.list_all()) == 20
+
+
+# --- the key cache and the log writer -----------------------------------------------------
+
+
+async def test_log_writer_pending_spend_is_visible_before_the_flush(store: Store) -> None:
+    a, secret = await store.keys.create(name="a", quota_nano=BIG)
+    b, _ = await store.keys.create(name="b")
+    cache = KeyCache()
+    cache.replace_all(await store.keys.list_all())
+    writer = LogWriter(store.logs, cache, interval_s=0.05)
+
+    writer.submit(log_row(a.id, 3_000_000_000))
+    writer.submit(log_row(a.id, 5))
+    writer.submit(log_row(b.id, 11))
+    writer.submit(log_row(None, 0))
+
+    state = cache.authenticate(secret)
+    assert state.id == a.id
+    assert (state.db_used_nano, state.pending_nano) == (0, 3_000_000_005)
+    assert state.used_nano == 3_000_000_005
+    assert state.remaining_nano == BIG - 3_000_000_005
+    assert await store.keys.used_by_ids([a.id, b.id]) == {a.id: 0, b.id: 0}
+    assert await count(store, "request_logs") == 0
+
+    await writer.flush()
+    db = await store.keys.used_by_ids([a.id, b.id])
+    assert db == {a.id: 3_000_000_005, b.id: 11}
+    for key_id in (a.id, b.id):
+        cached = cache.get(key_id)
+        assert cached is not None
+        assert cached.pending_nano == 0
+        assert cached.db_used_nano == cached.used_nano == db[key_id]
+    assert await count(store, "request_logs") == 4
+
+    await writer.flush()  # nothing queued: nothing written twice
+    assert await store.keys.used_by_ids([a.id]) == {a.id: 3_000_000_005}
+    assert await count(store, "request_logs") == 4
+
+
+async def test_log_writer_keeps_a_failed_batch_and_commits_it_once(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key, _ = await store.keys.create(name="k")
+    cache = KeyCache()
+    cache.replace_all(await store.keys.list_all())
+    writer = LogWriter(store.logs, cache, interval_s=0.05)
+    real_record = changes.record
+    failures = 0
+
+    async def fail_once(*args: Any, **kwargs: Any) -> None:
+        # Fails inside write_batch's transaction, after the rows and the spend went in.
+        nonlocal failures
+        if failures == 0:
+            failures += 1
+            raise ConnectionError("the database went away mid-commit")
+        await real_record(*args, **kwargs)
+
+    first = [log_row(key.id, 2**32), log_row(key.id, 3)]
+    for row in first:
+        writer.submit(row)
+    monkeypatch.setattr(changes, "record", fail_once)
+    with pytest.raises(ConnectionError):
+        await writer.flush()
+    assert failures == 1
+    assert await count(store, "request_logs") == 0
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 0}
+    state = cache.get(key.id)
+    assert state is not None
+    assert (state.db_used_nano, state.pending_nano) == (0, 2**32 + 3)
+
+    late = log_row(key.id, 7)
+    writer.submit(late)
+    assert state.used_nano == 2**32 + 10
+    await writer.flush()
+    await writer.flush()
+
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 2**32 + 10}
+    logged = await store.logs.recent(key_id=key.id)
+    assert [r["request_id"] for r in reversed(logged)] == [
+        first[0]["request_id"],
+        first[1]["request_id"],
+        late["request_id"],
+    ]
+    assert (state.db_used_nano, state.pending_nano) == (2**32 + 10, 0)
+
+
+async def test_log_writer_background_task_flushes_and_close_drains(store: Store) -> None:
+    key, _ = await store.keys.create(name="k")
+    cache = KeyCache()
+    cache.replace_all(await store.keys.list_all())
+    writer = LogWriter(store.logs, cache, interval_s=0.05)
+    writer.start()
+    try:
+        writer.submit(log_row(key.id, 100))
+        for _ in range(100):
+            if await store.keys.used_by_ids([key.id]) == {key.id: 100}:
+                break
+            await asyncio.sleep(0.02)
+        assert await store.keys.used_by_ids([key.id]) == {key.id: 100}
+        writer.submit(log_row(key.id, 23))
+    finally:
+        await writer.close()
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 123}
+    assert await count(store, "request_logs") == 2
+    state = cache.get(key.id)
+    assert state is not None
+    assert (state.db_used_nano, state.pending_nano) == (123, 0)
