@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+
 from conftest import UPSTREAM_KEY
 from support import openapi
 from support.fake_openai import FakeOpenAI
@@ -113,12 +114,19 @@ def _walk(server: Gateway, fake: FakeOpenAI) -> None:
     assert ranged["total_usage"] == pytest.approx(spent_cents)
     midnight = int(datetime(today.year, today.month, today.day, tzinfo=UTC).timestamp())
     assert ranged["daily_costs"] == [
-        {"timestamp": midnight, "line_items": [{"name": "gpt-4o", "cost": pytest.approx(spent_cents)}]}
+        {
+            "timestamp": midnight,
+            "line_items": [{"name": "gpt-4o", "cost": pytest.approx(spent_cents)}],
+        }
     ]
     # The key's model list holds: gpt-4o-mini is served but not for this key.
     with pytest.raises(openai.PermissionDeniedError):
-        client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}])
-    openapi.validate_response("GET", "/v1/models", 200, httpx.get(server.base_url + "/models", headers=headers).json())
+        client.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "hi"}]
+        )
+    openapi.validate_response(
+        "GET", "/v1/models", 200, httpx.get(server.base_url + "/models", headers=headers).json()
+    )
 
 
 def _read_bootstrap_key(server: Gateway) -> str:

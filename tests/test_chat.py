@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -118,7 +119,7 @@ def test_fields_the_gateway_does_not_use_pass_through(
 
 
 def test_parallel_tool_calls_and_json_schema(gateway: Gateway, api_key: str) -> None:
-    tools = [
+    tools: Any = [
         {
             "type": "function",
             "function": {
@@ -135,13 +136,13 @@ def test_parallel_tool_calls_and_json_schema(gateway: Gateway, api_key: str) -> 
     completion = client(gateway, api_key).chat.completions.create(
         model="gpt-4o",
         messages=[{"role": "user", "content": "weather and time in Oslo"}],
-        tools=tools,  # type: ignore[arg-type]
+        tools=tools,
         tool_choice="required",
         parallel_tool_calls=True,
     )
     calls = completion.choices[0].message.tool_calls or []
     assert [c.function.name for c in calls if c.type == "function"] == ["get_weather", "get_time"]
-    schema = {
+    schema: Any = {
         "name": "answer",
         "schema": {
             "type": "object",
@@ -154,7 +155,7 @@ def test_parallel_tool_calls_and_json_schema(gateway: Gateway, api_key: str) -> 
     structured = client(gateway, api_key).chat.completions.create(
         model="gpt-4o",
         messages=[{"role": "user", "content": "which city?"}],
-        response_format={"type": "json_schema", "json_schema": schema},  # type: ignore[typeddict-item]
+        response_format={"type": "json_schema", "json_schema": schema},
     )
     assert "city" in json.loads(structured.choices[0].message.content or "{}")
 
@@ -269,8 +270,8 @@ def test_seed_request_with_curl(gateway: Gateway, api_key: str) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _copy_guard() -> None:
+def _copy_guard() -> Iterator[None]:
     # The seed constants are shared; a test must never mutate them.
     before = copy.deepcopy(SEED_REQUEST)
-    yield  # type: ignore[misc]
+    yield
     assert before == SEED_REQUEST

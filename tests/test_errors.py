@@ -10,6 +10,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+
 from conftest import BODY_LIMIT, UPSTREAM_KEY
 from support import openapi
 from support.fake_openai import FakeOpenAI
@@ -183,7 +184,12 @@ def test_upstream_retry_after_is_passed_on(
 def test_upstream_client_errors_are_relayed(
     gateway: Gateway, fake: FakeOpenAI, api_key: str, upstream_status: int
 ) -> None:
-    fake.fail_next(upstream_status, "Invalid value for 'temperature'.", err_type="invalid_request_error", code="invalid_value")
+    fake.fail_next(
+        upstream_status,
+        "Invalid value for 'temperature'.",
+        err_type="invalid_request_error",
+        code="invalid_value",
+    )
     error = assert_error(post(gateway, api_key, hello()), upstream_status, "invalid_value")
     assert error["message"] == "Invalid value for 'temperature'."
 
@@ -247,11 +253,25 @@ def silent_upstream() -> Iterator[int]:
 
 
 @pytest.fixture(scope="module")
-def impatient_gateway(tmp_path_factory: pytest.TempPathFactory, silent_upstream: int) -> Iterator[Gateway]:
-    server = Gateway(tmp_path_factory.mktemp("impatient"), env={"OMNIRELAY_UPSTREAM_TIMEOUT_S": "1"})
+def impatient_gateway(
+    tmp_path_factory: pytest.TempPathFactory, silent_upstream: int
+) -> Iterator[Gateway]:
+    server = Gateway(
+        tmp_path_factory.mktemp("impatient"), env={"OMNIRELAY_UPSTREAM_TIMEOUT_S": "1"}
+    )
     server.start()
-    server.add_channel(name="silent", base_url=f"http://127.0.0.1:{silent_upstream}/v1", api_key="sk-x", models=["gpt-4o"])
-    server.add_channel(name="refused", base_url=f"http://127.0.0.1:{free_port()}/v1", api_key="sk-x", models=["gpt-4o-mini"])
+    server.add_channel(
+        name="silent",
+        base_url=f"http://127.0.0.1:{silent_upstream}/v1",
+        api_key="sk-x",
+        models=["gpt-4o"],
+    )
+    server.add_channel(
+        name="refused",
+        base_url=f"http://127.0.0.1:{free_port()}/v1",
+        api_key="sk-x",
+        models=["gpt-4o-mini"],
+    )
     yield server
     server.stop()
 
@@ -286,5 +306,3 @@ def _wait_for_log(gateway: Gateway, key: Any) -> dict[str, Any]:
     rows = gateway.admin("GET", f"/admin/logs?key_id={key.id}").json()["data"]
     assert rows
     return dict(rows[0])
-
-

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+
 from conftest import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
@@ -42,7 +43,11 @@ def test_cli_changes_reach_the_running_gateway_within_a_second(
     key = created.stdout.strip()
     wait_until(lambda: status(gateway, key) == 200, timeout=1.0)
 
-    key_id = next(k["id"] for k in gateway.admin("GET", "/admin/keys").json()["data"] if k["name"] == "cli-made")
+    key_id = next(
+        k["id"]
+        for k in gateway.admin("GET", "/admin/keys").json()["data"]
+        if k["name"] == "cli-made"
+    )
     gateway.cli("key", "update", str(key_id), "--disable")
     wait_until(lambda: status(gateway, key) == 401, timeout=1.0)
     gateway.cli("key", "update", str(key_id), "--enable", "--quota-usd", "0")

@@ -226,8 +226,8 @@ async def test_migrations_create_the_schema(store: Store) -> None:
     }
     versions = await fetch(store, "SELECT version_num FROM alembic_version")
     assert versions == [{"version_num": head_revision()}]
-    for table in TABLES:
-        assert await count(store, table) == 0, table
+    for table_name in TABLES:
+        assert await count(store, table_name) == 0, table_name
 
 
 async def test_reopening_the_store_is_a_no_op(backend: Backend, store: Store) -> None:

@@ -14,6 +14,8 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from pydantic import ValidationError
+
 from omnirelay import logs
 from omnirelay.config import Settings, load_settings
 from omnirelay.gateway import admin as ops
@@ -327,12 +329,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     overrides: dict[str, Any] = {}
     if args.command == "serve":
         overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
-    settings = load_settings(**overrides)
+    try:
+        settings = load_settings(**overrides)
+    except ValidationError as exc:
+        print(f"error: invalid settings:\n{exc}", file=sys.stderr)
+        return 2
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "serve":
         from omnirelay.server import serve
 
-        serve(settings)
+        try:
+            serve(settings)
+        except OSError as exc:
+            print(f"error: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+            return 1
         return 0
     try:
         if args.command == "migrate":

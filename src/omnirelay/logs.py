@@ -50,3 +50,4 @@ def configure(level: str, fmt: str) -> None:
     root.setLevel(level.upper())
     # aiohttp's access log would add a formatted line per call; the request log table has it.
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("alembic").setLevel(logging.WARNING)

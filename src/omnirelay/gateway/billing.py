@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from omnirelay.wire.errors import InvalidRequest
 UNLIMITED_USD = 100_000_000
 NANO_PER_CENT = NANO_PER_USD // 100
 MAX_RANGE_DAYS = 366
+DATE_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}")
 
 
 def subscription(key: KeyState) -> dict[str, Any]:
@@ -70,8 +72,10 @@ def _date_range(start_date: str | None, end_date: str | None) -> tuple[date, dat
 
 
 def _parse_date(value: str, name: str) -> date:
+    if not DATE_PATTERN.fullmatch(value):
+        return _invalid_date(name)
     try:
-        return date.fromisoformat(value) if len(value) == 10 else _invalid_date(name)
+        return date.fromisoformat(value)
     except ValueError:
         return _invalid_date(name)
 

@@ -42,8 +42,10 @@ def check_chat_request(body: dict[str, Any]) -> ChatRequest:
     for index, message in enumerate(messages):
         if not isinstance(message, dict):
             raise InvalidType(f"'messages[{index}]' must be an object.", param=f"messages[{index}]")
-        if not isinstance(message.get("role"), str):
-            raise MissingField(
+        role = message.get("role")
+        if not isinstance(role, str):
+            error = MissingField if role is None else InvalidType
+            raise error(
                 f"'messages[{index}].role' is required and must be a string.",
                 param=f"messages[{index}].role",
             )

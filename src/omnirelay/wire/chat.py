@@ -28,7 +28,8 @@ def complete_response(body: dict[str, Any], fingerprint: str) -> dict[str, Any]:
             continue
         choice.setdefault("index", index)
         choice.setdefault("logprobs", None)
-        choice.setdefault("finish_reason", "stop")
+        if not isinstance(choice.get("finish_reason"), str):
+            choice["finish_reason"] = "stop"
         message = choice.get("message")
         if isinstance(message, dict):
             message.setdefault("role", "assistant")
@@ -40,9 +41,11 @@ def complete_response(body: dict[str, Any], fingerprint: str) -> dict[str, Any]:
 
 def complete_usage(given: Any) -> dict[str, Any]:
     usage: dict[str, Any] = given if isinstance(given, dict) else {}
-    usage.setdefault("prompt_tokens", 0)
-    usage.setdefault("completion_tokens", 0)
-    usage.setdefault("total_tokens", usage["prompt_tokens"] + usage["completion_tokens"])
+    for name in ("prompt_tokens", "completion_tokens"):
+        if not isinstance(usage.get(name), int):
+            usage[name] = 0
+    if not isinstance(usage.get("total_tokens"), int):
+        usage["total_tokens"] = usage["prompt_tokens"] + usage["completion_tokens"]
     usage["prompt_tokens_details"] = _zero_filled(
         usage.get("prompt_tokens_details"), USAGE_PROMPT_DETAILS
     )

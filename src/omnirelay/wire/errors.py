@@ -158,9 +158,9 @@ class UpstreamClientError(GatewayError):
 _SECRET_PATTERNS = (
     re.compile(r"https?://[^\s'\"]+"),
     re.compile(r"\b(?:\d{1,3}\.){3}\d{1,3}(?::\d+)?\b"),
-    re.compile(r"\[[0-9a-fA-F:]+\](?::\d+)?"),
+    re.compile(r"\[[0-9a-fA-F]*:[0-9a-fA-F:]*\](?::\d+)?"),
     re.compile(r"(?i)bearer\s+[^\s'\"]+"),
-    re.compile(r"\b(?:sk|pk|rk|key|AIza)[-_A-Za-z0-9*.]{6,}"),
+    re.compile(r"\b(?:sk|pk|rk|key)[-_][-_A-Za-z0-9*.]{6,}|\bAIza[-_A-Za-z0-9]{20,}"),
     re.compile(r"\b[A-Za-z0-9_\-]{32,}\b"),
 )
 

@@ -14,7 +14,14 @@ async def iter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
     single separator search works for both.
     """
     buffer = b""
+    held_cr = False
     async for chunk in chunks:
+        if held_cr:
+            chunk = b"\r" + chunk
+        # A CRLF may be split across two reads: hold a trailing CR for the next one.
+        held_cr = chunk.endswith(b"\r")
+        if held_cr:
+            chunk = chunk[:-1]
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         buffer += chunk
@@ -33,7 +40,7 @@ async def iter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
 
 def event_data(event: bytes) -> bytes | None:
     """The payload of an event's ``data:`` lines, or None for comments and other fields."""
-    if event.startswith(b"data:") and b"\ndata:" not in event:
+    if event.startswith(b"data:") and b"\n" not in event:
         return event[5:].lstrip(b" ")
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
