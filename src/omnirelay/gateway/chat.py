@@ -79,14 +79,13 @@ class ChatRelay:
         self._fingerprint = fingerprint
 
     async def complete(self, call: Call, body: dict[str, Any]) -> JSONResult | StreamResult:
-        request = check_chat_request(body)
-        call.model = request.model
         try:
+            request = check_chat_request(body)
+            call.model = request.model
             return await self._relay(call, body, request)
         except GatewayError as error:
-            self._logs.submit(
-                call.log_row(status=error.status, stream=request.stream, error=error.message)
-            )
+            stream = body.get("stream") is True
+            self._logs.submit(call.log_row(status=error.status, stream=stream, error=error.message))
             raise
 
     async def _relay(
