@@ -12,6 +12,7 @@ from omnirelay.api.errors import error_middleware
 from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
+from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.chat import ChatRelay
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
@@ -82,6 +83,7 @@ async def build_state(settings: Settings) -> AppState:
         logs=logs,
         sync=sync,
         chat=chat,
+        admin=Admin(store, providers.types),
         admin_key_hash=await admin_key_hash(settings, store),
     )
 

@@ -25,7 +25,7 @@ def _admin(request: web.Request) -> tuple[AppState, ops.Admin]:
     state = state_of(request)
     if not admin_key_matches(bearer_secret(request), state.admin_key_hash):
         raise InvalidAPIKey("This path needs the admin key: 'Authorization: Bearer <admin key>'.")
-    return state, ops.Admin(state.store, state.providers.types)
+    return state, state.admin
 
 
 def _int_param(request: web.Request, name: str) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from omnirelay.config import Settings
+from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.chat import ChatRelay
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
@@ -30,6 +31,7 @@ class AppState:
     logs: LogWriter
     sync: CacheSync
     chat: ChatRelay
+    admin: Admin
     admin_key_hash: str
 
 
