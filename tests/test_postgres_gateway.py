@@ -55,7 +55,7 @@ def test_two_processes_share_keys_channels_and_spend(
             completion = second_client.chat.completions.create(**SEED_REQUEST)
         except openai.APIStatusError:
             return False
-        return completion.model_dump(mode="json", exclude_unset=True) == SEED_RESPONSE
+        return bool(completion.model_dump(mode="json", exclude_unset=True) == SEED_RESPONSE)
 
     wait_until(served_by_second, timeout=1.0)
 

@@ -16,7 +16,7 @@ import pytest
 
 from conftest import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
-from support.gateway import BIN, Gateway
+from support.gateway import Gateway
 
 CALLS = 120
 CLI_RUNS = 8
@@ -47,14 +47,7 @@ def test_cli_and_server_write_at_once(busy_gateway: Gateway) -> None:
             if index % 2
             else ["price", "set", f"model-{index}", "--input", "1", "--output", "2"]
         )
-        return subprocess.run(
-            [str(BIN / "omnirelay"), *command],
-            cwd=busy_gateway.workdir,
-            env=busy_gateway.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+        return busy_gateway.cli(*command, check=False)
 
     with ThreadPoolExecutor(max_workers=16) as pool:
         calls = [pool.submit(call, i) for i in range(CALLS)]

@@ -21,7 +21,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
-from sqlalchemy import BigInteger, insert, inspect, text
+from sqlalchemy import BigInteger, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -34,7 +34,7 @@ from omnirelay.store.db import MIGRATIONS, migrate
 from omnirelay.store.logs import DAY_MS, DailyCost
 from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
-from omnirelay.store.tables import change_feed, metadata
+from omnirelay.store.tables import change_feed, keys, metadata
 from support.postgres import fresh_database
 
 BIG = 5_000_000_000_000  # 5000 USD in nano-dollars: far beyond a 32-bit integer
@@ -712,6 +712,37 @@ async def test_two_stores_on_one_database_hammered_together(backend: Backend) ->
         assert len(await store.channels.list_all()) == 20
 
 
+async def test_sqlite_read_then_write_transactions_queue_instead_of_failing(
+    tmp_path: Path,
+) -> None:
+    """Every SQLite transaction takes the write lock up front (BEGIN IMMEDIATE): a
+    transaction that reads and then writes waits its turn instead of failing with
+    "database is locked", and never writes from a stale read."""
+    settings = Settings(data_dir=tmp_path, secret_key=Fernet.generate_key().decode())
+    first = await Store.open(settings)
+    second = await Store.open(settings)
+    try:
+        key, _ = await first.keys.create(name="counter")
+
+        async def bump(store: Store) -> None:
+            async with store.engine.begin() as connection:
+                query = select(keys.c.used_nano).where(keys.c.id == key.id)
+                used: int = (await connection.execute(query)).scalar_one()
+                await asyncio.sleep(0.001)  # let the other transactions interleave
+                await connection.execute(
+                    update(keys).where(keys.c.id == key.id).values(used_nano=used + 1)
+                )
+
+        results = await asyncio.gather(
+            *(bump(first if i % 2 else second) for i in range(24)), return_exceptions=True
+        )
+        assert [r for r in results if isinstance(r, BaseException)] == []
+        assert await second.keys.used_by_ids([key.id]) == {key.id: 24}
+    finally:
+        await first.close()
+        await second.close()
+
+
 # --- the key cache and the log writer -----------------------------------------------------
 
 
@@ -761,9 +792,11 @@ async def test_log_writer_keeps_a_failed_batch_and_commits_it_once(
     failures = 0
 
     async def fail_once(*args: Any, **kwargs: Any) -> None:
-        # Fails inside write_batch's transaction, after the rows and the spend went in.
+        # Fails inside write_batch's transaction, after the rows and the spend went in:
+        # the batch, then its first row, then that row's charge alone, as when the
+        # database has gone away.
         nonlocal failures
-        if failures == 0:
+        if failures < 3:
             failures += 1
             raise ConnectionError("the database went away mid-commit")
         await real_record(*args, **kwargs)
@@ -774,7 +807,7 @@ async def test_log_writer_keeps_a_failed_batch_and_commits_it_once(
     monkeypatch.setattr(changes, "record", fail_once)
     with pytest.raises(ConnectionError):
         await writer.flush()
-    assert failures == 1
+    assert failures == 3
     assert await count(store, "request_logs") == 0
     assert await store.keys.used_by_ids([key.id]) == {key.id: 0}
     state = cache.get(key.id)
@@ -818,3 +851,50 @@ async def test_log_writer_background_task_flushes_and_close_drains(store: Store)
     state = cache.get(key.id)
     assert state is not None
     assert (state.db_used_nano, state.pending_nano) == (123, 0)
+
+
+async def test_log_writer_is_idempotent_by_request_id_and_survives_a_refused_row(
+    backend: Backend, store: Store
+) -> None:
+    """A batch the database refuses is written row by row instead of retried forever.
+
+    A row whose request id is already stored was committed with its charge before, so it
+    is dropped; a row refused for its content keeps its charge. The rest go in as usual.
+    """
+    key, _ = await store.keys.create(name="k")
+    cache = KeyCache()
+    cache.replace_all(await store.keys.list_all())
+    writer = LogWriter(store.logs, cache, interval_s=60)
+    committed = log_row(key.id, 100)
+    await store.logs.write_batch([committed], {key.id: 100})
+
+    again = dict(committed)  # the same call, already stored with its charge
+    fresh = log_row(key.id, 7)
+    writer.submit(again)
+    writer.submit(fresh)
+    if backend.kind == "postgres":
+        # PostgreSQL refuses an INTEGER out of range; SQLite stores any size.
+        refused = {**log_row(key.id, 11), "latency_ms": 2**40}
+        writer.submit(refused)
+    await writer.flush()
+
+    expected = 100 + 7 + (11 if backend.kind == "postgres" else 0)
+    assert await store.keys.used_by_ids([key.id]) == {key.id: expected}
+    ids = {row["request_id"] for row in await store.logs.recent(key_id=key.id)}
+    assert ids == {committed["request_id"], fresh["request_id"]}
+    state = cache.get(key.id)
+    assert state is not None and state.pending_nano == 0
+    await writer.flush()  # nothing is left to write twice
+    assert await store.keys.used_by_ids([key.id]) == {key.id: expected}
+
+
+async def test_concurrent_first_price_sets_do_not_collide(store: Store) -> None:
+    import asyncio
+
+    from omnirelay.store.prices import PriceRow
+
+    for round_ in range(5):
+        model = f"race-{round_}"
+        await asyncio.gather(*(store.prices.set(PriceRow(model, n, n, n)) for n in range(1, 5)))
+    prices = {row.model for row in await store.prices.list_all()}
+    assert {f"race-{n}" for n in range(5)} <= prices

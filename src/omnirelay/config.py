@@ -38,7 +38,6 @@ class Settings(BaseSettings):
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-    log_prompts: bool = False
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     upstream_timeout_s: float = Field(default=600.0, gt=0)

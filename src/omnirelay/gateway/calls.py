@@ -10,6 +10,7 @@ from omnirelay.gateway.keys import KeyState
 from omnirelay.wire.usage import Usage
 
 STATUS_CLIENT_CLOSED = 499
+MODEL_COLUMN_CHARS = 128
 
 
 @dataclass(slots=True)
@@ -51,8 +52,8 @@ class Call:
             "created_ms": self.started_ms,
             "key_id": self.key.id,
             "endpoint": self.endpoint,
-            "model": self.model,
-            "served_model": self.served_model,
+            "model": _clip(self.model),
+            "served_model": _clip(self.served_model),
             "channel_id": self.channel_id,
             "prompt_tokens": usage.prompt_tokens,
             "completion_tokens": usage.completion_tokens,
@@ -65,3 +66,8 @@ class Call:
             "usage_source": source,
             "error": error,
         }
+
+
+def _clip(name: str | None) -> str | None:
+    """Model names as the log's column holds them; an upstream may report a longer one."""
+    return name[:MODEL_COLUMN_CHARS] if name else name

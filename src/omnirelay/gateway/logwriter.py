@@ -13,6 +13,8 @@ import logging
 from collections import defaultdict
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
+
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.store.logs import LogRepository
 
@@ -28,7 +30,6 @@ class LogWriter:
         self._keys = keys
         self._interval_s = interval_s
         self._rows: list[dict[str, Any]] = []
-        self._spend: dict[int, int] = defaultdict(int)
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -39,7 +40,6 @@ class LogWriter:
         key_id = row.get("key_id")
         cost = row.get("cost_nano", 0)
         if key_id is not None and cost:
-            self._spend[key_id] += cost
             self._keys.charge(key_id, cost)
         if len(self._rows) >= MAX_BATCH:
             self._wake.set()
@@ -57,19 +57,45 @@ class LogWriter:
 
     async def flush(self) -> None:
         async with self._lock:
-            if not self._rows and not self._spend:
+            if not self._rows:
                 return
-            rows, spend = self._rows, dict(self._spend)
-            self._rows, self._spend = [], defaultdict(int)
+            rows, self._rows = self._rows, []
+            spend = _spend_of(rows)
             try:
                 totals = await self._repo.write_batch(rows, spend)
-            except Exception:
-                # Put the batch back in front of anything queued meanwhile.
+            except asyncio.CancelledError:
                 self._rows[:0] = rows
-                for key_id, delta in spend.items():
-                    self._spend[key_id] += delta
                 raise
+            except Exception:
+                log.warning("writing a batch of %d log rows failed; trying row by row", len(rows))
+                await self._write_singly(rows)
+                return
             self._keys.flushed(spend, totals)
+
+    async def _write_singly(self, rows: list[dict[str, Any]]) -> None:
+        """Commit each row with its own charge, so one bad row cannot hold back the rest.
+
+        A row whose request id is already stored was committed, charge and all, by an
+        earlier attempt whose outcome was lost: it is skipped, so nothing is charged twice.
+        A row the database refuses while it still takes the row's charge alone is bad in
+        itself: the charge is kept and the row dropped. When even that fails the database
+        is unreachable, and the rest of the batch is queued again for the next flush.
+        """
+        for index, row in enumerate(rows):
+            own = _spend_of([row])
+            try:
+                try:
+                    totals = await self._repo.write_batch([row], own)
+                except IntegrityError:
+                    log.warning("log row %s was stored already; skipped", row.get("request_id"))
+                    totals = {}
+                except Exception:
+                    totals = await self._repo.write_batch([], own)
+                    log.error("log row %s refused; its charge was kept", row.get("request_id"))
+            except BaseException:
+                self._rows[:0] = rows[index:]
+                raise
+            self._keys.flushed(own, totals)
 
     async def _run(self) -> None:
         while True:
@@ -83,3 +109,12 @@ class LogWriter:
             except Exception:
                 log.exception("writing the request log failed; retrying")
                 await asyncio.sleep(RETRY_PAUSE_S)
+
+
+def _spend_of(rows: list[dict[str, Any]]) -> dict[int, int]:
+    spend: dict[int, int] = defaultdict(int)
+    for row in rows:
+        key_id, cost = row.get("key_id"), row.get("cost_nano", 0)
+        if key_id is not None and cost:
+            spend[key_id] += cost
+    return dict(spend)

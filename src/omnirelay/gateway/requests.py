@@ -10,7 +10,9 @@ from typing import Any
 
 import orjson
 
-from omnirelay.wire.errors import InvalidJSON, InvalidType, MissingField
+from omnirelay.wire.errors import InvalidJSON, InvalidRequest, InvalidType, MissingField
+
+MAX_MODEL_NAME = 128
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -34,8 +36,12 @@ class ChatRequest:
 
 def check_chat_request(body: dict[str, Any]) -> ChatRequest:
     model = _required(body, "model", str, "a string")
-    if not model:
-        raise InvalidType("'model' must not be empty.", param="model")
+    if not model or len(model) > MAX_MODEL_NAME:
+        raise InvalidRequest(
+            f"'model' must be a model name of 1 to {MAX_MODEL_NAME} characters.",
+            param="model",
+            code="invalid_value",
+        )
     messages = _required(body, "messages", list, "an array")
     if not messages:
         raise InvalidType("'messages' must contain at least one message.", param="messages")

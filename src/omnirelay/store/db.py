@@ -8,18 +8,27 @@ makes every writer queue on the timeout instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import event
+from sqlalchemy import Table, event
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK_ID = 0x0E1A_7001
+
+
+def dialect_insert(connection: AsyncConnection) -> Callable[[Table], Any]:
+    """The dialect's INSERT, which offers ``on_conflict_do_update`` on both backends."""
+    if connection.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert
 
 
 def is_sqlite(url: str) -> bool:

@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import changes
+from omnirelay.store.db import dialect_insert
 from omnirelay.store.tables import prices
 
 
@@ -54,11 +55,10 @@ class PriceRepository:
             "updated_at": int(time.time()),
         }
         async with self._engine.begin() as connection:
-            result = await connection.execute(
-                update(prices).where(prices.c.model == price.model).values(**values)
+            insert = dialect_insert(connection)(prices).values(model=price.model, **values)
+            await connection.execute(
+                insert.on_conflict_do_update(index_elements=[prices.c.model], set_=values)
             )
-            if result.rowcount == 0:
-                await connection.execute(insert(prices).values(model=price.model, **values))
             await changes.record(connection, changes.PRICE, price.model)
 
     async def delete(self, model: str) -> bool:
