@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import errno
 import json
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,6 +23,8 @@ from omnirelay.gateway import admin as ops
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.store import Store
 from omnirelay.wire.errors import GatewayError
+
+LISTEN_ERRORS = frozenset({errno.EADDRINUSE, errno.EADDRNOTAVAIL, errno.EACCES})
 
 Action = Callable[[ops.Admin, Store, argparse.Namespace], Awaitable[None]]
 
@@ -341,7 +344,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             serve(settings)
         except OSError as exc:
-            print(f"error: cannot serve on {settings.host}:{settings.port}: {exc}", file=sys.stderr)
+            if exc.errno not in LISTEN_ERRORS:
+                raise
+            where = f"{settings.host}:{settings.port}"
+            print(f"error: cannot listen on {where}: {exc}", file=sys.stderr)
             return 1
         return 0
     try:
