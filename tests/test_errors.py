@@ -306,3 +306,16 @@ def _wait_for_log(gateway: Gateway, key: Any) -> dict[str, Any]:
     rows = gateway.admin("GET", f"/admin/logs?key_id={key.id}").json()["data"]
     assert rows
     return dict(rows[0])
+
+
+def test_stream_cut_before_its_first_event_is_a_502_and_free(
+    gateway: Gateway, fake: FakeOpenAI, make_key: Any
+) -> None:
+    key = make_key()
+    fake.drop_next_stream_after(0)
+    response = post(gateway, key, {**hello(), "stream": True})
+    error = assert_error(response, 502, "upstream_error")
+    assert "broke" in error["message"]
+    row = _wait_for_log(gateway, key)
+    assert (row["status"], row["cost_nano"]) == (502, 0)
+    assert _used(gateway, key) == 0

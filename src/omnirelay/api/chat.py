@@ -33,14 +33,15 @@ async def _relay_stream(
     request: web.Request, result: StreamResult, request_id: str
 ) -> web.StreamResponse:
     response = web.StreamResponse(headers={**SSE_HEADERS, REQUEST_ID_HEADER: request_id})
-    events = result.events
     try:
         await response.prepare(request)
-        async for event in events:
+        if result.first:
+            await response.write(result.first)
+        async for event in result.rest:
             await response.write(event)
         await response.write_eof()
     except (ConnectionResetError, ClientConnectionResetError):
         pass  # The client went away; closing the events below cancels the upstream.
     finally:
-        await events.aclose()
+        await result.rest.aclose()
     return response

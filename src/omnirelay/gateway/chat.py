@@ -55,7 +55,10 @@ class JSONResult:
 
 @dataclass(frozen=True, slots=True)
 class StreamResult:
-    events: AsyncGenerator[bytes, None]
+    """A stream whose first event has arrived; ``rest`` must be closed after use."""
+
+    first: bytes
+    rest: AsyncGenerator[bytes, None]
 
 
 class ChatRelay:
@@ -113,7 +116,13 @@ class ChatRelay:
             raise await self._upstream_error(provider, response)
         if request.stream:
             events = self._stream(call, response, price, body, request.client_wants_usage)
-            return StreamResult(events)
+            # Wait for the first event before answering: until then a failure can still
+            # be reported with a proper status, and a started generator always settles.
+            try:
+                first = await anext(events)
+            except StopAsyncIteration:
+                first = b""
+            return StreamResult(first, events)
         return await self._non_stream(call, response, provider, price, body)
 
     async def _upstream_error(
@@ -168,6 +177,7 @@ class ChatRelay:
         usage: Usage | None = None
         relayed: list[bytes] = []
         status, error = 200, None
+        reported_by_caller = False
         try:
             async for event in sse.iter_events(response.content.iter_any()):
                 data = sse.event_data(event)
@@ -192,19 +202,39 @@ class ChatRelay:
                 if isinstance(exc, TimeoutError)
                 else UpstreamError("The upstream connection broke during the stream.")
             )
+            if not relayed:
+                # Nothing has reached the client: the caller answers, and logs, this error.
+                reported_by_caller = True
+                response.close()
+                raise failure from exc
             status, error = failure.status, failure.message
             yield sse.encode(orjson.dumps(failure.body()))
         except (GeneratorExit, asyncio.CancelledError):
             status, error = STATUS_CLIENT_CLOSED, "client disconnected; the stream was cancelled"
             raise
         finally:
-            # Closing an unfinished response drops its connection, which stops the upstream.
-            response.close()
-            if usage is None:
-                usage = self._count_stream(call, body, relayed)
-            cost = cost_nano(price, usage)
-            row = call.log_row(status=status, stream=True, usage=usage, cost_nano=cost, error=error)
-            self._logs.submit(row)
+            if not reported_by_caller:
+                self._settle_stream(call, response, price, body, relayed, usage, status, error)
+
+    def _settle_stream(
+        self,
+        call: Call,
+        response: aiohttp.ClientResponse,
+        price: Price,
+        body: dict[str, Any],
+        relayed: list[bytes],
+        usage: Usage | None,
+        status: int,
+        error: str | None,
+    ) -> None:
+        # Closing an unfinished response drops its connection, which stops the upstream.
+        response.close()
+        if usage is None:
+            # Charge what was generated; a stream that produced nothing costs nothing.
+            usage = self._count_stream(call, body, relayed) if relayed else Usage()
+        cost = cost_nano(price, usage)
+        row = call.log_row(status=status, stream=True, usage=usage, cost_nano=cost, error=error)
+        self._logs.submit(row)
 
     def _count_stream(self, call: Call, body: dict[str, Any], relayed: list[bytes]) -> Usage:
         chunks = []
