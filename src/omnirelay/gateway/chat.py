@@ -7,7 +7,7 @@ event by event: the bytes pass through, and only events that can carry usage are
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,7 @@ from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import Price, PriceBook, cost_nano
 from omnirelay.gateway.requests import ChatRequest, check_chat_request
 from omnirelay.gateway.routing import Router
-from omnirelay.providers.base import ChatProvider
+from omnirelay.providers.base import ChatProvider, StreamTranslator
 from omnirelay.providers.http import UpstreamClient, retry_after_seconds
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.wire import sse
@@ -115,7 +115,8 @@ class ChatRelay:
         if response.status >= 400:
             raise await self._upstream_error(provider, response)
         if request.stream:
-            events = self._stream(call, response, price, body, request.client_wants_usage)
+            payloads = _stream_payloads(response, provider.stream_translator(request.model))
+            events = self._stream(call, response, payloads, price, body, request.client_wants_usage)
             # Wait for the first event before answering: until then a failure can still
             # be reported with a proper status, and a started generator always settles.
             try:
@@ -170,6 +171,7 @@ class ChatRelay:
         self,
         call: Call,
         response: aiohttp.ClientResponse,
+        payloads: AsyncIterator[bytes],
         price: Price,
         body: dict[str, Any],
         client_wants_usage: bool,
@@ -179,10 +181,7 @@ class ChatRelay:
         status, error = 200, None
         reported_by_caller = False
         try:
-            async for event in sse.iter_events(response.content.iter_any()):
-                data = sse.event_data(event)
-                if data is None:
-                    continue
+            async for data in payloads:
                 if data == sse.DONE:
                     yield DONE_EVENT
                     continue
@@ -255,6 +254,25 @@ class ChatRelay:
             completion_tokens=self._tokens.count(model, completion),
             counted_locally=True,
         )
+
+
+async def _stream_payloads(
+    response: aiohttp.ClientResponse, translator: StreamTranslator | None
+) -> AsyncIterator[bytes]:
+    """The ``data:`` payloads of an upstream stream, as OpenAI chunks."""
+    async for event in sse.iter_events(response.content.iter_any()):
+        data = sse.event_data(event)
+        if data is None:
+            continue
+        if translator is None:
+            yield data
+            continue
+        for chunk in translator.feed(data):
+            yield chunk
+    if translator is not None:
+        for chunk in translator.finish():
+            yield chunk
+        yield sse.DONE
 
 
 def _usage_of(data: bytes) -> tuple[Usage | None, bool]:

@@ -42,6 +42,7 @@ class Router:
                 base_url=channel.base_url,
                 api_key=channel.api_key,
                 headers=dict(channel.options.get("headers") or {}),
+                options=channel.options,
             )
             for channel in self._channels
         }

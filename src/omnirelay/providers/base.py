@@ -15,6 +15,8 @@ class Endpoint:
     base_url: str
     api_key: str = field(repr=False)
     headers: dict[str, str] = field(default_factory=dict)
+    options: dict[str, Any] = field(default_factory=dict)
+    """Channel options a dialect needs, such as Azure's ``api_version``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,6 +25,23 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+
+
+class StreamTranslator(Protocol):
+    """Turns one upstream stream into OpenAI ``chat.completion.chunk`` payloads.
+
+    Each payload is the JSON of one chunk, as bytes, without SSE framing. Usage goes in a
+    final chunk with ``"choices": []``, as OpenAI sends it when ``include_usage`` is set.
+    The relay adds the closing ``[DONE]`` itself.
+    """
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """The chunks for one upstream event's ``data:`` payload (often none)."""
+        ...
+
+    def finish(self) -> list[bytes]:
+        """Chunks still owed when the upstream stream ends."""
+        ...
 
 
 class ChatProvider(Protocol):
@@ -34,6 +53,10 @@ class ChatProvider(Protocol):
 
     def chat_response(self, payload: bytes) -> dict[str, Any]:
         """Parse a non-stream upstream response into the canonical shape."""
+        ...
+
+    def stream_translator(self, model: str) -> StreamTranslator | None:
+        """A translator for this dialect's stream, or None when it already is OpenAI's."""
         ...
 
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:

@@ -57,6 +57,9 @@ class OpenAIProvider:
             raise UpstreamError("The upstream returned a response without 'choices'.")
         return body
 
+    def stream_translator(self, model: str) -> None:
+        return None
+
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
         upstream = _error_object(payload)
         message = redact(str(upstream.get("message") or "")) or f"HTTP {status}"
