@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -74,3 +75,30 @@ def api_key(make_key: Any) -> IssuedKey:
 @pytest.fixture
 def workdir(tmp_path: Path) -> Path:
     return tmp_path
+
+
+@dataclass
+class Lane:
+    """A channel of its own, in a group of its own, and a key of that group.
+
+    Failures injected through a lane open breakers and cool down only its channel, so
+    they cannot leak into other tests that share the gateway.
+    """
+
+    key: IssuedKey
+    channel: dict[str, Any]
+    group: str
+
+
+@pytest.fixture
+def lane(gateway: Gateway, fake: FakeOpenAI, make_key: Any) -> Iterator[Lane]:
+    group = "lane-" + secrets.token_hex(4)
+    channel = gateway.add_channel(
+        name=group,
+        base_url=fake.base_url,
+        api_key=UPSTREAM_KEY,
+        models=["gpt-4o", "gpt-4o-mini"],
+        group=group,
+    )
+    yield Lane(make_key(group=group), channel, group)
+    gateway.admin("DELETE", f"/admin/channels/{channel['id']}")

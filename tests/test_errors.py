@@ -11,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import BODY_LIMIT, UPSTREAM_KEY
+from conftest import BODY_LIMIT, UPSTREAM_KEY, Lane
 from support import openapi
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, free_port
@@ -161,9 +161,9 @@ def test_spent_quota_gets_429_but_can_still_see_its_balance(
     ],
 )
 def test_upstream_failures_are_the_gateways_problem(
-    gateway: Gateway, fake: FakeOpenAI, make_key: Any, upstream_status: int, status: int, code: str
+    gateway: Gateway, fake: FakeOpenAI, lane: Lane, upstream_status: int, status: int, code: str
 ) -> None:
-    key = make_key()
+    key = lane.key
     fake.fail_next(upstream_status, f"Incorrect API key provided: {UPSTREAM_KEY} at 10.1.2.3:443")
     error = assert_error(post(gateway, key, hello()), status, code)
     assert UPSTREAM_KEY not in error["message"]
@@ -171,11 +171,9 @@ def test_upstream_failures_are_the_gateways_problem(
     assert _used(gateway, key) == 0, "a failed call was charged"
 
 
-def test_upstream_retry_after_is_passed_on(
-    gateway: Gateway, fake: FakeOpenAI, api_key: str
-) -> None:
+def test_upstream_retry_after_is_passed_on(gateway: Gateway, fake: FakeOpenAI, lane: Lane) -> None:
     fake.fail_next(429, headers={"Retry-After": "7"})
-    response = post(gateway, api_key, hello())
+    response = post(gateway, lane.key, hello())
     assert_error(response, 503, "upstream_unavailable")
     assert response.headers["Retry-After"] == "7"
 
@@ -201,9 +199,9 @@ def test_upstream_validation_of_the_body_is_relayed(gateway: Gateway, api_key: s
 
 
 def test_stream_cut_by_the_upstream_ends_with_an_error_event(
-    gateway: Gateway, fake: FakeOpenAI, make_key: Any
+    gateway: Gateway, fake: FakeOpenAI, lane: Lane
 ) -> None:
-    key = make_key()
+    key = lane.key
     fake.drop_next_stream_after(4)
     client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
     received: list[str] = []
@@ -309,9 +307,9 @@ def _wait_for_log(gateway: Gateway, key: Any) -> dict[str, Any]:
 
 
 def test_stream_cut_before_its_first_event_is_a_502_and_free(
-    gateway: Gateway, fake: FakeOpenAI, make_key: Any
+    gateway: Gateway, fake: FakeOpenAI, lane: Lane
 ) -> None:
-    key = make_key()
+    key = lane.key
     fake.drop_next_stream_after(0)
     response = post(gateway, key, {**hello(), "stream": True})
     error = assert_error(response, 502, "upstream_error")

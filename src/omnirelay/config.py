@@ -41,7 +41,22 @@ class Settings(BaseSettings):
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
     upstream_timeout_s: float = Field(default=600.0, gt=0)
+    """Default total time for one upstream call, stream included; channels may override."""
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
+    upstream_first_byte_timeout_s: float = Field(default=300.0, gt=0)
+    upstream_idle_timeout_s: float = Field(default=120.0, gt=0)
+    """Longest silence allowed between two stream events."""
+
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    request_deadline_s: float = Field(default=600.0, gt=0)
+    """How long the attempt loop may take to get an answer started, over all channels."""
+    max_retry_wait_s: float = Field(default=0.0, ge=0)
+    """How long the loop may wait on a Retry-After when no untried channel is left."""
+    breaker_failures: int = Field(default=5, ge=2)
+    breaker_window: int = Field(default=20, ge=2)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    probe_interval_s: float = Field(default=0.0, ge=0)
+    """Probe channels disabled for health this often (0: only on demand)."""
     log_flush_interval_s: float = Field(default=0.5, gt=0, le=1.0)
     sync_interval_s: float = Field(default=0.25, gt=0, le=1.0)
     free_by_default: bool = False

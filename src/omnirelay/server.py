@@ -13,13 +13,15 @@ from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
+from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
 from omnirelay.gateway.chat import ChatRelay
+from omnirelay.gateway.health import BreakerPolicy, HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sync import CacheSync
-from omnirelay.providers.http import UpstreamClient
+from omnirelay.providers.http import Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.secrets import hash_key, new_client_key
 from omnirelay.store.settings_kv import ADMIN_KEY_HASH
@@ -54,17 +56,44 @@ async def admin_key_hash(settings: Settings, store: Store) -> str:
 async def build_state(settings: Settings) -> AppState:
     store = await Store.open(settings)
     keys = KeyCache()
-    router = Router()
+    router = Router(
+        Timeouts(
+            connect_s=settings.upstream_connect_timeout_s,
+            first_byte_s=settings.upstream_first_byte_timeout_s,
+            idle_s=settings.upstream_idle_timeout_s,
+            total_s=settings.upstream_timeout_s,
+        )
+    )
+    health = HealthBoard(
+        BreakerPolicy(
+            failures=settings.breaker_failures,
+            window=settings.breaker_window,
+            cooldown_s=settings.breaker_cooldown_s,
+        )
+    )
     prices = PriceBook(default_prices(), free_by_default=settings.free_by_default)
     providers = ProviderRegistry()
-    upstream = UpstreamClient(
-        connect_timeout_s=settings.upstream_connect_timeout_s,
-        total_timeout_s=settings.upstream_timeout_s,
-    )
+    upstream = UpstreamClient()
     logs = LogWriter(store.logs, keys, settings.log_flush_interval_s)
-    sync = CacheSync(store, keys, router, prices, settings.sync_interval_s)
+    sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s)
+
+    async def disable(channel_id: int, reason: str) -> None:
+        if await store.channels.set_health_state(channel_id, healthy=False, reason=reason):
+            log.warning("channel %s disabled: %s", channel_id, reason)
+            await sync.refresh()
+
+    attempts = AttemptLoop(
+        router,
+        health,
+        AttemptPolicy(
+            max_attempts=settings.max_attempts,
+            deadline_s=settings.request_deadline_s,
+            max_retry_wait_s=settings.max_retry_wait_s,
+        ),
+        disable,
+    )
     chat = ChatRelay(
-        router=router,
+        attempts=attempts,
         prices=prices,
         providers=providers,
         upstream=upstream,
@@ -77,6 +106,7 @@ async def build_state(settings: Settings) -> AppState:
         store=store,
         keys=keys,
         router=router,
+        health=health,
         prices=prices,
         providers=providers,
         upstream=upstream,
@@ -126,4 +156,6 @@ def serve(settings: Settings) -> None:
         print=lambda message: print(message, flush=True),
         loop=loop_factory() if loop_factory else None,
         handle_signals=True,
+        # A client that goes away cancels its handler at once, which closes the upstream.
+        handler_cancellation=True,
     )

@@ -9,6 +9,7 @@ from aiohttp import web
 from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.chat import ChatRelay
+from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook
@@ -25,6 +26,7 @@ class AppState:
     store: Store
     keys: KeyCache
     router: Router
+    health: HealthBoard
     prices: PriceBook
     providers: ProviderRegistry
     upstream: UpstreamClient

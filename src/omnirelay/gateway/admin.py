@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy.exc import IntegrityError
 
 from omnirelay.gateway.pricing import usd_to_nano
-from omnirelay.store.channels import ChannelRow
+from omnirelay.store.channels import DISABLED_BY_OPERATOR, ChannelRow
 from omnirelay.store.keys import KeyRow
 from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
@@ -36,6 +36,30 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
+class ChannelTimeouts(_Strict):
+    """Per-channel timeouts in seconds; unset ones take the gateway's defaults."""
+
+    connect_s: float | None = Field(default=None, gt=0)
+    first_byte_s: float | None = Field(default=None, gt=0)
+    idle_s: float | None = Field(default=None, gt=0)
+    total_s: float | None = Field(default=None, gt=0)
+
+
+# Channel settings kept in its ``options`` column.
+OPTION_FIELDS = ("headers", "body_overrides", "max_inflight", "timeouts")
+
+
+def _options(values: Mapping[str, Any]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for name in OPTION_FIELDS:
+        value = values.get(name)
+        if isinstance(value, BaseModel):
+            value = value.model_dump(exclude_none=True)
+        if value:
+            options[name] = value
+    return options
+
+
 class ChannelSpec(_Strict):
     name: str = Field(min_length=1, max_length=128)
     type: str = "openai"
@@ -48,6 +72,9 @@ class ChannelSpec(_Strict):
     weight: int = Field(default=1, ge=0)
     enabled: bool = True
     headers: dict[str, str] = Field(default_factory=dict)
+    body_overrides: dict[str, Any] = Field(default_factory=dict)
+    max_inflight: int | None = Field(default=None, ge=1)
+    timeouts: ChannelTimeouts | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -74,6 +101,9 @@ class ChannelPatch(_Strict):
     weight: int | None = Field(default=None, ge=0)
     enabled: bool | None = None
     headers: dict[str, str] | None = None
+    body_overrides: dict[str, Any] | None = None
+    max_inflight: int | None = Field(default=None, ge=1)
+    timeouts: ChannelTimeouts | None = None
 
     @field_validator("base_url")
     @classmethod
@@ -153,7 +183,7 @@ class Admin:
                 priority=spec.priority,
                 weight=spec.weight,
                 enabled=spec.enabled,
-                options={"headers": spec.headers} if spec.headers else {},
+                options=_options(dict(spec)),
             )
         except IntegrityError as exc:
             raise Conflict(f"A channel named '{spec.name}' already exists.", param="name") from exc
@@ -162,11 +192,19 @@ class Admin:
         fields: dict[str, Any] = patch.model_dump(exclude_unset=True)
         if "group" in fields:
             fields["group_name"] = fields.pop("group")
-        if "headers" in fields:
+        given = {name: getattr(patch, name) for name in OPTION_FIELDS if name in fields}
+        if given:
+            for name in given:
+                fields.pop(name)
             current = await self.channel(channel_id)
-            fields["options"] = {**current.options, "headers": fields.pop("headers") or {}}
+            kept = {k: v for k, v in current.options.items() if k not in given}
+            fields["options"] = {**kept, **_options(given)}
         if fields.get("enabled") is True:
             fields["disabled_reason"] = None
+            fields["disabled_by"] = None
+        elif fields.get("enabled") is False:
+            fields["disabled_reason"] = "disabled by an operator"
+            fields["disabled_by"] = DISABLED_BY_OPERATOR
         try:
             row = await self._store.channels.update(channel_id, fields)
         except IntegrityError as exc:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from omnirelay.gateway.keys import KeyState
@@ -24,17 +24,30 @@ class Call:
     served_model: str | None = None
     channel_id: int | None = None
     ttfb_ms: int | None = None
+    attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def begin(cls, request_id: str, key: KeyState, endpoint: str) -> Call:
-        return cls(request_id, key, endpoint, time.perf_counter(), int(time.time() * 1000))
+        return cls(request_id, key, endpoint, time.monotonic(), int(time.time() * 1000))
+
+    def note_attempt(self, channel_id: int, started: float, status: int, code: str | None) -> None:
+        """One try on one channel, for the log row's chain of attempts."""
+        self.channel_id = channel_id
+        self.attempts.append(
+            {
+                "channel_id": channel_id,
+                "status": status,
+                "code": code,
+                "ms": int((time.monotonic() - started) * 1000),
+            }
+        )
 
     def mark_first_byte(self) -> None:
         if self.ttfb_ms is None:
             self.ttfb_ms = self.elapsed_ms()
 
     def elapsed_ms(self) -> int:
-        return int((time.perf_counter() - self.started) * 1000)
+        return int((time.monotonic() - self.started) * 1000)
 
     def log_row(
         self,
@@ -65,6 +78,7 @@ class Call:
             "stream": stream,
             "usage_source": source,
             "error": error,
+            "attempts": self.attempts or None,
         }
 
 

@@ -1,7 +1,9 @@
-"""The chat completions relay: route, call the upstream, meter, log.
+"""The chat completions relay: route with failover, call the upstream, meter, log.
 
 Non-stream responses are completed to the spec's required shape. Streams are relayed
 event by event: the bytes pass through, and only events that can carry usage are parsed.
+A stream is answered once its first event has arrived, so that until then a failure can
+still move on to another channel.
 """
 
 from __future__ import annotations
@@ -14,12 +16,13 @@ from typing import Any
 import aiohttp
 import orjson
 
+from omnirelay.gateway.attempts import AttemptLoop
 from omnirelay.gateway.calls import STATUS_CLIENT_CLOSED, Call
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import Price, PriceBook, cost_nano
 from omnirelay.gateway.requests import ChatRequest, check_chat_request
-from omnirelay.gateway.routing import Router
+from omnirelay.gateway.routing import Route
 from omnirelay.providers.base import ChatProvider, StreamTranslator
 from omnirelay.providers.http import UpstreamClient, retry_after_seconds
 from omnirelay.providers.registry import ProviderRegistry
@@ -61,11 +64,21 @@ class StreamResult:
     rest: AsyncGenerator[bytes, None]
 
 
+@dataclass(frozen=True, slots=True)
+class _Job:
+    """What every attempt of one call shares."""
+
+    call: Call
+    request: ChatRequest
+    body: dict[str, Any]
+    price: Price
+
+
 class ChatRelay:
     def __init__(
         self,
         *,
-        router: Router,
+        attempts: AttemptLoop,
         prices: PriceBook,
         providers: ProviderRegistry,
         upstream: UpstreamClient,
@@ -73,7 +86,7 @@ class ChatRelay:
         tokens: TokenCounter,
         fingerprint: str,
     ) -> None:
-        self._router = router
+        self._attempts = attempts
         self._prices = prices
         self._providers = providers
         self._upstream = upstream
@@ -82,49 +95,58 @@ class ChatRelay:
         self._fingerprint = fingerprint
 
     async def complete(self, call: Call, body: dict[str, Any]) -> JSONResult | StreamResult:
+        stream = body.get("stream") is True
         try:
             request = check_chat_request(body)
             call.model = request.model
             return await self._relay(call, body, request)
         except GatewayError as error:
-            stream = body.get("stream") is True
             self._logs.submit(call.log_row(status=error.status, stream=stream, error=error.message))
+            raise
+        except asyncio.CancelledError:
+            # The client left before an answer started; the upstream call was dropped.
+            row = call.log_row(status=STATUS_CLIENT_CLOSED, stream=stream, error=CANCELLED)
+            self._logs.submit(row)
             raise
 
     async def _relay(
         self, call: Call, body: dict[str, Any], request: ChatRequest
     ) -> JSONResult | StreamResult:
         KeyCache.authorize_model(call.key, request.model)
-        route = self._router.route(call.key.row.group_name, request.model)
+        group = call.key.row.group_name
         price = self._prices.lookup(request.model)
         if price is None:
+            self._attempts.ensure_routable(group, request.model)
             raise ModelNotPriced(
                 f"The model '{request.model}' has no price on this gateway, so it cannot be "
                 "metered. Ask the operator to set one (omnirelay price set).",
                 param="model",
             )
         KeyCache.ensure_quota(call.key)
+        job = _Job(call, request, body, price)
+        done = await self._attempts.run(
+            call, group, request.model, lambda route: self._attempt(job, route)
+        )
+        result = done.result
+        if isinstance(result, JSONResult):
+            self._attempts.finish(done.route, request.model)
+            return result
+        return await result.bind(self._attempts, done.route, request.model)
+
+    async def _attempt(self, job: _Job, route: Route) -> JSONResult | _PendingStream:
         provider = self._providers.chat(route.channel.type)
         if provider is None:
             raise UpstreamError(f"Channel type '{route.channel.type}' cannot serve chat.")
-        call.channel_id = route.channel.id
+        body = {**job.body, **route.body_overrides} if route.body_overrides else job.body
         upstream_request = provider.chat_request(
-            route.endpoint, body, route.upstream_model, request.stream
+            route.endpoint, body, route.upstream_model, job.request.stream
         )
-        response = await self._upstream.send(upstream_request)
+        response = await self._upstream.send(upstream_request, route.timeouts)
         if response.status >= 400:
             raise await self._upstream_error(provider, response)
-        if request.stream:
-            payloads = _stream_payloads(response, provider.stream_translator(request.model))
-            events = self._stream(call, response, payloads, price, body, request.client_wants_usage)
-            # Wait for the first event before answering: until then a failure can still
-            # be reported with a proper status, and a started generator always settles.
-            try:
-                first = await anext(events)
-            except StopAsyncIteration:
-                first = b""
-            return StreamResult(first, events)
-        return await self._non_stream(call, response, provider, price, body)
+        if job.request.stream:
+            return await self._open_stream(job, route, provider, response)
+        return await self._non_stream(job, response, provider)
 
     async def _upstream_error(
         self, provider: ChatProvider, response: aiohttp.ClientResponse
@@ -139,88 +161,63 @@ class ChatRelay:
         return provider.error(response.status, payload, retry_after)
 
     async def _non_stream(
-        self,
-        call: Call,
-        response: aiohttp.ClientResponse,
-        provider: ChatProvider,
-        price: Price,
-        body: dict[str, Any],
+        self, job: _Job, response: aiohttp.ClientResponse, provider: ChatProvider
     ) -> JSONResult:
+        call = job.call
         try:
             payload = await response.read()
         except TimeoutError as exc:
+            response.close()
             raise UpstreamTimeout("The upstream did not finish its response in time.") from exc
         except STREAM_READ_ERRORS as exc:
+            response.close()
             raise UpstreamError("The upstream connection broke during the response.") from exc
-        finally:
-            response.release()
+        except BaseException:
+            response.close()
+            raise
+        response.release()
         call.mark_first_byte()
         data = provider.chat_response(payload)
         served = data.get("model")
         call.served_model = served if isinstance(served, str) else None
         usage = Usage.from_openai(data.get("usage"))
         if usage is None:
-            usage = self._count(call, body, response_text(data))
+            usage = self._count(call, job.body, response_text(data))
             data["usage"] = usage_object(usage.prompt_tokens, usage.completion_tokens, 0)
         complete_response(data, self._fingerprint)
-        cost = cost_nano(price, usage)
+        cost = cost_nano(job.price, usage)
         self._logs.submit(call.log_row(status=200, stream=False, usage=usage, cost_nano=cost))
         return JSONResult(200, orjson.dumps(data))
 
-    async def _stream(
+    async def _open_stream(
         self,
-        call: Call,
+        job: _Job,
+        route: Route,
+        provider: ChatProvider,
         response: aiohttp.ClientResponse,
-        payloads: AsyncIterator[bytes],
-        price: Price,
-        body: dict[str, Any],
-        client_wants_usage: bool,
-    ) -> AsyncGenerator[bytes, None]:
-        usage: Usage | None = None
-        relayed: list[bytes] = []
-        status, error = 200, None
-        reported_by_caller = False
+    ) -> _PendingStream:
+        """Wait for the first event; failing before it, the loop may try another channel."""
+        payloads = _stream_payloads(response, provider.stream_translator(job.request.model))
         try:
-            async for data in payloads:
-                if data == sse.DONE:
-                    yield DONE_EVENT
-                    continue
-                if not relayed:
-                    call.mark_first_byte()
-                    call.served_model = _model_of(data)
-                relayed.append(data)
-                if b'"usage":{' in data or b'"usage": {' in data:
-                    found, usage_only = _usage_of(data)
-                    usage = found or usage
-                    if usage_only and not client_wants_usage:
-                        continue
-                yield sse.encode(data)
+            async with asyncio.timeout(route.timeouts.first_byte_s):
+                first: bytes | None = await anext(payloads)
+        except StopAsyncIteration:
+            first = None
+        except TimeoutError as exc:
+            response.close()
+            raise UpstreamTimeout("The upstream sent no stream event in time.") from exc
         except STREAM_READ_ERRORS as exc:
-            failure = (
-                UpstreamTimeout("The upstream stopped sending in time.")
-                if isinstance(exc, TimeoutError)
-                else UpstreamError("The upstream connection broke during the stream.")
-            )
-            if not relayed:
-                # Nothing has reached the client: the caller answers, and logs, this error.
-                reported_by_caller = True
-                response.close()
-                raise failure from exc
-            status, error = failure.status, failure.message
-            yield sse.encode(orjson.dumps(failure.body()))
-        except (GeneratorExit, asyncio.CancelledError):
-            status, error = STATUS_CLIENT_CLOSED, "client disconnected; the stream was cancelled"
+            response.close()
+            raise UpstreamError("The upstream connection broke before the stream began.") from exc
+        except BaseException:
+            response.close()
             raise
-        finally:
-            if not reported_by_caller:
-                self._settle_stream(call, response, price, body, relayed, usage, status, error)
+        return _PendingStream(self, job, response, payloads, first)
 
     def _settle_stream(
         self,
-        call: Call,
+        job: _Job,
         response: aiohttp.ClientResponse,
-        price: Price,
-        body: dict[str, Any],
         relayed: list[bytes],
         usage: Usage | None,
         status: int,
@@ -230,9 +227,9 @@ class ChatRelay:
         response.close()
         if usage is None:
             # Charge what was generated; a stream that produced nothing costs nothing.
-            usage = self._count_stream(call, body, relayed) if relayed else Usage()
-        cost = cost_nano(price, usage)
-        row = call.log_row(status=status, stream=True, usage=usage, cost_nano=cost, error=error)
+            usage = self._count_stream(job.call, job.body, relayed) if relayed else Usage()
+        cost = cost_nano(job.price, usage)
+        row = job.call.log_row(status=status, stream=True, usage=usage, cost_nano=cost, error=error)
         self._logs.submit(row)
 
     def _count_stream(self, call: Call, body: dict[str, Any], relayed: list[bytes]) -> Usage:
@@ -254,6 +251,81 @@ class ChatRelay:
             completion_tokens=self._tokens.count(model, completion),
             counted_locally=True,
         )
+
+
+CANCELLED = "client disconnected; the call was cancelled"
+
+
+class _PendingStream:
+    """A stream with its first payload in hand, not yet handed to the client."""
+
+    def __init__(
+        self,
+        relay: ChatRelay,
+        job: _Job,
+        response: aiohttp.ClientResponse,
+        payloads: AsyncIterator[bytes],
+        first: bytes | None,
+    ) -> None:
+        self._relay = relay
+        self._job = job
+        self._response = response
+        self._payloads = payloads
+        self._first = first
+
+    async def bind(self, attempts: AttemptLoop, route: Route, model: str) -> StreamResult:
+        events = self._events(attempts, route, model)
+        try:
+            head = await anext(events)
+        except StopAsyncIteration:
+            head = b""
+        return StreamResult(head, events)
+
+    async def _events(
+        self, attempts: AttemptLoop, route: Route, model: str
+    ) -> AsyncGenerator[bytes, None]:
+        job, relay = self._job, self._relay
+        wants_usage = job.request.client_wants_usage
+        usage: Usage | None = None
+        relayed: list[bytes] = []
+        status, error = 200, None
+        try:
+            async for data in _prepend(self._first, self._payloads):
+                if data == sse.DONE:
+                    yield DONE_EVENT
+                    continue
+                if not relayed:
+                    job.call.mark_first_byte()
+                    job.call.served_model = _model_of(data)
+                relayed.append(data)
+                if b'"usage":{' in data or b'"usage": {' in data:
+                    found, usage_only = _usage_of(data)
+                    usage = found or usage
+                    if usage_only and not wants_usage:
+                        continue
+                yield sse.encode(data)
+        except STREAM_READ_ERRORS as exc:
+            failure = (
+                UpstreamTimeout("The upstream went silent for too long during the stream.")
+                if isinstance(exc, TimeoutError)
+                else UpstreamError("The upstream connection broke during the stream.")
+            )
+            status, error = failure.status, failure.message
+            yield sse.encode(orjson.dumps(failure.body()))
+        except (GeneratorExit, asyncio.CancelledError):
+            status, error = STATUS_CLIENT_CLOSED, CANCELLED
+            raise
+        finally:
+            attempts.finish(route, model, failed=status in (502, 504))
+            relay._settle_stream(job, self._response, relayed, usage, status, error)
+
+
+async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    if first is None:
+        return
+    yield first
+    async for item in rest:
+        yield item
 
 
 async def _stream_payloads(

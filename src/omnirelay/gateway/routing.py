@@ -1,14 +1,20 @@
-"""Which channel serves a call: the channels of the key's group that list the model,
-highest priority tier first, weighted random within a tier."""
+"""Which channels may serve a call, and which one to try next.
+
+The candidates are the enabled channels of the key's group that list the model, in tiers
+of equal priority, highest first. Within a tier the pick is weighted random. A channel
+already tried in this request, or one its health rules out, is never picked.
+"""
 
 from __future__ import annotations
 
 import random
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass, field
+from typing import Any
 
 from omnirelay.providers.base import Endpoint
+from omnirelay.providers.http import Timeouts
 from omnirelay.store.channels import ChannelRow
 from omnirelay.wire.errors import ModelNotFound
 
@@ -18,62 +24,102 @@ class Route:
     channel: ChannelRow
     endpoint: Endpoint
     upstream_model: str
+    timeouts: Timeouts
+    body_overrides: dict[str, Any] = field(default_factory=dict)
+    max_inflight: int | None = None
+
+    @property
+    def channel_id(self) -> int:
+        return self.channel.id
 
 
 class Router:
-    def __init__(self, rng: random.Random | None = None) -> None:
+    def __init__(self, default_timeouts: Timeouts, rng: random.Random | None = None) -> None:
+        self._defaults = default_timeouts
         self._rng = rng or random.Random()
-        self._channels: list[ChannelRow] = []
-        self._by_group_model: dict[tuple[str, str], list[ChannelRow]] = {}
-        self._endpoints: dict[int, Endpoint] = {}
+        self._routes: dict[tuple[str, str], list[Route]] = {}
+        self._channel_ids: set[int] = set()
+
+    @property
+    def channel_ids(self) -> set[int]:
+        return self._channel_ids
 
     def replace(self, channels: Iterable[ChannelRow]) -> None:
-        self._channels = list(channels)
-        index: dict[tuple[str, str], list[ChannelRow]] = defaultdict(list)
-        for channel in self._channels:
-            if channel.enabled:
-                for model in channel.models:
-                    index[(channel.group_name, model)].append(channel)
-        for candidates in index.values():
-            candidates.sort(key=lambda channel: -channel.priority)
-        self._by_group_model = dict(index)
-        self._endpoints = {
-            channel.id: Endpoint(
+        routes: dict[tuple[str, str], list[Route]] = defaultdict(list)
+        ids: set[int] = set()
+        for channel in channels:
+            ids.add(channel.id)
+            if not channel.enabled:
+                continue
+            endpoint = Endpoint(
                 base_url=channel.base_url,
                 api_key=channel.api_key,
                 headers=dict(channel.options.get("headers") or {}),
                 options=channel.options,
             )
-            for channel in self._channels
-        }
+            timeouts = self._defaults.merged(channel.options.get("timeouts") or {})
+            for model in channel.models:
+                routes[(channel.group_name, model)].append(
+                    Route(
+                        channel=channel,
+                        endpoint=endpoint,
+                        upstream_model=channel.model_mapping.get(model, model),
+                        timeouts=timeouts,
+                        body_overrides=dict(channel.options.get("body_overrides") or {}),
+                        max_inflight=channel.options.get("max_inflight"),
+                    )
+                )
+        for candidates in routes.values():
+            candidates.sort(key=lambda route: -route.channel.priority)
+        self._routes = dict(routes)
+        self._channel_ids = ids
 
     def models_for(self, group: str) -> list[str]:
-        return sorted({model for (g, model) in self._by_group_model if g == group})
+        return sorted({model for (g, model) in self._routes if g == group})
 
     def serves(self, group: str, model: str) -> bool:
-        return (group, model) in self._by_group_model
+        return (group, model) in self._routes
 
-    def route(self, group: str, model: str) -> Route:
-        candidates = self._by_group_model.get((group, model))
-        if not candidates:
+    def candidates(self, group: str, model: str) -> list[Route]:
+        routes = self._routes.get((group, model))
+        if not routes:
             raise ModelNotFound(
                 f"The model '{model}' does not exist or no channel serves it. "
                 "List the available models with GET /v1/models.",
                 param="model",
             )
-        channel = self._pick(candidates)
-        return Route(
-            channel=channel,
-            endpoint=self._endpoints[channel.id],
-            upstream_model=channel.model_mapping.get(model, model),
-        )
+        return routes
 
-    def _pick(self, candidates: list[ChannelRow]) -> ChannelRow:
-        top = candidates[0].priority
-        tier = [channel for channel in candidates if channel.priority == top]
+    def route(self, group: str, model: str) -> Route:
+        """The first pick among all candidates, health aside."""
+        picked = self.pick(self.candidates(group, model), (), lambda _route: True)
+        assert picked is not None
+        return picked
+
+    def pick(
+        self,
+        candidates: list[Route],
+        tried: Collection[int],
+        usable: Callable[[Route], bool],
+    ) -> Route | None:
+        """A weighted pick in the highest tier that still has a usable, untried channel."""
+        index = 0
+        while index < len(candidates):
+            priority = candidates[index].channel.priority
+            tier: list[Route] = []
+            while index < len(candidates) and candidates[index].channel.priority == priority:
+                route = candidates[index]
+                if route.channel_id not in tried and usable(route):
+                    tier.append(route)
+                index += 1
+            if tier:
+                return self._weighted(tier)
+        return None
+
+    def _weighted(self, tier: list[Route]) -> Route:
         if len(tier) == 1:
             return tier[0]
-        weights = [max(channel.weight, 0) for channel in tier]
+        weights = [max(route.channel.weight, 0) for route in tier]
         if sum(weights) == 0:
             return self._rng.choice(tier)
         return self._rng.choices(tier, weights=weights)[0]

@@ -8,6 +8,7 @@ import logging
 import time
 from collections import deque
 
+from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.pricing import Price, PriceBook
 from omnirelay.gateway.routing import Router
@@ -24,9 +25,16 @@ PRUNE_EVERY_S = 600.0
 
 class CacheSync:
     def __init__(
-        self, store: Store, keys: KeyCache, router: Router, prices: PriceBook, interval_s: float
+        self,
+        store: Store,
+        keys: KeyCache,
+        router: Router,
+        health: HealthBoard,
+        prices: PriceBook,
+        interval_s: float,
     ) -> None:
         self._store = store
+        self._health = health
         self._keys = keys
         self._router = router
         self._prices = prices
@@ -96,6 +104,7 @@ class CacheSync:
 
     async def _reload_channels(self) -> None:
         self._router.replace(await self._store.channels.list_all())
+        self._health.forget(self._router.channel_ids)
 
     async def _reload_prices(self) -> None:
         rows = await self._store.prices.list_all()

@@ -7,8 +7,11 @@ this workload (see docs/BENCHMARK.md's anchor figures).
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import Any
 
 import aiohttp
 
@@ -16,16 +19,39 @@ from omnirelay.providers.base import UpstreamRequest
 from omnirelay.wire.errors import UpstreamError, UpstreamTimeout
 
 
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """Connect, first byte, idle time between reads, and total, in seconds."""
+
+    connect_s: float
+    first_byte_s: float
+    idle_s: float
+    total_s: float
+    client: aiohttp.ClientTimeout = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        client = aiohttp.ClientTimeout(
+            total=self.total_s, sock_connect=self.connect_s, sock_read=self.idle_s
+        )
+        object.__setattr__(self, "client", client)
+
+    def merged(self, overrides: Mapping[str, Any]) -> Timeouts:
+        """These timeouts with a channel's own, given as ``{"connect_s": 5, ...}``."""
+        values = {name: overrides.get(name) or getattr(self, name) for name in TIMEOUT_FIELDS}
+        return Timeouts(**values)
+
+
+TIMEOUT_FIELDS = ("connect_s", "first_byte_s", "idle_s", "total_s")
+
+
 class UpstreamClient:
-    def __init__(self, *, connect_timeout_s: float, total_timeout_s: float) -> None:
-        self._timeout = aiohttp.ClientTimeout(total=total_timeout_s, sock_connect=connect_timeout_s)
+    def __init__(self) -> None:
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=self._timeout,
             auto_decompress=True,
             skip_auto_headers=("User-Agent",),
         )
@@ -35,14 +61,19 @@ class UpstreamClient:
             await self._session.close()
             self._session = None
 
-    async def send(self, request: UpstreamRequest) -> aiohttp.ClientResponse:
+    async def send(self, request: UpstreamRequest, timeouts: Timeouts) -> aiohttp.ClientResponse:
         """Send a request and return once the status and headers have arrived."""
         if self._session is None:
             raise RuntimeError("UpstreamClient.start() was not called")
         try:
-            return await self._session.request(
-                request.method, request.url, data=request.body, headers=request.headers
-            )
+            async with asyncio.timeout(timeouts.first_byte_s):
+                return await self._session.request(
+                    request.method,
+                    request.url,
+                    data=request.body,
+                    headers=request.headers,
+                    timeout=timeouts.client,
+                )
         except TimeoutError as exc:
             raise UpstreamTimeout("The upstream did not answer in time.") from exc
         except aiohttp.ClientConnectorError as exc:

@@ -16,6 +16,7 @@ from omnirelay.wire.errors import (
     GatewayError,
     UpstreamClientError,
     UpstreamError,
+    UpstreamRejectedCredentials,
     UpstreamTimeout,
     UpstreamUnavailable,
     redact,
@@ -67,12 +68,19 @@ class OpenAIProvider:
             return UpstreamClientError(status, message, error=upstream)
         if status in TIMEOUT_STATUSES:
             return UpstreamTimeout(f"The upstream timed out: {message}")
-        if status in CAPACITY_STATUSES and upstream.get("code") != "insufficient_quota":
+        if (
+            upstream.get("code") == "insufficient_quota"
+            or upstream.get("type") == "insufficient_quota"
+        ):
+            return UpstreamRejectedCredentials(f"The upstream account has no balance: {message}")
+        if status in CAPACITY_STATUSES:
             return UpstreamUnavailable(
                 f"The upstream is over capacity: {message}", retry_after=retry_after
             )
         if status in (401, 403):
-            return UpstreamError(f"The upstream refused the gateway's credentials: {message}")
+            return UpstreamRejectedCredentials(
+                f"The upstream refused the gateway's credentials: {message}"
+            )
         return UpstreamError(f"The upstream failed with HTTP {status}: {message}")
 
 

@@ -26,8 +26,12 @@ UPDATABLE = (
     "weight",
     "enabled",
     "disabled_reason",
+    "disabled_by",
     "options",
 )
+
+DISABLED_BY_OPERATOR = "operator"
+DISABLED_BY_HEALTH = "health"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +51,8 @@ class ChannelRow:
     options: dict[str, Any]
     created_at: int
     updated_at: int
+    disabled_by: str | None = None
+    last_probe: dict[str, Any] | None = None
 
     def public(self) -> dict[str, Any]:
         """The admin view: the upstream key is never shown again."""
@@ -62,7 +68,9 @@ class ChannelRow:
             "weight": self.weight,
             "enabled": self.enabled,
             "disabled_reason": self.disabled_reason,
+            "disabled_by": self.disabled_by,
             "options": self.options,
+            "last_probe": self.last_probe,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
@@ -90,6 +98,8 @@ class ChannelRepository:
             options=dict(row.options or {}),
             created_at=row.created_at,
             updated_at=row.updated_at,
+            disabled_by=row.disabled_by,
+            last_probe=dict(row.last_probe) if row.last_probe else None,
         )
 
     async def create(
@@ -167,6 +177,38 @@ class ChannelRepository:
                 return None
             await changes.record(connection, changes.CHANNEL, channel_id)
         return self._row(row)
+
+    async def record_probe(self, channel_id: int, probe: dict[str, Any]) -> None:
+        """Store a health probe's outcome; it is shown with the channel."""
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(channels).where(channels.c.id == channel_id).values(last_probe=probe)
+            )
+
+    async def set_health_state(self, channel_id: int, *, healthy: bool, reason: str | None) -> bool:
+        """Disable a channel for health, or re-enable one that health disabled.
+
+        A channel an operator disabled is never touched: returns False for it.
+        """
+        current = channels.c.disabled_by
+        if healthy:
+            query = (
+                update(channels)
+                .where(channels.c.id == channel_id, current == DISABLED_BY_HEALTH)
+                .values(enabled=True, disabled_by=None, disabled_reason=None)
+            )
+        else:
+            query = (
+                update(channels)
+                .where(channels.c.id == channel_id, channels.c.enabled.is_(True))
+                .values(enabled=False, disabled_by=DISABLED_BY_HEALTH, disabled_reason=reason)
+            )
+        async with self._engine.begin() as connection:
+            result = await connection.execute(query.values(updated_at=int(time.time())))
+            if result.rowcount == 0:
+                return False
+            await changes.record(connection, changes.CHANNEL, channel_id)
+        return True
 
     async def delete(self, channel_id: int) -> bool:
         async with self._engine.begin() as connection:

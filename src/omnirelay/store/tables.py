@@ -42,9 +42,12 @@ channels = Table(
     Column("weight", Integer, nullable=False, server_default="1"),
     Column("enabled", Boolean, nullable=False, server_default=true()),
     Column("disabled_reason", String(512)),
+    Column("disabled_by", String(16)),
     Column("options", JSON, nullable=False),
+    Column("last_probe", JSON),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 keys = Table(
@@ -62,6 +65,7 @@ keys = Table(
     Column("models", JSON),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
 )
 
 prices = Table(
@@ -95,6 +99,7 @@ request_logs = Table(
     Column("stream", Boolean, nullable=False, server_default=false()),
     Column("usage_source", String(16)),
     Column("error", Text),
+    Column("attempts", JSON),
     Index("ix_request_logs_key_created", "key_id", "created_ms"),
     Index("ix_request_logs_created", "created_ms"),
 )

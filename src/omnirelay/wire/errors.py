@@ -123,6 +123,12 @@ class UpstreamError(GatewayError):
     status = 502
     type = "upstream_error"
     code = "upstream_error"
+    disables_channel = False
+    """True when the channel cannot work until an operator acts (bad key, no balance)."""
+
+
+class UpstreamRejectedCredentials(UpstreamError):
+    disables_channel = True
 
 
 class UpstreamUnavailable(UpstreamError):
