@@ -23,6 +23,7 @@ from omnirelay.gateway.pricing import (
 )
 from omnirelay.gateway.requests import ChatRequest, check_chat_request, parse_json_object
 from omnirelay.gateway.routing import Router
+from omnirelay.providers.http import Timeouts
 from omnirelay.store.channels import ChannelRow
 from omnirelay.store.keys import KeyRow
 from omnirelay.store.logs import DailyCost, LogRepository
@@ -42,6 +43,7 @@ from omnirelay.wire.errors import (
 )
 from omnirelay.wire.usage import Usage
 
+TIMEOUTS = Timeouts(connect_s=1, first_byte_s=2, idle_s=3, total_s=4)
 NOW = 1_767_225_600  # 2026-01-01T00:00:00Z
 
 # --------------------------------------------------------------------------- pricing
@@ -517,7 +519,7 @@ def channel(
 
 
 def router_of(*channels: ChannelRow, seed: int = 1234) -> Router:
-    router = Router(random.Random(seed))
+    router = Router(TIMEOUTS, random.Random(seed))
     router.replace(channels)
     return router
 
@@ -595,7 +597,7 @@ def test_route_unknown_model() -> None:
         assert exc.value.status == 404
         assert exc.value.code == "model_not_found"
     with pytest.raises(ModelNotFound):
-        Router().route("default", "gpt-4o")
+        Router(TIMEOUTS).route("default", "gpt-4o")
 
 
 def test_models_for_group() -> None:

@@ -15,12 +15,16 @@ import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+import aiohttp
 from pydantic import ValidationError
 
 from omnirelay import logs
 from omnirelay.config import Settings, load_settings
 from omnirelay.gateway import admin as ops
+from omnirelay.gateway.probe import Prober
+from omnirelay.providers.http import UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.server import default_timeouts
 from omnirelay.store.store import Store
 from omnirelay.wire.errors import GatewayError
 
@@ -108,6 +112,49 @@ async def channel_enable(admin: ops.Admin, store: Store, args: argparse.Namespac
     patch = ops.ChannelPatch(enabled=args.enabled)
     row = await admin.update_channel(await _channel_by_name(store, args.name), patch)
     print(f"channel '{row.name}' {'enabled' if row.enabled else 'disabled'}")
+
+
+async def channel_test(admin: ops.Admin, store: Store, args: argparse.Namespace) -> None:
+    channel_id = await _channel_by_name(store, args.name)
+    upstream = UpstreamClient()
+    await upstream.start()
+    try:
+        prober = Prober(store, ProviderRegistry(), upstream, default_timeouts(args.settings))
+        result = await prober.test(channel_id)
+    finally:
+        await upstream.close()
+    verdict = "ok" if result["ok"] else f"FAILED: {result['error']}"
+    print(f"channel '{args.name}' ({result['model']}): {verdict} in {result['latency_ms']} ms")
+    if result["reenabled"]:
+        print(f"channel '{args.name}' re-enabled: health had disabled it")
+    if not result["ok"]:
+        raise SystemExit(1)
+
+
+async def channel_status(_admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
+    """Live state comes from the running gateway, through its admin API."""
+    settings: Settings = args.settings
+    admin_key = args.admin_key or settings.admin_key
+    if not admin_key:
+        raise SystemExit("channel status needs the admin key: --admin-key or OMNIRELAY_ADMIN_KEY")
+    url = args.url or f"http://{settings.host}:{settings.port}"
+    headers = {"Authorization": f"Bearer {admin_key}"}
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(url.rstrip("/") + "/admin/channels", headers=headers) as response,
+        ):
+            body = await response.json()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        raise SystemExit(f"cannot reach the gateway at {url}: {exc}") from exc
+    if response.status != 200:
+        raise SystemExit(f"the gateway refused: {body.get('error', {}).get('message')}")
+    channels = body["data"]
+    rows = [
+        {**channel, **channel["live"], "reason": channel["disabled_reason"]} for channel in channels
+    ]
+    _print_table(rows, ("id", "name", "enabled", "breaker", "error_rate", "p50_latency_ms",
+                        "inflight", "cooldown_s", "reason"))  # fmt: skip
 
 
 async def channel_remove(admin: ops.Admin, store: Store, args: argparse.Namespace) -> None:
@@ -262,6 +309,13 @@ def _parser() -> argparse.ArgumentParser:
     remove = channel.add_parser("remove")
     remove.add_argument("name")
     remove.set_defaults(action_fn=channel_remove)
+    test = channel.add_parser("test", help="make a tiny real call and record the outcome")
+    test.add_argument("name")
+    test.set_defaults(action_fn=channel_test)
+    status = channel.add_parser("status", help="live health, from the running gateway")
+    status.add_argument("--url", help="the gateway's address (default: from the settings)")
+    status.add_argument("--admin-key", help="default: OMNIRELAY_ADMIN_KEY")
+    status.set_defaults(action_fn=channel_status)
 
     key = commands.add_parser("key", help="client keys").add_subparsers(
         dest="action", required=True
@@ -315,6 +369,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run_admin(settings: Settings, action: Action, args: argparse.Namespace) -> None:
+    args.settings = settings
     store = await Store.open(settings)
     try:
         await action(ops.Admin(store, ProviderRegistry().types), store, args)

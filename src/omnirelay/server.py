@@ -19,6 +19,7 @@ from omnirelay.gateway.health import BreakerPolicy, HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook, default_prices
+from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.providers.http import Timeouts, UpstreamClient
@@ -53,17 +54,19 @@ async def admin_key_hash(settings: Settings, store: Store) -> str:
     return await store.settings.get(ADMIN_KEY_HASH) or ""
 
 
+def default_timeouts(settings: Settings) -> Timeouts:
+    return Timeouts(
+        connect_s=settings.upstream_connect_timeout_s,
+        first_byte_s=settings.upstream_first_byte_timeout_s,
+        idle_s=settings.upstream_idle_timeout_s,
+        total_s=settings.upstream_timeout_s,
+    )
+
+
 async def build_state(settings: Settings) -> AppState:
     store = await Store.open(settings)
     keys = KeyCache()
-    router = Router(
-        Timeouts(
-            connect_s=settings.upstream_connect_timeout_s,
-            first_byte_s=settings.upstream_first_byte_timeout_s,
-            idle_s=settings.upstream_idle_timeout_s,
-            total_s=settings.upstream_timeout_s,
-        )
-    )
+    router = Router(default_timeouts(settings))
     health = HealthBoard(
         BreakerPolicy(
             failures=settings.breaker_failures,
@@ -114,6 +117,7 @@ async def build_state(settings: Settings) -> AppState:
         sync=sync,
         chat=chat,
         admin=Admin(store, providers.types),
+        prober=Prober(store, providers, upstream, default_timeouts(settings)),
         admin_key_hash=await admin_key_hash(settings, store),
     )
 
@@ -128,8 +132,10 @@ def build_app(settings: Settings) -> web.Application:
         await state.upstream.start()
         state.logs.start()
         state.sync.start()
+        state.prober.start_periodic(settings.probe_interval_s)
         app[STATE] = state
         yield
+        await state.prober.close()
         await state.sync.close()
         await state.logs.close()
         await state.upstream.close()

@@ -171,7 +171,9 @@ class FakeOpenAI:
 
         def serve() -> None:
             asyncio.set_event_loop(loop)
-            runner = web.AppRunner(self._app(), access_log=None, shutdown_timeout=0.5)
+            runner = web.AppRunner(
+                self._app(), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
+            )
             try:
                 loop.run_until_complete(runner.setup())
                 loop.run_until_complete(web.SockSite(runner, sock).start())
@@ -243,6 +245,9 @@ class FakeOpenAI:
             self._failures.clear()
             self._drop_after = None
         self.stream_delay: float = 0.0  # seconds between stream events
+        self.answer_delay: float = 0.0  # seconds before the status line of a chat answer
+        self.stall_after: int | None = None  # stream: after this many events, go silent
+        self.stream_ends: list[tuple[float, str]] = []  # (monotonic time, "done" | "gone")
         self.omit_stream_usage: bool = False  # ignore stream_options like some vendors do
         self.sparse_response: bool = False  # non-stream: leave out the optional-looking fields
         self.models: list[str] = list(DEFAULT_MODELS)
@@ -323,6 +328,8 @@ class FakeOpenAI:
             if method == "POST" and path == "/v1/chat/completions":
                 self._authorize(request)
                 completion, stream = self._plan_chat(body, parsed)
+                if self.answer_delay:
+                    await asyncio.sleep(self.answer_delay)
                 headers["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
                 if stream:
                     return await self._stream(request, completion, body, headers)
@@ -464,17 +471,25 @@ class FakeOpenAI:
             for chunk in _chunks(completion, include_usage)
         ]
         events.append("[DONE]")
+        stall_after = self.stall_after
         try:
             for sent, event in enumerate(events):
                 if drop_after is not None and sent >= drop_after:
                     break
+                if stall_after is not None and sent >= stall_after:
+                    await asyncio.sleep(3600)  # silent until the client goes away
                 if sent and delay > 0:
                     await asyncio.sleep(delay)
                 await response.write(f"data: {event}\n\n".encode())
             if drop_after is not None:
                 await _abort(request)
+            self.stream_ends.append((time.monotonic(), "done"))
         except ConnectionError:
-            pass  # the client went away; nothing left to do
+            self.stream_ends.append((time.monotonic(), "gone"))
+        except asyncio.CancelledError:
+            # The client went away: the runner cancels handlers on disconnect.
+            self.stream_ends.append((time.monotonic(), "gone"))
+            raise
         return response
 
 

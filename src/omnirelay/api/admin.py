@@ -11,6 +11,7 @@ from omnirelay.api.body import bearer_secret, read_json
 from omnirelay.api.state import AppState, state_of
 from omnirelay.gateway import admin as ops
 from omnirelay.gateway.keys import admin_key_matches
+from omnirelay.store.channels import ChannelRow
 from omnirelay.wire.errors import InvalidAPIKey, InvalidRequest
 
 ADMIN_BODY_LIMIT = 1024 * 1024
@@ -35,9 +36,15 @@ def _int_param(request: web.Request, name: str) -> int:
         raise InvalidRequest(f"'{name}' must be an integer.", param=name) from exc
 
 
+def _channel_view(state: AppState, row: ChannelRow) -> dict[str, Any]:
+    """The stored channel and its live health in this process."""
+    return {**row.public(), "live": state.health.snapshot(row.id)}
+
+
 async def list_channels(request: web.Request) -> web.Response:
     state, _ = _admin(request)
-    return _json({"data": [row.public() for row in await state.store.channels.list_all()]})
+    rows = await state.store.channels.list_all()
+    return _json({"data": [_channel_view(state, row) for row in rows]})
 
 
 async def create_channel(request: web.Request) -> web.Response:
@@ -49,8 +56,15 @@ async def create_channel(request: web.Request) -> web.Response:
 
 
 async def get_channel(request: web.Request) -> web.Response:
-    _, admin = _admin(request)
-    return _json((await admin.channel(_int_param(request, "id"))).public())
+    state, admin = _admin(request)
+    return _json(_channel_view(state, await admin.channel(_int_param(request, "id"))))
+
+
+async def test_channel(request: web.Request) -> web.Response:
+    state, _ = _admin(request)
+    result = await state.prober.test(_int_param(request, "id"))
+    await state.sync.refresh()
+    return _json(result)
 
 
 async def update_channel(request: web.Request) -> web.Response:

@@ -13,6 +13,7 @@ from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook
+from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.providers.http import UpstreamClient
@@ -34,6 +35,7 @@ class AppState:
     sync: CacheSync
     chat: ChatRelay
     admin: Admin
+    prober: Prober
     admin_key_hash: str
 
 

@@ -74,6 +74,7 @@ class AttemptLoop:
             if route is None:
                 break
             tried.add(route.channel_id)
+            call.channel_id = route.channel_id
             started = time.monotonic()
             self._health.begin(route.channel_id, model, started)
             try:

@@ -32,7 +32,6 @@ class Call:
 
     def note_attempt(self, channel_id: int, started: float, status: int, code: str | None) -> None:
         """One try on one channel, for the log row's chain of attempts."""
-        self.channel_id = channel_id
         self.attempts.append(
             {
                 "channel_id": channel_id,
@@ -78,7 +77,7 @@ class Call:
             "stream": stream,
             "usage_source": source,
             "error": error,
-            "attempts": self.attempts or None,
+            "attempts": list(self.attempts) or None,
         }
 
 

@@ -65,6 +65,15 @@ class StreamResult:
 
 
 @dataclass(frozen=True, slots=True)
+class _Answer:
+    """A complete non-stream answer and what it costs."""
+
+    json: JSONResult
+    usage: Usage
+    cost: int
+
+
+@dataclass(frozen=True, slots=True)
 class _Job:
     """What every attempt of one call shares."""
 
@@ -128,12 +137,14 @@ class ChatRelay:
             call, group, request.model, lambda route: self._attempt(job, route)
         )
         result = done.result
-        if isinstance(result, JSONResult):
+        if isinstance(result, _Answer):
             self._attempts.finish(done.route, request.model)
-            return result
+            row = call.log_row(status=200, stream=False, usage=result.usage, cost_nano=result.cost)
+            self._logs.submit(row)
+            return result.json
         return await result.bind(self._attempts, done.route, request.model)
 
-    async def _attempt(self, job: _Job, route: Route) -> JSONResult | _PendingStream:
+    async def _attempt(self, job: _Job, route: Route) -> _Answer | _PendingStream:
         provider = self._providers.chat(route.channel.type)
         if provider is None:
             raise UpstreamError(f"Channel type '{route.channel.type}' cannot serve chat.")
@@ -162,7 +173,7 @@ class ChatRelay:
 
     async def _non_stream(
         self, job: _Job, response: aiohttp.ClientResponse, provider: ChatProvider
-    ) -> JSONResult:
+    ) -> _Answer:
         call = job.call
         try:
             payload = await response.read()
@@ -185,9 +196,7 @@ class ChatRelay:
             usage = self._count(call, job.body, response_text(data))
             data["usage"] = usage_object(usage.prompt_tokens, usage.completion_tokens, 0)
         complete_response(data, self._fingerprint)
-        cost = cost_nano(job.price, usage)
-        self._logs.submit(call.log_row(status=200, stream=False, usage=usage, cost_nano=cost))
-        return JSONResult(200, orjson.dumps(data))
+        return _Answer(JSONResult(200, orjson.dumps(data)), usage, cost_nano(job.price, usage))
 
     async def _open_stream(
         self,

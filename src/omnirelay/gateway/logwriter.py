@@ -15,6 +15,7 @@ from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 
+from omnirelay.gateway.background import stop
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.store.logs import LogRepository
 
@@ -48,11 +49,8 @@ class LogWriter:
         self._task = asyncio.create_task(self._run(), name="omnirelay-logwriter")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop(self._task)
+        self._task = None
         await self.flush()
 
     async def flush(self) -> None:

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import deque
 
+from omnirelay.gateway.background import stop
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.pricing import Price, PriceBook
@@ -58,10 +58,8 @@ class CacheSync:
         self._task = asyncio.create_task(self._run(), name="omnirelay-sync")
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop(self._task)
+        self._task = None
 
     async def refresh(self) -> None:
         """Apply every change recorded so far; the admin API calls it after a write."""
