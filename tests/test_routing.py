@@ -339,3 +339,60 @@ def test_weights_hold_within_five_points_unseeded(trial: int) -> None:
     assert all(p and p.channel_id != 4 for p in picks)
     last = router.pick(candidates, {1, 2, 3}, lambda _r: True)
     assert last is not None and last.channel_id == 4
+
+
+def test_mapping_overrides_and_headers_reach_the_upstream(
+    group: Group, fakes: list[FakeOpenAI]
+) -> None:
+    group.add(
+        fakes[0].base_url,
+        model_mapping={"gpt-4o": "gpt-4o-mini"},
+        body_overrides={"temperature": 0.1},
+        headers={"OpenAI-Organization": "org-team"},
+    )
+    response = group.call()
+    assert response.status_code == 200
+    sent = fakes[0].received[-1]
+    assert sent.body["model"] == "gpt-4o-mini"
+    assert sent.body["temperature"] == 0.1
+    assert sent.headers["openai-organization"] == "org-team"
+    assert group.last_log()["model"] == "gpt-4o"
+
+
+def test_a_stream_silent_past_its_idle_timeout_ends_with_an_error_event(
+    group: Group, fakes: list[FakeOpenAI]
+) -> None:
+    group.add(fakes[0].base_url, timeouts={"idle_s": 0.5})
+    fakes[0].stall_after = 3
+    response = group.call(stream=True)
+    assert response.status_code == 200
+    events = [line[6:] for line in response.text.splitlines() if line.startswith("data: ")]
+    assert "silent" in events[-1] and '"code":"upstream_timeout"' in events[-1]
+    row = group.last_log()
+    assert row["status"] == 504 and row["cost_nano"] > 0
+
+
+def test_health_disabled_channels_are_probed_back_periodically(
+    tmp_path_factory: pytest.TempPathFactory, fakes: list[FakeOpenAI]
+) -> None:
+    server = Gateway(tmp_path_factory.mktemp("probing"), env={"OMNIRELAY_PROBE_INTERVAL_S": "0.3"})
+    server.start()
+    try:
+        local = Group(server)
+        local.add(fakes[0].base_url, priority=10)
+        local.add(fakes[1].base_url)
+        fakes[0].fail_next(401)
+        assert local.call().status_code == 200
+        # Only a channel that health disabled is probed; the probe brings it back.
+
+        def probed_back() -> bool:
+            channel = local.channel(0)
+            return bool(channel["last_probe"] and channel["enabled"])
+
+        wait_until(probed_back, timeout=3)
+        assert local.channel(0)["last_probe"]["ok"] is True
+        assert local.channel(1)["last_probe"] is None, "a healthy channel was probed"
+        pings = [r for r in fakes[0].received if r.body and r.body.get("max_tokens") == 1]
+        assert pings, "no probe call reached the upstream"
+    finally:
+        server.stop()
