@@ -38,12 +38,21 @@ from omnirelay.store.tables import change_feed, keys, metadata
 from support.postgres import fresh_database
 
 BIG = 5_000_000_000_000  # 5000 USD in nano-dollars: far beyond a 32-bit integer
-TABLES = {"channels", "keys", "prices", "request_logs", "change_feed", "settings_kv"}
+TABLES = {
+    "channels", "keys", "prices", "request_logs", "change_feed", "settings_kv",
+    "ledger", "holds", "group_multipliers", "usage_daily",
+}  # fmt: skip
 MONEY_COLUMNS = {
-    "keys": ("quota_nano", "used_nano"),
+    "keys": ("quota_nano", "used_nano", "budget_nano"),
     "request_logs": ("cost_nano",),
-    "prices": ("input_nano_per_m", "output_nano_per_m", "cached_input_nano_per_m"),
-}
+    "prices": (
+        "input_nano_per_m", "output_nano_per_m", "cached_input_nano_per_m",
+        "cache_write_nano_per_m", "per_call_nano",
+    ),
+    "ledger": ("amount_nano",),
+    "holds": ("amount_nano", "checkpoint_nano"),
+    "usage_daily": ("cost_nano",),
+}  # fmt: skip
 # A UTC midnight (2023-11-14T00:00:00Z) in unix milliseconds.
 DAY0 = 19_675 * DAY_MS
 

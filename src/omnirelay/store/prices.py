@@ -55,9 +55,13 @@ class PriceRepository:
             "updated_at": int(time.time()),
         }
         async with self._engine.begin() as connection:
-            insert = dialect_insert(connection)(prices).values(model=price.model, **values)
+            insert = dialect_insert(connection)(prices).values(
+                model=price.model, channel_id=0, **values
+            )
             await connection.execute(
-                insert.on_conflict_do_update(index_elements=[prices.c.model], set_=values)
+                insert.on_conflict_do_update(
+                    index_elements=[prices.c.model, prices.c.channel_id], set_=values
+                )
             )
             await changes.record(connection, changes.PRICE, price.model)
 

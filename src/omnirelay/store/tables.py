@@ -65,6 +65,12 @@ keys = Table(
     Column("models", JSON),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
+    Column("budget_nano", BigInteger),
+    Column("budget_period", String(8)),
+    Column("rpm", Integer),
+    Column("tpm", Integer),
+    Column("max_concurrency", Integer),
+    Column("allowed_ips", JSON),
     sqlite_autoincrement=True,
 )
 
@@ -72,10 +78,59 @@ prices = Table(
     "prices",
     metadata,
     Column("model", String(128), primary_key=True),
+    Column("channel_id", BigInteger, primary_key=True),  # 0: every channel
     Column("input_nano_per_m", BigInteger, nullable=False),
     Column("output_nano_per_m", BigInteger, nullable=False),
     Column("cached_input_nano_per_m", BigInteger, nullable=False),
+    Column("cache_write_nano_per_m", BigInteger),
+    Column("per_call_nano", BigInteger),
+    Column("units", JSON),
     Column("updated_at", BigInteger, nullable=False),
+)
+
+group_multipliers = Table(
+    "group_multipliers",
+    metadata,
+    Column("group_name", String(64), primary_key=True),
+    Column("multiplier_ppm", BigInteger, nullable=False),
+)
+
+ledger = Table(
+    "ledger",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("key_id", BigInteger, nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_ledger_key_created", "key_id", "created_ms"),
+    sqlite_autoincrement=True,
+)
+
+holds = Table(
+    "holds",
+    metadata,
+    Column("request_id", String(64), primary_key=True),
+    Column("key_id", BigInteger, nullable=False),
+    Column("amount_nano", BigInteger, nullable=False),
+    Column("checkpoint_nano", BigInteger, nullable=False, server_default="0"),
+    Column("lease_until_ms", BigInteger, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_holds_lease", "lease_until_ms"),
+)
+
+usage_daily = Table(
+    "usage_daily",
+    metadata,
+    Column("day", Integer, primary_key=True),  # days since the epoch, UTC
+    Column("key_id", BigInteger, primary_key=True),
+    Column("model", String(128), primary_key=True),
+    Column("channel_id", BigInteger, primary_key=True),  # 0: none
+    Column("requests", BigInteger, nullable=False),
+    Column("prompt_tokens", BigInteger, nullable=False),
+    Column("completion_tokens", BigInteger, nullable=False),
+    Column("cost_nano", BigInteger, nullable=False),
 )
 
 request_logs = Table(
