@@ -5,11 +5,14 @@ from __future__ import annotations
 from aiohttp import web
 
 from omnirelay.api import admin, billing, chat, models
+from omnirelay.api.messages import count_tokens, messages
 
 
 def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_post("/v1/chat/completions", chat.chat_completions)
+    router.add_post("/v1/messages", messages)
+    router.add_post("/v1/messages/count_tokens", count_tokens)
     router.add_get("/v1/models", models.list_models)
     router.add_get("/v1/models/{model:.+}", models.get_model)
     for prefix in ("/v1", ""):

@@ -62,3 +62,13 @@ class ChatProvider(Protocol):
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
         """Map an upstream error response to the gateway's error hierarchy."""
         ...
+
+
+class InlineImages(Protocol):
+    """Optional: a provider whose upstream, on some channels, takes images only inline.
+
+    When it answers True, the relay replaces http(s) image URLs with base64 ``data:`` URLs
+    (``providers.fetch.inline_images``) before ``chat_request``.
+    """
+
+    def needs_inline_images(self, endpoint: Endpoint) -> bool: ...

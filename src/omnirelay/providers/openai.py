@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.presets import PLAIN, Quirks
 from omnirelay.wire.errors import (
     GatewayError,
     UpstreamClientError,
@@ -28,26 +29,33 @@ CAPACITY_STATUSES = frozenset({429, 529})
 
 
 class OpenAIProvider:
+    """OpenAI itself (no quirks), or an OpenAI-compatible vendor with its preset's quirks."""
+
     name = "openai"
+
+    def __init__(self, quirks: Quirks = PLAIN) -> None:
+        self._quirks = quirks
 
     def chat_request(
         self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str, stream: bool
     ) -> UpstreamRequest:
+        quirks = self._quirks.with_options(endpoint.options) if endpoint.options else self._quirks
         if body.get("model") != upstream_model:
             body = {**body, "model": upstream_model}
-        if stream:
+        if not quirks.plain:
+            body = adapt_body(body, quirks)
+        if stream and quirks.stream_usage:
             options = body.get("stream_options")
             if not (isinstance(options, dict) and options.get("include_usage") is True):
                 extra = options if isinstance(options, dict) else {}
                 body = {**body, "stream_options": {**extra, "include_usage": True}}
-        headers = {
-            "Authorization": f"Bearer {endpoint.api_key}",
-            "Content-Type": "application/json",
-            **endpoint.headers,
-        }
+        headers = {**auth_headers(quirks.auth, endpoint.api_key), **endpoint.headers}
         return UpstreamRequest(
-            "POST", endpoint.base_url + "/chat/completions", headers, orjson.dumps(body)
+            "POST", endpoint.base_url + quirks.chat_path, headers, orjson.dumps(body)
         )
+
+    def needs_inline_images(self, endpoint: Endpoint) -> bool:
+        return self._quirks.with_options(endpoint.options).inline_images
 
     def chat_response(self, payload: bytes) -> dict[str, Any]:
         try:
@@ -82,6 +90,33 @@ class OpenAIProvider:
                 f"The upstream refused the gateway's credentials: {message}"
             )
         return UpstreamError(f"The upstream failed with HTTP {status}: {message}")
+
+
+def auth_headers(style: str, api_key: str) -> dict[str, str]:
+    headers = {"Content-Type": "application/json"}
+    if style == "api-key":
+        headers["api-key"] = api_key
+    elif style != "none":
+        headers["Authorization"] = f"Bearer {api_key}"
+    return headers
+
+
+def adapt_body(body: dict[str, Any], quirks: Quirks) -> dict[str, Any]:
+    """The body with the vendor's field names, without the fields it refuses."""
+    adapted: dict[str, Any] | None = None
+    for ours, theirs in quirks.rename.items():
+        if ours in body:
+            adapted = adapted if adapted is not None else dict(body)
+            value = adapted.pop(ours)
+            adapted.setdefault(theirs, value)
+    drop = [name for name in quirks.drop if name in (adapted or body)]
+    if not quirks.stream_usage and "stream_options" in (adapted or body):
+        drop.append("stream_options")
+    if drop:
+        adapted = adapted if adapted is not None else dict(body)
+        for name in drop:
+            adapted.pop(name, None)
+    return adapted if adapted is not None else body
 
 
 def _error_object(payload: bytes) -> dict[str, Any]:

@@ -1,15 +1,25 @@
-"""Provider lookup by channel type."""
+"""Provider lookup by channel type: the native dialects, plus one type per vendor preset."""
 
 from __future__ import annotations
 
+from omnirelay.providers.anthropic import AnthropicProvider
+from omnirelay.providers.azure import AzureOpenAIProvider
 from omnirelay.providers.base import ChatProvider
+from omnirelay.providers.gemini import GeminiProvider
 from omnirelay.providers.openai import OpenAIProvider
+from omnirelay.providers.presets import presets
 
 
 class ProviderRegistry:
     def __init__(self) -> None:
-        openai = OpenAIProvider()
-        self._chat: dict[str, ChatProvider] = {"openai": openai}
+        self._chat: dict[str, ChatProvider] = {
+            "openai": OpenAIProvider(),
+            "azure": AzureOpenAIProvider(),
+            "anthropic": AnthropicProvider(),
+            "gemini": GeminiProvider(),
+        }
+        for name, preset in presets().items():
+            self._chat.setdefault(name, OpenAIProvider(preset.quirks))
 
     @property
     def types(self) -> list[str]:

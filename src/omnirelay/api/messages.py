@@ -1,0 +1,117 @@
+"""POST /v1/messages and /v1/messages/count_tokens: Anthropic's Messages API, any upstream.
+
+The request becomes the canonical chat body and goes through the same relay as
+/v1/chat/completions (routing, failover, metering); the answer is told back as an Anthropic
+``message`` or event stream. Errors take Anthropic's shape, with the same statuses.
+Keys are accepted as ``x-api-key`` (Anthropic's style) or ``Authorization: Bearer``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiohttp.client_exceptions import ClientConnectionResetError
+
+from omnirelay.api.body import bearer_secret, read_json
+from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
+from omnirelay.api.state import state_of
+from omnirelay.gateway.calls import Call
+from omnirelay.gateway.chat import JSONResult, StreamResult
+from omnirelay.gateway.keys import KeyCache
+from omnirelay.wire import anthropic as shared
+from omnirelay.wire import sse
+from omnirelay.wire.anthropic_events import MessageEvents
+from omnirelay.wire.anthropic_inbound import to_message, to_openai
+from omnirelay.wire.chat import message_count, prompt_text
+from omnirelay.wire.errors import GatewayError
+
+ENDPOINT = "messages"
+SSE_HEADERS = {
+    "Content-Type": "text/event-stream",
+    "Cache-Control": "no-cache",
+    "X-Accel-Buffering": "no",
+}
+
+
+def error_response(error: GatewayError, request_id: str) -> web.Response:
+    headers = {REQUEST_ID_HEADER: request_id, "request-id": request_id}
+    if error.retry_after is not None:
+        headers["Retry-After"] = str(max(int(error.retry_after + 0.999), 1))
+    body = shared.error_body(error.status, error.message)
+    body["request_id"] = request_id
+    return web.Response(
+        status=error.status,
+        body=orjson.dumps(body),
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+async def messages(request: web.Request) -> web.StreamResponse:
+    request_id = request[REQUEST_ID_KEY]
+    state = state_of(request)
+    try:
+        key = state.keys.authenticate(bearer_secret(request))
+        raw = await read_json(request, state.settings.max_body_bytes)
+        body = to_openai(raw)
+        call = Call.begin(request_id, key, ENDPOINT)
+        result = await state.chat.complete(call, body)
+    except GatewayError as error:
+        return error_response(error, request_id)
+    if isinstance(result, JSONResult):
+        message = to_message(orjson.loads(result.body), body["model"])
+        return web.Response(
+            body=orjson.dumps(message),
+            content_type="application/json",
+            headers={"request-id": request_id},
+        )
+    return await _relay_stream(request, result, MessageEvents(body["model"]), request_id)
+
+
+async def count_tokens(request: web.Request) -> web.Response:
+    """An estimate with OpenAI's tokenizer: no upstream is called and nothing is charged."""
+    request_id = request[REQUEST_ID_KEY]
+    state = state_of(request)
+    try:
+        key = state.keys.authenticate(bearer_secret(request))
+        raw = await read_json(request, state.settings.max_body_bytes)
+        body = to_openai({"max_tokens": 1, **raw})
+        KeyCache.authorize_model(key, body["model"])
+    except GatewayError as error:
+        return error_response(error, request_id)
+    counter = state_of(request).tokens
+    count = counter.count_prompt(body["model"], prompt_text(body), message_count(body))
+    payload: dict[str, Any] = {"input_tokens": count}
+    return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+async def _relay_stream(
+    request: web.Request, result: StreamResult, events: MessageEvents, request_id: str
+) -> web.StreamResponse:
+    response = web.StreamResponse(
+        headers={**SSE_HEADERS, REQUEST_ID_HEADER: request_id, "request-id": request_id}
+    )
+    try:
+        await response.prepare(request)
+        if result.first:
+            await _write(response, events, result.first)
+        async for event in result.rest:
+            await _write(response, events, event)
+        for tail in events.finish():
+            await response.write(tail)
+        await response.write_eof()
+    except (ConnectionResetError, ClientConnectionResetError):
+        pass  # The client went away; closing the events below cancels the upstream.
+    finally:
+        await result.rest.aclose()
+    return response
+
+
+async def _write(response: web.StreamResponse, events: MessageEvents, event: bytes) -> None:
+    data = sse.event_data(event.rstrip(b"\n"))
+    if data is None:
+        return
+    for out in events.feed(data):
+        await response.write(out)

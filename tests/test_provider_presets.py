@@ -1,0 +1,170 @@
+"""OpenAI-compatible vendors as presets: data, registry, quirks, and one through the gateway."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import openai
+import pytest
+
+from omnirelay.providers.base import Endpoint
+from omnirelay.providers.openai import OpenAIProvider
+from omnirelay.providers.presets import Quirks, default_base_url, presets
+from omnirelay.providers.registry import ProviderRegistry
+from support.fake_openai import FakeOpenAI
+from support.gateway import Gateway
+
+VENDORS = {
+    "deepseek",
+    "moonshot",
+    "qwen",
+    "zhipu",
+    "siliconflow",
+    "openrouter",
+    "groq",
+    "mistral",
+    "xai",
+    "together",
+    "ollama",
+    "vllm",
+    "llamacpp",
+    "lmstudio",
+}
+
+
+def test_every_vendor_is_a_preset_and_a_channel_type() -> None:
+    found = presets()
+    assert set(found) == VENDORS
+    types = ProviderRegistry().types
+    assert VENDORS | {"openai", "azure", "anthropic", "gemini"} == set(types)
+    for preset in found.values():
+        local = preset.name in ("ollama", "vllm", "llamacpp", "lmstudio")
+        assert preset.base_url.startswith("http://localhost:" if local else "https://")
+    assert default_base_url("gemini") == "https://generativelanguage.googleapis.com/v1beta"
+    assert default_base_url("nope") is None
+
+
+def request(quirks: Quirks, body: dict[str, Any], stream: bool, **options: Any) -> Any:
+    endpoint = Endpoint(base_url="https://vendor.example/v1", api_key="sk-v", options=options)
+    sent = OpenAIProvider(quirks).chat_request(endpoint, body, "m-upstream", stream)
+    return sent, json.loads(sent.body)
+
+
+def test_quirks_rename_drop_and_auth() -> None:
+    mistral = presets()["mistral"].quirks
+    body = {"model": "m", "messages": [], "max_completion_tokens": 9, "seed": 3, "user": "u"}
+    sent, payload = request(mistral, {**body, "stream_options": {"include_usage": True}}, True)
+    assert payload == {"model": "m-upstream", "messages": [], "max_tokens": 9, "random_seed": 3}
+    assert sent.headers["Authorization"] == "Bearer sk-v"
+    ollama = presets()["ollama"].quirks
+    sent, payload = request(ollama, body, True)
+    assert "Authorization" not in sent.headers
+    assert payload["stream_options"] == {"include_usage": True} and payload["max_tokens"] == 9
+    # A channel's options override its preset's quirks.
+    sent, payload = request(Quirks(), body, True, stream_usage=False, auth="api-key")
+    assert "stream_options" not in payload and sent.headers["api-key"] == "sk-v"
+
+
+def test_plain_openai_body_is_untouched() -> None:
+    body = {"model": "m-upstream", "messages": [], "max_tokens": 5, "seed": 1}
+    _, payload = request(Quirks(), body, False, headers={"X-A": "1"})
+    assert payload == body
+
+
+@pytest.mark.parametrize("vendor", ["deepseek", "zhipu"])
+def test_preset_channel_through_the_gateway(
+    gateway: Gateway, fake: FakeOpenAI, make_key: Any, vendor: str
+) -> None:
+    group = f"preset-{vendor}"
+    gateway.add_channel(
+        name=group,
+        type=vendor,
+        base_url=fake.base_url,
+        api_key=fake.api_key,
+        models=["deepseek-chat"],
+        model_mapping={"deepseek-chat": "gpt-4o"},
+        group=group,
+    )
+    key = make_key(group=group)
+    chat = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0).chat.completions
+    text = "".join(
+        c.choices[0].delta.content or ""
+        for c in chat.create(
+            model="deepseek-chat",
+            messages=[{"role": "user", "content": "hello preset"}],
+            max_completion_tokens=20,
+            stream=True,
+        )
+        if c.choices
+    )
+    assert text == "Echo: hello preset"
+    sent = fake.received[-1].body
+    assert sent["max_tokens"] == 20 and "max_completion_tokens" not in sent
+    row = gateway.admin("GET", f"/admin/logs?key_id={key.id}").json()["data"][0]
+    if vendor == "zhipu":  # no stream_options sent: the gateway counted the tokens itself
+        assert "stream_options" not in sent and row["usage_source"] == "counted"
+    else:
+        assert sent["stream_options"] == {"include_usage": True}
+        assert row["usage_source"] == "upstream"
+
+
+def test_base_url_defaults_to_the_presets(gateway: Gateway) -> None:
+    created = gateway.add_channel(
+        name="groq-default", type="groq", api_key="gsk-x", models=["llama-3.3-70b"], enabled=False
+    )
+    assert created["base_url"] == "https://api.groq.com/openai/v1"
+    missing = gateway.admin(
+        "POST",
+        "/admin/channels",
+        {"name": "x", "type": "openai", "api_key": "k", "models": ["m"], "enabled": False},
+    )
+    assert missing.status_code == 201  # openai has a default too
+    clash = gateway.admin(
+        "POST",
+        "/admin/channels",
+        {"name": "y", "type": "azure", "api_key": "k", "models": ["m"], "options": {"headers": {}}},
+    )
+    assert clash.status_code == 400 and "own field" in clash.json()["error"]["message"]
+
+
+def test_cli_takes_dialect_options_and_default_base_urls(gateway: Gateway) -> None:
+    gateway.cli(
+        "channel", "add", "--name", "cli-azure", "--type", "azure", "--group", "cli-only",
+        "--base-url", "https://res.openai.azure.com", "--api-key", "k", "--models", "gpt-4o",
+        "--option", "api_version=v1", "--option", "stream_usage=false",
+    )  # fmt: skip
+    gateway.cli(
+        "channel", "add", "--name", "cli-claude", "--type", "anthropic", "--group", "cli-only",
+        "--api-key", "k", "--models", "claude-sonnet-4-0",
+    )  # fmt: skip
+    channels = {c["name"]: c for c in gateway.admin("GET", "/admin/channels").json()["data"]}
+    assert channels["cli-azure"]["options"] == {"api_version": "v1", "stream_usage": False}
+    assert channels["cli-claude"]["base_url"] == "https://api.anthropic.com/v1"
+    bad = gateway.cli("channel", "add", "--name", "x", "--type", "nope", "--api-key", "k",
+                      "--models", "m", check=False)  # fmt: skip
+    assert bad.returncode != 0 and "Unknown channel type" in bad.stderr
+
+
+def test_patching_options_replaces_the_dialects_and_keeps_the_rest(gateway: Gateway) -> None:
+    created = gateway.add_channel(
+        name="patch-azure",
+        type="azure",
+        base_url="https://res.openai.azure.com",
+        api_key="k",
+        models=["gpt-4o"],
+        group="patch-only",
+        enabled=False,
+        headers={"X-Team": "a"},
+        options={"api_version": "2024-10-21", "deployment": "d1"},
+    )
+    assert created["options"] == {
+        "api_version": "2024-10-21",
+        "deployment": "d1",
+        "headers": {"X-Team": "a"},
+    }
+    path = f"/admin/channels/{created['id']}"
+    patched = gateway.admin("PATCH", path, {"options": {"api_version": "v1"}}).json()
+    assert patched["options"] == {"api_version": "v1", "headers": {"X-Team": "a"}}
+    patched = gateway.admin("PATCH", path, {"headers": {"X-Team": "b"}}).json()
+    assert patched["options"] == {"api_version": "v1", "headers": {"X-Team": "b"}}
