@@ -130,9 +130,12 @@ def test_spent_quota_gets_429_but_can_still_see_its_balance(
     gateway: Gateway, make_key: Any
 ) -> None:
     # The seed call costs 65 x 2500 + 16 x 10000 = 322,500 nano-dollars at gpt-4o's price.
-    key = make_key(quota_usd="0.0003")
+    key = make_key(quota_usd="1")
     client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
     client.chat.completions.create(**SEED_REQUEST)
+    # The operator lowers the quota below what was spent.
+    lowered = gateway.admin("PATCH", f"/admin/keys/{key.id}", {"quota_usd": "0.0003"})
+    assert lowered.status_code == 200
     with pytest.raises(openai.RateLimitError) as raised:
         client.chat.completions.create(**SEED_REQUEST)
     assert raised.value.code == "insufficient_quota"

@@ -47,6 +47,19 @@ def _mapping(values: Sequence[str] | None) -> dict[str, str]:
     return mapping
 
 
+def _options(values: Sequence[str] | None) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for item in values or ():
+        name, sep, raw = item.partition("=")
+        if not sep or not name.strip():
+            raise SystemExit(f"--option takes KEY=VALUE, got {item!r}")
+        try:
+            options[name.strip()] = json.loads(raw)
+        except ValueError:
+            options[name.strip()] = raw
+    return options
+
+
 def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
     if not rows:
         print("(none)")
@@ -86,6 +99,7 @@ async def channel_add(admin: ops.Admin, _store: Store, args: argparse.Namespace)
             "group": args.group,
             "priority": args.priority,
             "weight": args.weight,
+            "options": _options(args.option),
         },
     )
     row = await admin.create_channel(spec)
@@ -293,13 +307,19 @@ def _parser() -> argparse.ArgumentParser:
     add = channel.add_parser("add", help="register an upstream channel")
     add.add_argument("--name", required=True)
     add.add_argument("--type", default="openai")
-    add.add_argument("--base-url", required=True)
+    add.add_argument("--base-url", help="default: the channel type's own, when it has one")
     add.add_argument("--api-key", required=True)
     add.add_argument("--models", required=True, help="comma-separated model names")
     add.add_argument("--map", action="append", metavar="ASKED=UPSTREAM", help="model mapping")
     add.add_argument("--group", default="default")
     add.add_argument("--priority", type=int, default=0)
     add.add_argument("--weight", type=int, default=1)
+    add.add_argument(
+        "--option",
+        action="append",
+        metavar="KEY=VALUE",
+        help="a dialect setting, e.g. api_version=2024-10-21 (VALUE is read as JSON if it can be)",
+    )
     add.set_defaults(action_fn=channel_add)
     channel.add_parser("list").set_defaults(action_fn=channel_list)
     for verb, enabled in (("enable", True), ("disable", False)):

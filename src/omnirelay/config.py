@@ -59,6 +59,14 @@ class Settings(BaseSettings):
     """Probe channels disabled for health this often (0: only on demand)."""
     log_flush_interval_s: float = Field(default=0.5, gt=0, le=1.0)
     sync_interval_s: float = Field(default=0.25, gt=0, le=1.0)
+    hold_output_tokens: int = Field(default=4096, ge=1)
+    """The output a hold assumes when a request sets no max_tokens."""
+    strict_settlement: bool = False
+    """Commit each call's charge before its response's last byte (costs a write per call)."""
+    hold_lease_s: float = Field(default=10.0, gt=0)
+    """How long a hold outlives a silent process before the reconciler settles it."""
+    redis_url: str = ""
+    """Redis for counters shared by many processes; empty keeps them in this process."""
     free_by_default: bool = False
     """Serve models that have no price at zero cost instead of refusing them."""
 

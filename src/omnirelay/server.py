@@ -18,12 +18,15 @@ from omnirelay.gateway.chat import ChatRelay
 from omnirelay.gateway.health import BreakerPolicy, HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
+from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sync import CacheSync
+from omnirelay.providers.fetch import ImageFetcher
 from omnirelay.providers.http import Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.counters import MemoryCounters
 from omnirelay.store.secrets import hash_key, new_client_key
 from omnirelay.store.settings_kv import ADMIN_KEY_HASH
 from omnirelay.store.store import Store
@@ -77,7 +80,7 @@ async def build_state(settings: Settings) -> AppState:
     prices = PriceBook(default_prices(), free_by_default=settings.free_by_default)
     providers = ProviderRegistry()
     upstream = UpstreamClient()
-    logs = LogWriter(store.logs, keys, settings.log_flush_interval_s)
+    logs = LogWriter(store.logs, keys, settings.log_flush_interval_s, settings.hold_lease_s)
     sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s)
 
     async def disable(channel_id: int, reason: str) -> None:
@@ -95,13 +98,21 @@ async def build_state(settings: Settings) -> AppState:
         ),
         disable,
     )
+    counters = MemoryCounters()
+    tokens = TokenCounter()
+    fetcher = ImageFetcher()
+    meter = Meter(counters, logs, store.ledger)
     chat = ChatRelay(
         attempts=attempts,
+        meter=meter,
+        hold_output_tokens=settings.hold_output_tokens,
+        strict_settlement=settings.strict_settlement,
+        fetcher=fetcher,
         prices=prices,
         providers=providers,
         upstream=upstream,
         logs=logs,
-        tokens=TokenCounter(),
+        tokens=tokens,
         fingerprint=SYSTEM_FINGERPRINT,
     )
     return AppState(
@@ -116,6 +127,8 @@ async def build_state(settings: Settings) -> AppState:
         logs=logs,
         sync=sync,
         chat=chat,
+        tokens=tokens,
+        fetcher=fetcher,
         admin=Admin(store, providers.types),
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
         admin_key_hash=await admin_key_hash(settings, store),
@@ -130,6 +143,7 @@ def build_app(settings: Settings) -> web.Application:
         state = await build_state(settings)
         await state.sync.load_all()
         await state.upstream.start()
+        await state.fetcher.start()
         state.logs.start()
         state.sync.start()
         state.prober.start_periodic(settings.probe_interval_s)
@@ -139,6 +153,7 @@ def build_app(settings: Settings) -> web.Application:
         await state.sync.close()
         await state.logs.close()
         await state.upstream.close()
+        await state.fetcher.close()
         await state.store.close()
 
     app.cleanup_ctx.append(lifecycle)

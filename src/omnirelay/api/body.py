@@ -11,6 +11,12 @@ from omnirelay.wire.errors import RequestTooLarge
 
 
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
+    body, _size = await read_json_sized(request, limit)
+    return body
+
+
+async def read_json_sized(request: web.Request, limit: int) -> tuple[dict[str, Any], int]:
+    """The body as a JSON object, and its size in bytes."""
     if request.content_length is not None and request.content_length > limit:
         raise RequestTooLarge(
             f"The request body is {request.content_length} bytes; this gateway accepts at "
@@ -22,7 +28,7 @@ async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
         raise RequestTooLarge(
             f"The request body is larger than the {limit} bytes this gateway accepts."
         ) from exc
-    return parse_json_object(raw)
+    return parse_json_object(raw), len(raw)
 
 
 def bearer_secret(request: web.Request) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
-from omnirelay.api.body import bearer_secret, read_json
+from omnirelay.api.body import bearer_secret, read_json_sized
 from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
 from omnirelay.api.state import state_of
 from omnirelay.gateway.calls import Call
@@ -21,8 +21,10 @@ SSE_HEADERS = {
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
     key = state.keys.authenticate(bearer_secret(request))
-    body = await read_json(request, state.settings.max_body_bytes)
-    call = Call.begin(request[REQUEST_ID_KEY], key, ENDPOINT)
+    body, size = await read_json_sized(request, state.settings.max_body_bytes)
+    call = Call.begin(
+        request[REQUEST_ID_KEY], key, ENDPOINT, body_bytes=size, client_ip=request.remote
+    )
     result = await state.chat.complete(call, body)
     if isinstance(result, JSONResult):
         return web.Response(status=result.status, body=result.body, content_type="application/json")

@@ -16,9 +16,11 @@ from omnirelay.gateway.pricing import PriceBook
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sync import CacheSync
+from omnirelay.providers.fetch import ImageFetcher
 from omnirelay.providers.http import UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.store import Store
+from omnirelay.wire.tokens import TokenCounter
 
 
 @dataclass
@@ -34,6 +36,8 @@ class AppState:
     logs: LogWriter
     sync: CacheSync
     chat: ChatRelay
+    tokens: TokenCounter
+    fetcher: ImageFetcher
     admin: Admin
     prober: Prober
     admin_key_hash: str

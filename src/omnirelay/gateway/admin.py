@@ -6,16 +6,18 @@ produces name the offending field.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy.exc import IntegrityError
 
 from omnirelay.gateway.pricing import usd_to_nano
+from omnirelay.providers.presets import default_base_url
 from omnirelay.store.channels import DISABLED_BY_OPERATOR, ChannelRow
 from omnirelay.store.keys import KeyRow
 from omnirelay.store.prices import PriceRow
@@ -60,10 +62,18 @@ def _options(values: Mapping[str, Any]) -> dict[str, Any]:
     return options
 
 
+def _check_dialect_options(value: dict[str, Any] | None) -> dict[str, Any] | None:
+    clash = sorted(set(value or ()) & set(OPTION_FIELDS))
+    if clash:
+        raise ValueError(f"set {', '.join(clash)} with its own field, not in 'options'")
+    return value
+
+
 class ChannelSpec(_Strict):
     name: str = Field(min_length=1, max_length=128)
     type: str = "openai"
-    base_url: str
+    base_url: str | None = None
+    """Defaults to the type's own (see providers/presets.py) when it has one."""
     api_key: str = Field(min_length=1)
     models: list[str] = Field(min_length=1)
     model_mapping: dict[str, str] = Field(default_factory=dict)
@@ -75,11 +85,18 @@ class ChannelSpec(_Strict):
     body_overrides: dict[str, Any] = Field(default_factory=dict)
     max_inflight: int | None = Field(default=None, ge=1)
     timeouts: ChannelTimeouts | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    """The dialect's own settings, such as Azure's ``api_version`` and ``deployment``."""
 
     @field_validator("base_url")
     @classmethod
-    def _url(cls, value: str) -> str:
-        return _check_url(value)
+    def _url(cls, value: str | None) -> str | None:
+        return None if value is None else _check_url(value)
+
+    @field_validator("options")
+    @classmethod
+    def _dialect(cls, value: dict[str, Any]) -> dict[str, Any] | None:
+        return _check_dialect_options(value)
 
     @field_validator("models")
     @classmethod
@@ -104,11 +121,57 @@ class ChannelPatch(_Strict):
     body_overrides: dict[str, Any] | None = None
     max_inflight: int | None = Field(default=None, ge=1)
     timeouts: ChannelTimeouts | None = None
+    options: dict[str, Any] | None = None
+    """Replaces the dialect's own settings."""
 
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         return None if value is None else _check_url(value)
+
+    @field_validator("options")
+    @classmethod
+    def _dialect(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        return _check_dialect_options(value)
+
+
+BudgetPeriod = Literal["day", "week", "month"]
+
+
+class KeyLimits(_Strict):
+    """A key's budget per period, rate limits and network allowlist."""
+
+    budget_usd: Decimal | None = Field(default=None, ge=0)
+    budget_period: BudgetPeriod | None = None
+    rpm: int | None = Field(default=None, ge=1)
+    tpm: int | None = Field(default=None, ge=1)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    allowed_ips: list[str] | None = None
+
+    @field_validator("allowed_ips")
+    @classmethod
+    def _networks(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        try:
+            return [str(ipaddress.ip_network(item.strip(), strict=False)) for item in value]
+        except ValueError as exc:
+            raise ValueError(f"not a CIDR network: {exc}") from exc
+
+    def fields(self, given: set[str]) -> dict[str, Any]:
+        """The key columns these limits set, for the fields the caller gave."""
+        out: dict[str, Any] = {}
+        for name in given & set(type(self).model_fields):
+            value = getattr(self, name)
+            if name == "budget_usd":
+                out["budget_nano"] = None if value is None else _nano(value)
+            else:
+                out[name] = value
+        if out.get("budget_nano") is not None and self.budget_period is None:
+            raise InvalidRequest(
+                "A budget needs its period: day, week or month.", param="budget_period"
+            )
+        return out
 
 
 class KeySpec(_Strict):
@@ -119,6 +182,7 @@ class KeySpec(_Strict):
     models: list[str] | None = None
     group: str = Field(default="default", min_length=1, max_length=64)
     enabled: bool = True
+    limits: KeyLimits = Field(default_factory=KeyLimits)
 
 
 class KeyPatch(_Strict):
@@ -132,6 +196,7 @@ class KeyPatch(_Strict):
     all_models: bool | None = None
     group: str | None = Field(default=None, min_length=1, max_length=64)
     enabled: bool | None = None
+    limits: KeyLimits | None = None
 
 
 class PriceSpec(_Strict):
@@ -171,11 +236,16 @@ class Admin:
 
     async def create_channel(self, spec: ChannelSpec) -> ChannelRow:
         self._check_type(spec.type)
+        base_url = spec.base_url or default_base_url(spec.type)
+        if base_url is None:
+            raise InvalidRequest(
+                f"'base_url' is required for channel type '{spec.type}'.", param="base_url"
+            )
         try:
             return await self._store.channels.create(
                 name=spec.name,
                 type=spec.type,
-                base_url=spec.base_url,
+                base_url=base_url,
                 api_key=spec.api_key,
                 models=spec.models,
                 model_mapping=spec.model_mapping,
@@ -183,7 +253,7 @@ class Admin:
                 priority=spec.priority,
                 weight=spec.weight,
                 enabled=spec.enabled,
-                options=_options(dict(spec)),
+                options={**spec.options, **_options(dict(spec))},
             )
         except IntegrityError as exc:
             raise Conflict(f"A channel named '{spec.name}' already exists.", param="name") from exc
@@ -193,11 +263,15 @@ class Admin:
         if "group" in fields:
             fields["group_name"] = fields.pop("group")
         given = {name: getattr(patch, name) for name in OPTION_FIELDS if name in fields}
-        if given:
+        if given or "options" in fields:
             for name in given:
                 fields.pop(name)
             current = await self.channel(channel_id)
             kept = {k: v for k, v in current.options.items() if k not in given}
+            if "options" in fields:  # the dialect's settings are replaced as a whole
+                dialect = fields.pop("options") or {}
+                kept = {k: v for k, v in kept.items() if k in OPTION_FIELDS}
+                kept = {**dialect, **kept}
             fields["options"] = {**kept, **_options(given)}
         if fields.get("enabled") is True:
             fields["disabled_reason"] = None
@@ -233,6 +307,7 @@ class Admin:
             models=spec.models,
             group_name=spec.group,
             enabled=spec.enabled,
+            limits=spec.limits.fields(spec.limits.model_fields_set),
         )
 
     async def update_key(self, key_id: int, patch: KeyPatch) -> KeyRow:
@@ -257,6 +332,8 @@ class Admin:
             fields["models"] = None
         elif "models" in given:
             fields["models"] = patch.models
+        if patch.limits is not None:
+            fields.update(patch.limits.fields(patch.limits.model_fields_set))
         row = await self._store.keys.update(key_id, fields)
         if row is None:
             raise NotFound(f"No key has id {key_id}.")

@@ -24,11 +24,23 @@ class Call:
     served_model: str | None = None
     channel_id: int | None = None
     ttfb_ms: int | None = None
+    body_bytes: int = 0
+    client_ip: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def begin(cls, request_id: str, key: KeyState, endpoint: str) -> Call:
-        return cls(request_id, key, endpoint, time.monotonic(), int(time.time() * 1000))
+    def begin(
+        cls,
+        request_id: str,
+        key: KeyState,
+        endpoint: str,
+        *,
+        body_bytes: int = 0,
+        client_ip: str | None = None,
+    ) -> Call:
+        call = cls(request_id, key, endpoint, time.monotonic(), int(time.time() * 1000))
+        call.body_bytes, call.client_ip = body_bytes, client_ip
+        return call
 
     def note_attempt(self, channel_id: int, started: float, status: int, code: str | None) -> None:
         """One try on one channel, for the log row's chain of attempts."""

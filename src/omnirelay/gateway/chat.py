@@ -9,6 +9,7 @@ still move on to another channel.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncGenerator, AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,12 +21,15 @@ from omnirelay.gateway.attempts import AttemptLoop
 from omnirelay.gateway.calls import STATUS_CLIENT_CLOSED, Call
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
+from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.pricing import Price, PriceBook, cost_nano
 from omnirelay.gateway.requests import ChatRequest, check_chat_request
 from omnirelay.gateway.routing import Route
 from omnirelay.providers.base import ChatProvider, StreamTranslator
+from omnirelay.providers.fetch import ImageFetcher, inline_images, needs_inline_images
 from omnirelay.providers.http import UpstreamClient, retry_after_seconds
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.counters import Ticket
 from omnirelay.wire import sse
 from omnirelay.wire.chat import (
     complete_response,
@@ -81,6 +85,7 @@ class _Job:
     request: ChatRequest
     body: dict[str, Any]
     price: Price
+    ticket: Ticket
 
 
 class ChatRelay:
@@ -92,10 +97,18 @@ class ChatRelay:
         providers: ProviderRegistry,
         upstream: UpstreamClient,
         logs: LogWriter,
+        meter: Meter,
         tokens: TokenCounter,
         fingerprint: str,
+        hold_output_tokens: int = 4096,
+        strict_settlement: bool = False,
+        fetcher: ImageFetcher | None = None,
     ) -> None:
         self._attempts = attempts
+        self._fetcher = fetcher
+        self._meter = meter
+        self._hold_output_tokens = hold_output_tokens
+        self._strict = strict_settlement
         self._prices = prices
         self._providers = providers
         self._upstream = upstream
@@ -131,24 +144,50 @@ class ChatRelay:
                 "metered. Ask the operator to set one (omnirelay price set).",
                 param="model",
             )
-        KeyCache.ensure_quota(call.key)
-        job = _Job(call, request, body, price)
-        done = await self._attempts.run(
-            call, group, request.model, lambda route: self._attempt(job, route)
-        )
+        KeyCache.authorize_ip(call.key, call.client_ip)
+        self._attempts.ensure_routable(group, request.model)
+        hold = self._hold_estimate(call, body, price)
+        ticket = await self._meter.admit(call.request_id, call.key, hold, time.time())
+        job = _Job(call, request, body, price, ticket)
+        try:
+            done = await self._attempts.run(
+                call, group, request.model, lambda route: self._attempt(job, route)
+            )
+        except BaseException:
+            await self._meter.release(ticket)
+            raise
         result = done.result
         if isinstance(result, _Answer):
             self._attempts.finish(done.route, request.model)
             row = call.log_row(status=200, stream=False, usage=result.usage, cost_nano=result.cost)
             self._logs.submit(row)
+            await self._meter.settle(ticket, result.cost, result.usage.total_tokens, time.time())
+            if self._strict:
+                await self._logs.flush()
             return result.json
         return await result.bind(self._attempts, done.route, request.model)
+
+    def _hold_estimate(self, call: Call, body: dict[str, Any], price: Price) -> int:
+        """An upper bound of the cost: every body byte a prompt token, plus the output cap."""
+        output = body.get("max_completion_tokens") or body.get("max_tokens")
+        if not isinstance(output, int) or output <= 0:
+            output = self._hold_output_tokens
+        choices = body.get("n")
+        if isinstance(choices, int) and choices > 1:
+            output *= choices
+        prompt = call.body_bytes or len(orjson.dumps(body))
+        top_input = max(price.input_nano_per_m, price.cached_input_nano_per_m)
+        return cost_nano(
+            Price(top_input, price.output_nano_per_m, top_input), Usage(prompt, output)
+        )
 
     async def _attempt(self, job: _Job, route: Route) -> _Answer | _PendingStream:
         provider = self._providers.chat(route.channel.type)
         if provider is None:
             raise UpstreamError(f"Channel type '{route.channel.type}' cannot serve chat.")
         body = {**job.body, **route.body_overrides} if route.body_overrides else job.body
+        if self._fetcher is not None and needs_inline_images(provider, route.endpoint):
+            body = await inline_images(body, self._fetcher)
         upstream_request = provider.chat_request(
             route.endpoint, body, route.upstream_model, job.request.stream
         )
@@ -223,7 +262,7 @@ class ChatRelay:
             raise
         return _PendingStream(self, job, response, payloads, first)
 
-    def _settle_stream(
+    async def _settle_stream(
         self,
         job: _Job,
         response: aiohttp.ClientResponse,
@@ -240,6 +279,18 @@ class ChatRelay:
         cost = cost_nano(job.price, usage)
         row = job.call.log_row(status=status, stream=True, usage=usage, cost_nano=cost, error=error)
         self._logs.submit(row)
+        await self._meter.settle(job.ticket, cost, usage.total_tokens, time.time())
+        if self._strict:
+            await self._logs.flush()
+
+    @property
+    def strict(self) -> bool:
+        return self._strict
+
+    def _checkpoint(self, job: _Job, relayed: list[bytes]) -> None:
+        """Record what a running stream has cost so far, in case this process dies."""
+        usage = self._count_stream(job.call, job.body, relayed)
+        self._meter.checkpoint(job.ticket, cost_nano(job.price, usage))
 
     def _count_stream(self, call: Call, body: dict[str, Any], relayed: list[bytes]) -> Usage:
         chunks = []
@@ -263,6 +314,7 @@ class ChatRelay:
 
 
 CANCELLED = "client disconnected; the call was cancelled"
+CHECKPOINT_EVERY_S = 1.0
 
 
 class _PendingStream:
@@ -298,11 +350,20 @@ class _PendingStream:
         usage: Usage | None = None
         relayed: list[bytes] = []
         status, error = 200, None
+        settled = False
+        next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
         try:
             async for data in _prepend(self._first, self._payloads):
                 if data == sse.DONE:
+                    if relay.strict:
+                        # Strict: the charge is durable before the stream's last byte.
+                        settled = True
+                        await self._settle(attempts, route, model, relayed, usage, 200, None)
                     yield DONE_EVENT
                     continue
+                if time.monotonic() >= next_checkpoint:
+                    next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
+                    relay._checkpoint(job, relayed)
                 if not relayed:
                     job.call.mark_first_byte()
                     job.call.served_model = _model_of(data)
@@ -325,8 +386,21 @@ class _PendingStream:
             status, error = STATUS_CLIENT_CLOSED, CANCELLED
             raise
         finally:
-            attempts.finish(route, model, failed=status in (502, 504))
-            relay._settle_stream(job, self._response, relayed, usage, status, error)
+            if not settled:
+                await self._settle(attempts, route, model, relayed, usage, status, error)
+
+    async def _settle(
+        self,
+        attempts: AttemptLoop,
+        route: Route,
+        model: str,
+        relayed: list[bytes],
+        usage: Usage | None,
+        status: int,
+        error: str | None,
+    ) -> None:
+        attempts.finish(route, model, failed=status in (502, 504))
+        await self._relay._settle_stream(self._job, self._response, relayed, usage, status, error)
 
 
 async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:

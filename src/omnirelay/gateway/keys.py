@@ -9,6 +9,7 @@ charged but not yet flushed.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -21,7 +22,10 @@ from omnirelay.wire.errors import (
     KeyDisabled,
     KeyExpired,
     ModelNotAllowed,
+    PermissionDenied,
 )
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass(slots=True)
@@ -30,6 +34,7 @@ class KeyState:
     models: frozenset[str] | None
     db_used_nano: int
     pending_nano: int = 0
+    networks: tuple[IPNetwork, ...] | None = None
 
     @property
     def id(self) -> int:
@@ -46,6 +51,17 @@ class KeyState:
 
     def allows(self, model: str) -> bool:
         return self.models is None or model in self.models
+
+    def allows_ip(self, address: str | None) -> bool:
+        if self.networks is None:
+            return True
+        if address is None:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self.networks)
 
 
 class KeyCache:
@@ -77,6 +93,7 @@ class KeyCache:
                 # Spend only grows, and a row read earlier may predate a flush.
                 db_used_nano=max(row.used_nano, old.db_used_nano) if old else row.used_nano,
                 pending_nano=old.pending_nano if old else 0,
+                networks=_networks(row.allowed_ips),
             )
             self._by_id[row.id] = state
             self._by_hash[row.key_hash] = state
@@ -118,6 +135,15 @@ class KeyCache:
             )
 
     @staticmethod
+    def authorize_ip(state: KeyState, address: str | None) -> None:
+        if not state.allows_ip(address):
+            raise PermissionDenied(
+                "This API key may not be used from this network address. "
+                "Ask the gateway operator to add it to the key's allowlist.",
+                code="ip_not_allowed",
+            )
+
+    @staticmethod
     def ensure_quota(state: KeyState) -> None:
         remaining = state.remaining_nano
         if remaining is not None and remaining <= 0:
@@ -138,6 +164,12 @@ class KeyCache:
             if state is not None:
                 state.pending_nano -= delta
         self.apply_used(totals)
+
+
+def _networks(allowed: tuple[str, ...] | None) -> tuple[IPNetwork, ...] | None:
+    if allowed is None:
+        return None
+    return tuple(ipaddress.ip_network(item, strict=False) for item in allowed)
 
 
 def admin_key_matches(secret: str | None, stored_hash: str | None) -> bool:

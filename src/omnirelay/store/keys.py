@@ -15,7 +15,21 @@ from omnirelay.store import changes
 from omnirelay.store.secrets import hash_key, key_hint, new_client_key
 from omnirelay.store.tables import keys
 
-UPDATABLE = ("name", "group_name", "enabled", "expires_at", "quota_nano", "models")
+UPDATABLE = (
+    "name",
+    "group_name",
+    "enabled",
+    "expires_at",
+    "quota_nano",
+    "models",
+    "budget_nano",
+    "budget_period",
+    "rpm",
+    "tpm",
+    "max_concurrency",
+    "allowed_ips",
+)
+LIMIT_FIELDS = ("budget_nano", "budget_period", "rpm", "tpm", "max_concurrency", "allowed_ips")
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +46,12 @@ class KeyRow:
     models: tuple[str, ...] | None
     created_at: int
     updated_at: int
+    budget_nano: int | None = None
+    budget_period: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    max_concurrency: int | None = None
+    allowed_ips: tuple[str, ...] | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> KeyRow:
@@ -48,6 +68,12 @@ class KeyRow:
             models=tuple(row.models) if row.models is not None else None,
             created_at=row.created_at,
             updated_at=row.updated_at,
+            budget_nano=row.budget_nano,
+            budget_period=row.budget_period,
+            rpm=row.rpm,
+            tpm=row.tpm,
+            max_concurrency=row.max_concurrency,
+            allowed_ips=tuple(row.allowed_ips) if row.allowed_ips is not None else None,
         )
 
     def public(self) -> dict[str, Any]:
@@ -64,6 +90,12 @@ class KeyRow:
             "models": list(self.models) if self.models is not None else None,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
+            "budget_nano": self.budget_nano,
+            "budget_period": self.budget_period,
+            "rpm": self.rpm,
+            "tpm": self.tpm,
+            "max_concurrency": self.max_concurrency,
+            "allowed_ips": list(self.allowed_ips) if self.allowed_ips is not None else None,
         }
 
 
@@ -80,6 +112,7 @@ class KeyRepository:
         models: Iterable[str] | None = None,
         group_name: str = "default",
         enabled: bool = True,
+        limits: Mapping[str, Any] | None = None,
     ) -> tuple[KeyRow, str]:
         """Create a key; returns its row and the secret, which is never stored."""
         secret = new_client_key()
@@ -96,6 +129,7 @@ class KeyRepository:
             "models": list(models) if models is not None else None,
             "created_at": now,
             "updated_at": now,
+            **{name: value for name, value in (limits or {}).items() if name in LIMIT_FIELDS},
         }
         async with self._engine.begin() as connection:
             result = await connection.execute(insert(keys).values(**values).returning(keys))
@@ -128,8 +162,9 @@ class KeyRepository:
 
     async def update(self, key_id: int, fields: Mapping[str, Any]) -> KeyRow | None:
         values = {name: fields[name] for name in UPDATABLE if name in fields}
-        if "models" in values and values["models"] is not None:
-            values["models"] = list(values["models"])
+        for name in ("models", "allowed_ips"):
+            if values.get(name) is not None:
+                values[name] = list(values[name])
         values["updated_at"] = int(time.time())
         async with self._engine.begin() as connection:
             result = await connection.execute(

@@ -1,24 +1,70 @@
-"""The request log, and the key spend it carries.
+"""The request log, and the money it carries.
 
-A batch of log rows and the spend they add to each key commit in one transaction, so the
-keys' ``used_nano`` always equals the sum of their logged costs.
+A batch of log rows commits in one transaction with everything that follows from it: the
+ledger entries, the spend added to each key, the holds closed, opened or checkpointed, and
+the daily usage aggregate. So ``keys.used_nano`` always equals the sum of the key's ledger.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, insert, select
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from omnirelay.store import changes
+from omnirelay.store.db import dialect_insert
 from omnirelay.store.keys import add_usage_statement
-from omnirelay.store.tables import keys, request_logs
+from omnirelay.store.ledger import record_charges, record_holds
+from omnirelay.store.tables import keys, request_logs, usage_daily
 
 DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class HoldChanges:
+    opened: Sequence[Mapping[str, Any]] = ()
+    checkpoints: Mapping[str, int] = field(default_factory=dict)
+    renew: Sequence[str] = ()
+    lease_until_ms: int = 0
+
+
+async def add_daily_usage(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Fold rows into the per-day aggregate that usage reports read instead of the log."""
+    totals: dict[tuple[int, int, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for row in rows:
+        if row.get("key_id") is None:
+            continue
+        group = (
+            row["created_ms"] // DAY_MS,
+            row["key_id"],
+            row.get("model") or "",
+            row.get("channel_id") or 0,
+        )
+        total = totals[group]
+        total[0] += 1
+        total[1] += row.get("prompt_tokens", 0)
+        total[2] += row.get("completion_tokens", 0)
+        total[3] += row.get("cost_nano", 0)
+    if not totals:
+        return
+    statement = dialect_insert(connection)(usage_daily)
+    counted = ("requests", "prompt_tokens", "completion_tokens", "cost_nano")
+    upsert = statement.on_conflict_do_update(
+        index_elements=["day", "key_id", "model", "channel_id"],
+        set_={name: usage_daily.c[name] + statement.excluded[name] for name in counted},
+    )
+    await connection.execute(
+        upsert,
+        [
+            {"day": day, "key_id": key_id, "model": model, "channel_id": channel_id,
+             **dict(zip(counted, total, strict=True))}
+            for (day, key_id, model, channel_id), total in totals.items()
+        ],
+    )  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,13 +79,22 @@ class LogRepository:
         self._engine = engine
 
     async def write_batch(
-        self, rows: Sequence[Mapping[str, Any]], spend: Mapping[int, int]
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        spend: Mapping[int, int],
+        holds: HoldChanges | None = None,
     ) -> dict[int, int]:
-        """Insert log rows and add their spend to keys; returns each key's new ``used_nano``."""
+        """Commit log rows with their charges; returns each charged key's new ``used_nano``."""
         charged = {key_id: delta for key_id, delta in spend.items() if delta}
         async with self._engine.begin() as connection:
+            if holds is not None:
+                await record_holds(
+                    connection, holds.opened, holds.checkpoints, holds.renew, holds.lease_until_ms
+                )
             if rows:
                 await connection.execute(insert(request_logs), list(rows))
+                await record_charges(connection, rows)
+                await add_daily_usage(connection, rows)
             if not charged:
                 return {}
             await connection.execute(

@@ -11,6 +11,7 @@ from omnirelay.store.changes import ChangeFeed
 from omnirelay.store.channels import ChannelRepository
 from omnirelay.store.db import create_engine, migrate
 from omnirelay.store.keys import KeyRepository
+from omnirelay.store.ledger import LedgerRepository
 from omnirelay.store.logs import LogRepository
 from omnirelay.store.prices import PriceRepository
 from omnirelay.store.secrets import SecretBox
@@ -24,6 +25,7 @@ class Store:
     keys: KeyRepository
     prices: PriceRepository
     logs: LogRepository
+    ledger: LedgerRepository
     changes: ChangeFeed
     settings: SettingsRepository
 
@@ -39,6 +41,7 @@ class Store:
             keys=KeyRepository(engine),
             prices=PriceRepository(engine),
             logs=LogRepository(engine),
+            ledger=LedgerRepository(engine),
             changes=ChangeFeed(engine),
             settings=SettingsRepository(engine),
         )

@@ -117,6 +117,14 @@ class InsufficientQuota(GatewayError):
     code = "insufficient_quota"
 
 
+class RateLimited(GatewayError):
+    """A key's own requests, tokens or concurrency per minute ran out; not its money."""
+
+    status = 429
+    type = "requests"
+    code = "rate_limit_exceeded"
+
+
 class UpstreamError(GatewayError):
     """Anything the upstream did that is the gateway's problem, not the client's."""
 

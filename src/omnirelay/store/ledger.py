@@ -1,0 +1,158 @@
+"""The ledger: one append-only entry per charge, in integer nano-dollars.
+
+Entries are unique by request id, so a charge written twice (a retried batch, or a
+reconciler racing the call's own settlement) is written once. Holds live beside it until
+their call settles; a hold whose owner died is settled here from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from omnirelay.store import changes
+from omnirelay.store.db import dialect_insert
+from omnirelay.store.keys import add_usage_statement
+from omnirelay.store.tables import holds, keys, ledger
+
+CHARGE = "charge"
+EXPIRED = "expired"
+
+
+@dataclass(frozen=True, slots=True)
+class Expired:
+    request_id: str
+    key_id: int
+    charged_nano: int
+
+
+async def record_holds(
+    connection: AsyncConnection,
+    opened: Sequence[Mapping[str, Any]],
+    checkpoints: Mapping[str, int],
+    renew: Sequence[str],
+    lease_until_ms: int,
+) -> None:
+    """Open holds, move their checkpoints, and extend the leases of those still running."""
+    if opened:
+        await connection.execute(insert(holds), list(opened))
+    if checkpoints:
+        await connection.execute(
+            update(holds)
+            .where(holds.c.request_id == bindparam("rid"))
+            .values(checkpoint_nano=bindparam("nano"), lease_until_ms=lease_until_ms),
+            [{"rid": rid, "nano": nano} for rid, nano in checkpoints.items()],
+        )
+    if renew:
+        await connection.execute(
+            update(holds)
+            .where(holds.c.request_id.in_(list(renew)))
+            .values(lease_until_ms=lease_until_ms)
+        )
+
+
+async def record_charges(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+    """Ledger entries for settled calls, and their holds closed."""
+    charged = [row for row in rows if row.get("cost_nano") and row.get("key_id") is not None]
+    if charged:
+        await connection.execute(
+            insert(ledger),
+            [
+                {
+                    "request_id": row["request_id"],
+                    "key_id": row["key_id"],
+                    "kind": CHARGE,
+                    "amount_nano": row["cost_nano"],
+                    "created_ms": row["created_ms"],
+                }
+                for row in charged
+            ],
+        )
+    settled = [row["request_id"] for row in rows]
+    if settled:
+        await connection.execute(delete(holds).where(holds.c.request_id.in_(settled)))
+
+
+class LedgerRepository:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def period_spend(self, key_id: int, start_ms: int) -> int:
+        query = select(func.coalesce(func.sum(ledger.c.amount_nano), 0)).where(
+            ledger.c.key_id == key_id, ledger.c.created_ms >= start_ms
+        )
+        async with self._engine.connect() as connection:
+            return int(await connection.scalar(query) or 0)
+
+    async def balance(self, key_id: int) -> int:
+        query = select(func.coalesce(func.sum(ledger.c.amount_nano), 0)).where(
+            ledger.c.key_id == key_id
+        )
+        async with self._engine.connect() as connection:
+            return int(await connection.scalar(query) or 0)
+
+    async def entries(self, key_id: int) -> list[dict[str, Any]]:
+        query = select(ledger).where(ledger.c.key_id == key_id).order_by(ledger.c.id)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).mappings().all()
+        return [{str(name): value for name, value in row.items()} for row in rows]
+
+    async def open_holds(self) -> list[dict[str, Any]]:
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(select(holds))).mappings().all()
+        return [{str(name): value for name, value in row.items()} for row in rows]
+
+    async def settle_expired(self, now_ms: int | None = None, limit: int = 500) -> list[Expired]:
+        """Settle holds whose lease ran out: charge the last checkpoint, ledgered as expired.
+
+        Each hold is claimed by deleting it, so two reconcilers never settle one twice.
+        """
+        now_ms = now_ms if now_ms is not None else int(time.time() * 1000)
+        settled: list[Expired] = []
+        async with self._engine.begin() as connection:
+            stale = (
+                await connection.execute(
+                    select(holds).where(holds.c.lease_until_ms < now_ms).limit(limit)
+                )
+            ).all()
+            for hold in stale:
+                claimed = await connection.execute(
+                    delete(holds).where(
+                        holds.c.request_id == hold.request_id, holds.c.lease_until_ms < now_ms
+                    )
+                )
+                if claimed.rowcount != 1:
+                    continue
+                amount = int(hold.checkpoint_nano)
+                entry = dialect_insert(connection)(ledger).values(
+                    request_id=hold.request_id,
+                    key_id=hold.key_id,
+                    kind=EXPIRED,
+                    amount_nano=amount,
+                    created_ms=now_ms,
+                )
+                result = await connection.execute(
+                    entry.on_conflict_do_nothing(index_elements=[ledger.c.request_id])
+                )
+                charged = amount if result.rowcount == 1 else 0
+                if charged:
+                    await connection.execute(
+                        add_usage_statement(), [{"key_id": hold.key_id, "delta": charged}]
+                    )
+                settled.append(Expired(hold.request_id, int(hold.key_id), charged))
+            touched = sorted({e.key_id for e in settled if e.charged_nano})
+            if touched:
+                await changes.record(connection, changes.KEY_USAGE, *touched)
+        return settled
+
+
+async def used_totals(connection: AsyncConnection, key_ids: Sequence[int]) -> dict[int, int]:
+    rows = await connection.execute(
+        select(keys.c.id, keys.c.used_nano).where(keys.c.id.in_(list(key_ids)))
+    )
+    return {row.id: int(row.used_nano) for row in rows}
