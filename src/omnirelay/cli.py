@@ -187,12 +187,37 @@ async def key_create(admin: ops.Admin, _store: Store, args: argparse.Namespace) 
         data["expires"] = args.expires
     if args.models is not None:
         data["models"] = _csv(args.models)
+    limits = _limits(args)
+    if limits:
+        data["limits"] = limits
     row, secret = await admin.create_key(ops.parse(ops.KeySpec, data))
     print(secret)
     print(
         f"key {row.id} '{row.name}' created; this is the only time the key is shown.",
         file=sys.stderr,
     )
+
+
+def _limits(args: argparse.Namespace) -> dict[str, Any]:
+    """The key-limit flags given on the command line, as the admin API takes them."""
+    given = {
+        "budget_usd": args.budget_usd,
+        "budget_period": args.budget_period,
+        "rpm": args.rpm,
+        "tpm": args.tpm,
+        "max_concurrency": args.max_concurrency,
+        "allowed_ips": args.allow_ip,
+    }
+    return {name: value for name, value in given.items() if value is not None}
+
+
+def _add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--budget-usd", help="budget per period, in USD")
+    parser.add_argument("--budget-period", choices=("day", "week", "month"))
+    parser.add_argument("--rpm", type=int, help="requests per minute")
+    parser.add_argument("--tpm", type=int, help="tokens per minute")
+    parser.add_argument("--max-concurrency", type=int, help="calls in flight")
+    parser.add_argument("--allow-ip", action="append", metavar="CIDR", help="repeatable")
 
 
 async def key_list(_admin: ops.Admin, store: Store, _args: argparse.Namespace) -> None:
@@ -234,6 +259,9 @@ async def key_update(admin: ops.Admin, _store: Store, args: argparse.Namespace) 
         data["all_models"] = True
     if args.enable or args.disable:
         data["enabled"] = bool(args.enable)
+    limits = _limits(args)
+    if limits:
+        data["limits"] = limits
     row = await admin.update_key(args.id, ops.parse(ops.KeyPatch, data))
     print(f"key {row.id} '{row.name}' updated")
 
@@ -348,6 +376,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     create.add_argument("--models", help="comma-separated allowlist; omit for all")
     create.add_argument("--group", default="default")
+    _add_limit_flags(create)
     create.set_defaults(action_fn=key_create)
     key.add_parser("list").set_defaults(action_fn=key_list)
     update = key.add_parser("update")
@@ -358,6 +387,7 @@ def _parser() -> argparse.ArgumentParser:
     update.add_argument("--never-expires", action="store_true")
     update.add_argument("--models")
     update.add_argument("--all-models", action="store_true")
+    _add_limit_flags(update)
     toggle = update.add_mutually_exclusive_group()
     toggle.add_argument("--enable", action="store_true")
     toggle.add_argument("--disable", action="store_true")

@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     """How long a hold outlives a silent process before the reconciler settles it."""
     redis_url: str = ""
     """Redis for counters shared by many processes; empty keeps them in this process."""
+    redis_prefix: str = "omnirelay"
+    """Namespace for this gateway's Redis keys, when several gateways share one Redis."""
     free_by_default: bool = False
     """Serve models that have no price at zero cost instead of refusing them."""
 

@@ -21,12 +21,14 @@ from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
+from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.providers.fetch import ImageFetcher
 from omnirelay.providers.http import Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
-from omnirelay.store.counters import MemoryCounters
+from omnirelay.store.counters import Counters, MemoryCounters
+from omnirelay.store.counters_redis import RedisCounters
 from omnirelay.store.secrets import hash_key, new_client_key
 from omnirelay.store.settings_kv import ADMIN_KEY_HASH
 from omnirelay.store.store import Store
@@ -98,7 +100,11 @@ async def build_state(settings: Settings) -> AppState:
         ),
         disable,
     )
-    counters = MemoryCounters()
+    counters: Counters = (
+        RedisCounters(settings.redis_url, settings.redis_prefix)
+        if settings.redis_url
+        else MemoryCounters()
+    )
     tokens = TokenCounter()
     fetcher = ImageFetcher()
     meter = Meter(counters, logs, store.ledger)
@@ -129,6 +135,8 @@ async def build_state(settings: Settings) -> AppState:
         chat=chat,
         tokens=tokens,
         fetcher=fetcher,
+        counters=counters,
+        reconciler=Reconciler(store.ledger, counters, settings.hold_lease_s / 2),
         admin=Admin(store, providers.types),
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
         admin_key_hash=await admin_key_hash(settings, store),
@@ -144,16 +152,20 @@ def build_app(settings: Settings) -> web.Application:
         await state.sync.load_all()
         await state.upstream.start()
         await state.fetcher.start()
+        await state.reconciler.run_once()
         state.logs.start()
         state.sync.start()
+        state.reconciler.start()
         state.prober.start_periodic(settings.probe_interval_s)
         app[STATE] = state
         yield
         await state.prober.close()
+        await state.reconciler.close()
         await state.sync.close()
         await state.logs.close()
         await state.upstream.close()
         await state.fetcher.close()
+        await state.counters.close()
         await state.store.close()
 
     app.cleanup_ctx.append(lifecycle)

@@ -14,11 +14,13 @@ from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook
 from omnirelay.gateway.probe import Prober
+from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.providers.fetch import ImageFetcher
 from omnirelay.providers.http import UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.counters import Counters
 from omnirelay.store.store import Store
 from omnirelay.wire.tokens import TokenCounter
 
@@ -38,6 +40,8 @@ class AppState:
     chat: ChatRelay
     tokens: TokenCounter
     fetcher: ImageFetcher
+    counters: Counters
+    reconciler: Reconciler
     admin: Admin
     prober: Prober
     admin_key_hash: str

@@ -2,6 +2,8 @@
 
 The BPE tables ship inside the ``bpe-openai`` wheel, so nothing downloads at run time.
 Encodings load lazily on first use: most calls carry upstream usage and never need one.
+OpenAI models count exactly; other families are estimated from o200k with a measured
+error (see ``token_families`` and ``docs/token-counting.md``).
 """
 
 from __future__ import annotations
@@ -9,11 +11,15 @@ from __future__ import annotations
 import threading
 from typing import Any, Protocol
 
+from omnirelay.wire.token_families import approximation
+
 # OpenAI's accounting adds a few tokens per message for the chat framing.
 TOKENS_PER_MESSAGE = 3
 TOKENS_PER_REPLY = 3
 
-_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o")
+_O200K_PREFIXES = (
+    "gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "gpt-oss", "o1", "o3", "o4", "chatgpt-4o",
+)  # fmt: skip
 
 
 class Encoding(Protocol):
@@ -46,6 +52,9 @@ class TokenCounter:
     def count(self, model: str, text: str) -> int:
         if not text:
             return 0
+        estimate = approximation(model)
+        if estimate is not None:
+            return estimate.count(text, self.encoding("o200k_base").encode)
         return len(self.encoding(encoding_name(model)).encode(text))
 
     def count_prompt(self, model: str, text: str, messages: int) -> int:
