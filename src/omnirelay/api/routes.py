@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from omnirelay.api import admin, billing, chat, models
+from omnirelay.api import admin, admin_ledger, billing, chat, models
 from omnirelay.api.messages import count_tokens, messages
 
 
@@ -34,6 +34,7 @@ def add_routes(app: web.Application) -> None:
     router.add_put("/admin/prices/{model:.+}", admin.set_price)
     router.add_delete("/admin/prices/{model:.+}", admin.delete_price)
     router.add_get("/admin/logs", admin.list_logs)
+    router.add_get("/admin/ledger", admin_ledger.ledger)
     router.add_get("/healthz", _health)
 
 

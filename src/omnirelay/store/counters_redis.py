@@ -7,16 +7,22 @@ key is seen and then kept here; the database stays the durable record.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import redis.asyncio as redis
 
 from omnirelay.store.counters import Limits, Refusal, Seeds, Ticket, minute_window
+from omnirelay.wire.errors import MeteringUnavailable
+
+log = logging.getLogger("omnirelay.counters")
 
 PERIOD_TTL_S = 40 * 86_400
 WINDOW_TTL_S = 120
 INFLIGHT_TTL_S = 3_600
 NONE = -1
+MAX_CONNECTIONS = 32
+POOL_WAIT_S = 5.0
 
 ADMIT = """
 local hold = tonumber(ARGV[2])
@@ -92,7 +98,12 @@ return 1
 class RedisCounters:
     def __init__(self, url: str, prefix: str = "omnirelay") -> None:
         self._prefix = prefix
-        self._redis: Any = redis.from_url(url)
+        # A bounded pool that waits for a free connection: a burst of calls must queue,
+        # not open hundreds of connections at once and time out connecting.
+        pool = redis.BlockingConnectionPool.from_url(
+            url, max_connections=MAX_CONNECTIONS, timeout=POOL_WAIT_S
+        )
+        self._redis: Any = redis.Redis(connection_pool=pool)
         self._admit = self._redis.register_script(ADMIT)
         self._finish = self._redis.register_script(FINISH)
         self._reconcile = self._redis.register_script(RECONCILE)
@@ -116,7 +127,12 @@ class RedisCounters:
             seeds.spent_nano, seeds.period_spent_nano, int(window_left) + 1,
             PERIOD_TTL_S, WINDOW_TTL_S, INFLIGHT_TTL_S,
         ]  # fmt: skip
-        verdict, retry_after = await self._admit(keys=keys, args=args)
+        try:
+            verdict, retry_after = await self._admit(keys=keys, args=args)
+        except redis.RedisError as exc:
+            raise MeteringUnavailable(
+                "The gateway cannot reach its metering store; retry shortly."
+            ) from exc
         verdict = verdict.decode() if isinstance(verdict, bytes) else str(verdict)
         if verdict == "ok":
             return None
@@ -134,7 +150,11 @@ class RedisCounters:
         ]  # fmt: skip
         has_period = "1" if ticket.period is not None else "0"
         args: list[str | int] = [ticket.request_id, cost, tokens, has_period, WINDOW_TTL_S]
-        await self._finish(keys=keys, args=args)
+        try:
+            await self._finish(keys=keys, args=args)
+        except redis.RedisError:
+            # The charge is in the ledger already; only the shared counters are behind.
+            log.exception("settling %s in Redis failed", ticket.request_id)
 
     async def settle(self, ticket: Ticket, cost_nano: int, tokens: int, now: float) -> None:
         await self._finish_call(ticket, cost_nano, tokens, now)

@@ -117,6 +117,14 @@ class InsufficientQuota(GatewayError):
     code = "insufficient_quota"
 
 
+class MeteringUnavailable(GatewayError):
+    """The shared counters cannot be reached, so no call can be admitted safely."""
+
+    status = 503
+    type = "server_error"
+    code = "metering_unavailable"
+
+
 class RateLimited(GatewayError):
     """A key's own requests, tokens or concurrency per minute ran out; not its money."""
 
