@@ -62,7 +62,7 @@ async def _burst(server: Gateway, key: str, count: int) -> list[httpx.Response]:
                 server.base_url + "/chat/completions",
                 json=_body(),
                 headers={"Authorization": f"Bearer {key}"},
-            )  # fmt: skip
+            )
             for _ in range(count)
         ]
         return list(await asyncio.gather(*calls))
