@@ -152,3 +152,31 @@ def test_ip_allowlist(metered: Gateway) -> None:
     assert refused.json()["error"]["code"] == "ip_not_allowed"
     here = metered.create_key(name="ip-yes", limits={"allowed_ips": ["127.0.0.1/32"]})
     assert _call(metered, here["key"]).status_code == 200
+
+
+def test_strict_settlement_is_durable_before_the_response_ends(
+    tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI
+) -> None:
+    import sqlite3
+
+    workdir = tmp_path_factory.mktemp("strict")
+    # A flush interval far longer than the test: only strict mode can make it durable.
+    env = {"OMNIRELAY_STRICT_SETTLEMENT": "true", "OMNIRELAY_LOG_FLUSH_INTERVAL_S": "1"}
+    server = Gateway(workdir, env=env)
+    server.start()
+    try:
+        server.add_channel(name="up", base_url=fake.base_url, api_key=UPSTREAM_KEY,
+                           models=["gpt-4o-mini"])  # fmt: skip
+        key = server.create_key(name="strict")["key"]
+        database = sqlite3.connect(workdir / "data" / "omnirelay.db")
+        for stream in (False, True):
+            response = _call(server, key, stream=stream)
+            assert response.status_code == 200
+            request_id = response.headers["x-request-id"]
+            found = database.execute(
+                "SELECT amount_nano FROM ledger WHERE request_id = ?", (request_id,)
+            ).fetchall()
+            assert len(found) == 1 and found[0][0] > 0, f"stream={stream}: not yet durable"
+        database.close()
+    finally:
+        server.stop()
