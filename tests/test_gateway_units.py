@@ -22,7 +22,7 @@ from omnirelay.gateway.pricing import (
     usd_to_nano,
 )
 from omnirelay.gateway.requests import ChatRequest, check_chat_request, parse_json_object
-from omnirelay.gateway.routing import Router
+from omnirelay.gateway.routing import Route, Router
 from omnirelay.providers.http import Timeouts
 from omnirelay.store.channels import ChannelRow
 from omnirelay.store.keys import KeyRow
@@ -30,7 +30,6 @@ from omnirelay.store.logs import DailyCost, LogRepository
 from omnirelay.store.secrets import hash_key
 from omnirelay.wire.errors import (
     GatewayError,
-    InsufficientQuota,
     InvalidAPIKey,
     InvalidJSON,
     InvalidRequest,
@@ -363,31 +362,11 @@ def test_authorize_model() -> None:
         KeyCache.authorize_model(empty.authenticate("sk-empty-allowlist", now=NOW), "gpt-4o")
 
 
-def test_ensure_quota() -> None:
-    cache = cache_of(key_row(1, quota_nano=1000, used_nano=999))
-    state = cache.authenticate(SECRET_A, now=NOW)
-    assert state.remaining_nano == 1
-    KeyCache.ensure_quota(state)
-    cache.charge(1, 1)
-    assert state.remaining_nano == 0
-    with pytest.raises(InsufficientQuota) as exc:
-        KeyCache.ensure_quota(state)
-    assert exc.value.status == 429
-    assert exc.value.type == "insufficient_quota"
-    cache.charge(1, 500)
-    assert state.remaining_nano == -500
-    with pytest.raises(InsufficientQuota):
-        KeyCache.ensure_quota(state)
-    with pytest.raises(InsufficientQuota):
-        KeyCache.ensure_quota(cache_of(key_row(quota_nano=0)).authenticate(SECRET_A, now=NOW))
-
-
 def test_ensure_quota_unlimited() -> None:
     cache = cache_of(key_row(quota_nano=None, used_nano=10**15))
     state = cache.authenticate(SECRET_A, now=NOW)
     cache.charge(1, 10**15)
     assert state.remaining_nano is None
-    KeyCache.ensure_quota(state)
 
 
 def test_charge_flushed_and_apply_used_arithmetic() -> None:
@@ -524,8 +503,14 @@ def router_of(*channels: ChannelRow, seed: int = 1234) -> Router:
     return router
 
 
+def first_pick(router: Router, group: str, model: str) -> Route:
+    picked = router.pick(router.candidates(group, model), (), lambda _route: True)
+    assert picked is not None
+    return picked
+
+
 def picks(router: Router, group: str, model: str, times: int) -> Counter[int]:
-    return Counter(router.route(group, model).channel.id for _ in range(times))
+    return Counter(first_pick(router, group, model).channel.id for _ in range(times))
 
 
 def test_route_only_enabled_channels_of_the_group_listing_the_model() -> None:
@@ -538,8 +523,9 @@ def test_route_only_enabled_channels_of_the_group_listing_the_model() -> None:
     assert picks(router, "default", "gpt-4o", 50) == Counter({4: 50})
     assert picks(router, "vip", "gpt-4o", 20) == Counter({3: 20})
     assert set(picks(router, "default", "gpt-4o-mini", 200)) == {1, 4}
-    assert router.serves("default", "gpt-4o")
-    assert not router.serves("vip", "gpt-4o-mini")
+    assert router.candidates("default", "gpt-4o")
+    with pytest.raises(ModelNotFound):
+        router.candidates("vip", "gpt-4o-mini")
 
 
 def test_route_highest_priority_tier_wins() -> None:
@@ -579,25 +565,25 @@ def test_route_model_mapping_and_endpoint() -> None:
             options={"headers": {"OpenAI-Organization": "org-1"}},
         )
     )
-    route = router.route("default", "fast")
+    route = first_pick(router, "default", "fast")
     assert route.upstream_model == "gpt-4o-mini-2024-07-18"
     assert route.channel.id == 7
     assert route.endpoint.base_url == "https://upstream-7.example/v1"
     assert route.endpoint.api_key == "sk-upstream-7"
     assert route.endpoint.headers == {"OpenAI-Organization": "org-1"}
-    assert router.route("default", "gpt-4o").upstream_model == "gpt-4o"
+    assert first_pick(router, "default", "gpt-4o").upstream_model == "gpt-4o"
 
 
 def test_route_unknown_model() -> None:
     router = router_of(channel(1, ("gpt-4o",)), channel(2, ("secret",), enabled=False))
     for group, model in [("default", "gpt-5"), ("other", "gpt-4o"), ("default", "secret")]:
         with pytest.raises(ModelNotFound) as exc:
-            router.route(group, model)
+            first_pick(router, group, model)
         assert exc.value.param == "model"
         assert exc.value.status == 404
         assert exc.value.code == "model_not_found"
     with pytest.raises(ModelNotFound):
-        Router(TIMEOUTS).route("default", "gpt-4o")
+        Router(TIMEOUTS).candidates("default", "gpt-4o")
 
 
 def test_models_for_group() -> None:
@@ -617,8 +603,8 @@ def test_replace_swaps_the_channel_set() -> None:
     router.replace([channel(2, ("o3",))])
     assert router.models_for("default") == ["o3"]
     with pytest.raises(ModelNotFound):
-        router.route("default", "gpt-4o")
-    assert router.route("default", "o3").channel.id == 2
+        first_pick(router, "default", "gpt-4o")
+    assert first_pick(router, "default", "o3").channel.id == 2
 
 
 # --------------------------------------------------------------------------- billing

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from omnirelay.store.keys import KeyRow
 from omnirelay.store.secrets import hash_key
 from omnirelay.wire.errors import (
-    InsufficientQuota,
     InvalidAPIKey,
     KeyDisabled,
     KeyExpired,
@@ -141,15 +140,6 @@ class KeyCache:
                 "This API key may not be used from this network address. "
                 "Ask the gateway operator to add it to the key's allowlist.",
                 code="ip_not_allowed",
-            )
-
-    @staticmethod
-    def ensure_quota(state: KeyState) -> None:
-        remaining = state.remaining_nano
-        if remaining is not None and remaining <= 0:
-            raise InsufficientQuota(
-                "You exceeded your current quota: this key's budget is spent. "
-                "Ask the gateway operator to raise its quota."
             )
 
     def charge(self, key_id: int, cost_nano: int) -> None:

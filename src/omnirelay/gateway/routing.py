@@ -77,9 +77,6 @@ class Router:
     def models_for(self, group: str) -> list[str]:
         return sorted({model for (g, model) in self._routes if g == group})
 
-    def serves(self, group: str, model: str) -> bool:
-        return (group, model) in self._routes
-
     def candidates(self, group: str, model: str) -> list[Route]:
         routes = self._routes.get((group, model))
         if not routes:
@@ -89,12 +86,6 @@ class Router:
                 param="model",
             )
         return routes
-
-    def route(self, group: str, model: str) -> Route:
-        """The first pick among all candidates, health aside."""
-        picked = self.pick(self.candidates(group, model), (), lambda _route: True)
-        assert picked is not None
-        return picked
 
     def pick(
         self,
