@@ -134,18 +134,17 @@ class ChatRelay:
     async def _relay(
         self, call: Call, body: dict[str, Any], request: ChatRequest
     ) -> JSONResult | StreamResult:
+        KeyCache.authorize_ip(call.key, call.client_ip)
         KeyCache.authorize_model(call.key, request.model)
         group = call.key.row.group_name
+        self._attempts.ensure_routable(group, request.model)
         price = self._prices.lookup(request.model)
         if price is None:
-            self._attempts.ensure_routable(group, request.model)
             raise ModelNotPriced(
                 f"The model '{request.model}' has no price on this gateway, so it cannot be "
                 "metered. Ask the operator to set one (omnirelay price set).",
                 param="model",
             )
-        KeyCache.authorize_ip(call.key, call.client_ip)
-        self._attempts.ensure_routable(group, request.model)
         hold = self._hold_estimate(call, body, price)
         ticket = await self._meter.admit(call.request_id, call.key, hold, time.time())
         job = _Job(call, request, body, price, ticket)
