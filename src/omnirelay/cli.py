@@ -18,7 +18,9 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from omnirelay import logs
+from omnirelay import cli_metering, logs
+from omnirelay.cli_table import print_table as _print_table
+from omnirelay.cli_table import usd as _usd
 from omnirelay.config import Settings, load_settings
 from omnirelay.gateway import admin as ops
 from omnirelay.gateway.probe import Prober
@@ -58,29 +60,6 @@ def _options(values: Sequence[str] | None) -> dict[str, Any]:
         except ValueError:
             options[name.strip()] = raw
     return options
-
-
-def _print_table(rows: list[dict[str, Any]], columns: Sequence[str]) -> None:
-    if not rows:
-        print("(none)")
-        return
-    cells = [[_cell(row.get(column)) for column in columns] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in cells:
-        print("  ".join(value.ljust(w) for value, w in zip(row, widths, strict=True)))
-
-
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, list | tuple):
-        return ",".join(map(str, value)) or "-"
-    return str(value)
-
-
-def _usd(nano: int | None) -> str | None:
-    return None if nano is None else f"{nano / 1e9:.6f}"
 
 
 # -- channels -----------------------------------------------------------------------------
@@ -271,27 +250,7 @@ async def key_remove(admin: ops.Admin, _store: Store, args: argparse.Namespace) 
     print(f"key {args.id} removed")
 
 
-# -- prices and logs ----------------------------------------------------------------------
-
-
-async def price_set(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
-    data = {"input_usd_per_m": args.input, "output_usd_per_m": args.output}
-    if args.cached_input is not None:
-        data["cached_input_usd_per_m"] = args.cached_input
-    row = await admin.set_price(args.model, ops.parse(ops.PriceSpec, data))
-    print(f"price for '{row.model}' set")
-
-
-async def price_list(_admin: ops.Admin, store: Store, _args: argparse.Namespace) -> None:
-    _print_table(
-        [row.public() for row in await store.prices.list_all()],
-        ("model", "input_nano_per_m", "output_nano_per_m", "cached_input_nano_per_m"),
-    )
-
-
-async def price_remove(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
-    await admin.delete_price(args.model)
-    print(f"price override for '{args.model}' removed")
+# -- logs ---------------------------------------------------------------------------------
 
 
 async def logs_list(_admin: ops.Admin, store: Store, args: argparse.Namespace) -> None:
@@ -396,19 +355,7 @@ def _parser() -> argparse.ArgumentParser:
     key_rm.add_argument("id", type=int)
     key_rm.set_defaults(action_fn=key_remove)
 
-    price = commands.add_parser("price", help="model prices (USD per 1M tokens)").add_subparsers(
-        dest="action", required=True
-    )
-    price_set_p = price.add_parser("set")
-    price_set_p.add_argument("model")
-    price_set_p.add_argument("--input", required=True)
-    price_set_p.add_argument("--output", required=True)
-    price_set_p.add_argument("--cached-input")
-    price_set_p.set_defaults(action_fn=price_set)
-    price.add_parser("list").set_defaults(action_fn=price_list)
-    price_rm = price.add_parser("remove")
-    price_rm.add_argument("model")
-    price_rm.set_defaults(action_fn=price_remove)
+    cli_metering.add_commands(commands)
 
     logs_p = commands.add_parser("logs", help="recent calls")
     logs_p.add_argument("--key-id", type=int)

@@ -71,6 +71,9 @@ class Settings(BaseSettings):
     """Namespace for this gateway's Redis keys, when several gateways share one Redis."""
     free_by_default: bool = False
     """Serve models that have no price at zero cost instead of refusing them."""
+    log_retention_days: int = Field(default=0, ge=0)
+    """Delete request-log rows older than this many days (0: keep them all). The ledger and
+    the daily usage totals are kept regardless."""
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -22,6 +22,7 @@ from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.reconcile import Reconciler
+from omnirelay.gateway.retention import LogRetention
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.providers.fetch import ImageFetcher
@@ -157,8 +158,11 @@ def build_app(settings: Settings) -> web.Application:
         state.sync.start()
         state.reconciler.start()
         state.prober.start_periodic(settings.probe_interval_s)
+        retention = LogRetention(state.store, settings.log_retention_days)
+        retention.start()
         app[STATE] = state
         yield
+        await retention.close()
         await state.prober.close()
         await state.reconciler.close()
         await state.sync.close()

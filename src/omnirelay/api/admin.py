@@ -126,26 +126,6 @@ def _key_view(state: AppState, view: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-async def list_prices(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
-    return _json({"data": [row.public() for row in await state.store.prices.list_all()]})
-
-
-async def set_price(request: web.Request) -> web.Response:
-    state, admin = _admin(request)
-    spec = ops.parse(ops.PriceSpec, await read_json(request, ADMIN_BODY_LIMIT))
-    row = await admin.set_price(request.match_info["model"], spec)
-    await state.sync.refresh()
-    return _json(row.public())
-
-
-async def delete_price(request: web.Request) -> web.Response:
-    state, admin = _admin(request)
-    await admin.delete_price(request.match_info["model"])
-    await state.sync.refresh()
-    return _json({"deleted": True})
-
-
 async def list_logs(request: web.Request) -> web.Response:
     state, _ = _admin(request)
     query = request.query

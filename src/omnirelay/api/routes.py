@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from omnirelay.api import admin, admin_ledger, billing, chat, models
+from omnirelay.api import (
+    admin,
+    admin_ledger,
+    admin_prices,
+    admin_usage,
+    billing,
+    chat,
+    models,
+)
 from omnirelay.api.messages import count_tokens, messages
 
 
@@ -30,9 +38,14 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/keys/{id}", admin.get_key)
     router.add_patch("/admin/keys/{id}", admin.update_key)
     router.add_delete("/admin/keys/{id}", admin.delete_key)
-    router.add_get("/admin/prices", admin.list_prices)
-    router.add_put("/admin/prices/{model:.+}", admin.set_price)
-    router.add_delete("/admin/prices/{model:.+}", admin.delete_price)
+    router.add_get("/admin/prices", admin_prices.list_prices)
+    router.add_get("/admin/prices/{model:.+}", admin_prices.effective_price)
+    router.add_put("/admin/prices/{model:.+}", admin_prices.set_price)
+    router.add_delete("/admin/prices/{model:.+}", admin_prices.delete_price)
+    router.add_get("/admin/groups", admin_prices.list_multipliers)
+    router.add_put("/admin/groups/{group}/multiplier", admin_prices.set_multiplier)
+    router.add_delete("/admin/groups/{group}/multiplier", admin_prices.delete_multiplier)
+    router.add_get("/admin/usage", admin_usage.usage)
     router.add_get("/admin/logs", admin.list_logs)
     router.add_get("/admin/ledger", admin_ledger.ledger)
     router.add_get("/healthz", _health)

@@ -1,4 +1,6 @@
-"""Operator actions on channels, keys and prices, shared by the admin API and the CLI.
+"""Operator actions on channels and keys, shared by the admin API and the CLI.
+
+Prices and group multipliers have their own module, ``price_admin``.
 
 Inputs are validated here with pydantic: this is not the hot path, and the messages it
 produces name the offending field.
@@ -20,7 +22,6 @@ from omnirelay.gateway.pricing import usd_to_nano
 from omnirelay.providers.presets import default_base_url
 from omnirelay.store.channels import DISABLED_BY_OPERATOR, ChannelRow
 from omnirelay.store.keys import KeyRow
-from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
 from omnirelay.wire.errors import Conflict, InvalidRequest, NotFound
 
@@ -199,12 +200,6 @@ class KeyPatch(_Strict):
     limits: KeyLimits | None = None
 
 
-class PriceSpec(_Strict):
-    input_usd_per_m: Decimal = Field(ge=0)
-    output_usd_per_m: Decimal = Field(ge=0)
-    cached_input_usd_per_m: Decimal | None = Field(default=None, ge=0)
-
-
 def end_of_day(day: date) -> int:
     """``--expires D`` means the last second of day D, UTC."""
     start = datetime.combine(day + timedelta(days=1), time(0), tzinfo=UTC)
@@ -348,21 +343,6 @@ class Admin:
     async def delete_key(self, key_id: int) -> None:
         if not await self._store.keys.delete(key_id):
             raise NotFound(f"No key has id {key_id}.")
-
-    async def set_price(self, model: str, spec: PriceSpec) -> PriceRow:
-        cached = spec.cached_input_usd_per_m
-        row = PriceRow(
-            model=model,
-            input_nano_per_m=_nano(spec.input_usd_per_m),
-            output_nano_per_m=_nano(spec.output_usd_per_m),
-            cached_input_nano_per_m=_nano(cached if cached is not None else spec.input_usd_per_m),
-        )
-        await self._store.prices.set(row)
-        return row
-
-    async def delete_price(self, model: str) -> None:
-        if not await self._store.prices.delete(model):
-            raise NotFound(f"No price override exists for '{model}'.")
 
     def _check_type(self, channel_type: str) -> None:
         if channel_type not in self._types:

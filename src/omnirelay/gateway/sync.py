@@ -10,7 +10,7 @@ from collections import deque
 from omnirelay.gateway.background import stop
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
-from omnirelay.gateway.pricing import Price, PriceBook
+from omnirelay.gateway.pricing import Price, PriceBook, Units
 from omnirelay.gateway.routing import Router
 from omnirelay.store import changes
 from omnirelay.store.store import Store
@@ -81,7 +81,7 @@ class CacheSync:
                     usage_ids.add(int(change.entity_id))
                 elif change.entity == changes.CHANNEL:
                     reload_channels = True
-                elif change.entity == changes.PRICE:
+                elif change.entity in (changes.PRICE, changes.GROUP):
                     reload_prices = True
             if key_ids:
                 rows = await self._store.keys.by_ids(key_ids)
@@ -105,14 +105,27 @@ class CacheSync:
         self._health.forget(self._router.channel_ids)
 
     async def _reload_prices(self) -> None:
-        rows = await self._store.prices.list_all()
-        self._prices.replace_overrides(
-            (
-                row.model,
-                Price(row.input_nano_per_m, row.output_nano_per_m, row.cached_input_nano_per_m),
+        prices: list[tuple[str, int, Price]] = []
+        for row in await self._store.prices.list_all():
+            try:
+                units = Units.from_json(row.units or None)
+            except ValueError as exc:
+                # Writes are validated; a row edited by hand must not stop every other price.
+                log.error("price of %s on channel %s ignored: %s", row.model, row.channel_id, exc)
+                continue
+            price = Price(
+                row.input_nano_per_m,
+                row.output_nano_per_m,
+                row.cached_input_nano_per_m,
+                row.cache_write_nano_per_m,
+                row.per_call_nano,
+                units,
             )
-            for row in rows
-        )
+            prices.append((row.model, row.channel_id, price))
+        multipliers = await self._store.prices.multipliers()
+        # Both at once, with no await between: a call never sees half of a change.
+        self._prices.replace_prices(prices)
+        self._prices.replace_multipliers(multipliers)
 
     async def _run(self) -> None:
         while True:

@@ -18,6 +18,7 @@ KEY = "key"
 KEY_USAGE = "key_usage"
 CHANNEL = "channel"
 PRICE = "price"
+GROUP = "group"  # a group's price multiplier
 FEED_RETENTION_S = 3600
 
 

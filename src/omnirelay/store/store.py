@@ -16,6 +16,7 @@ from omnirelay.store.logs import LogRepository
 from omnirelay.store.prices import PriceRepository
 from omnirelay.store.secrets import SecretBox
 from omnirelay.store.settings_kv import SettingsRepository
+from omnirelay.store.usage import UsageRepository
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,7 @@ class Store:
     ledger: LedgerRepository
     changes: ChangeFeed
     settings: SettingsRepository
+    usage: UsageRepository
 
     @classmethod
     async def open(cls, settings: Settings) -> Store:
@@ -44,6 +46,7 @@ class Store:
             ledger=LedgerRepository(engine),
             changes=ChangeFeed(engine),
             settings=SettingsRepository(engine),
+            usage=UsageRepository(engine),
         )
 
     async def close(self) -> None:

@@ -1,4 +1,8 @@
-"""Canonical token usage, read from OpenAI-shaped ``usage`` objects."""
+"""Canonical token usage, read from OpenAI-shaped ``usage`` objects.
+
+``prompt_tokens`` counts every input token: ``cached_tokens`` (cache reads) and
+``cache_write_tokens`` (tokens written to a prompt cache) are parts of it, not additions.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,8 @@ class Usage:
     completion_tokens: int = 0
     cached_tokens: int = 0
     counted_locally: bool = False
+    cache_write_tokens: int = 0
+    """Last, so that positional construction elsewhere keeps its meaning."""
 
     @property
     def total_tokens(self) -> int:
@@ -23,12 +29,29 @@ class Usage:
         if not isinstance(usage, dict):
             return None
         details = usage.get("prompt_tokens_details")
-        cached = details.get("cached_tokens") if isinstance(details, dict) else 0
+        if not isinstance(details, dict):
+            details = {}
         return cls(
             prompt_tokens=_count(usage.get("prompt_tokens")),
             completion_tokens=_count(usage.get("completion_tokens")),
-            cached_tokens=_count(cached),
+            cached_tokens=_count(details.get("cached_tokens")),
+            cache_write_tokens=_cache_writes(usage, details),
         )
+
+
+# Where OpenAI-compatible vendors and translators put cache writes; OpenAI itself has none.
+_CACHE_WRITE_DETAILS = ("cache_write_tokens", "cache_creation_tokens")
+_CACHE_WRITE_TOP = ("cache_creation_input_tokens",)
+
+
+def _cache_writes(usage: dict[str, Any], details: dict[str, Any]) -> int:
+    for name in _CACHE_WRITE_DETAILS:
+        if name in details:
+            return _count(details[name])
+    for name in _CACHE_WRITE_TOP:
+        if name in usage:
+            return _count(usage[name])
+    return 0
 
 
 def _count(value: Any) -> int:
