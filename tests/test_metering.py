@@ -180,3 +180,28 @@ def test_strict_settlement_is_durable_before_the_response_ends(
         database.close()
     finally:
         server.stop()
+
+
+def test_channel_prices_and_group_multipliers_set_the_charge(
+    metered: Gateway, fake: FakeOpenAI
+) -> None:
+    group = "half-" + secrets.token_hex(3)
+    channel = f"{group}-up"
+    metered.add_channel(name=channel, base_url=fake.base_url, api_key=UPSTREAM_KEY,
+                        models=["gpt-4o-mini"], group=group)  # fmt: skip
+    # This channel charges twice the usual output price; the group pays a quarter of that.
+    metered.cli("price", "set", "gpt-4o-mini", "--input", "0", "--output", "20",
+                "--channel", channel)  # fmt: skip
+    metered.cli("group", "multiplier", group, "0.25")
+    created = metered.create_key(name="half", group=group)
+    base = MAX_TOKENS * NANO_PER_OUTPUT_TOKEN
+
+    def charged_as_expected() -> bool:
+        assert _call(metered, created["key"]).status_code == 200
+        logs = metered.admin("GET", f"/admin/logs?key_id={created['id']}").json()["data"]
+        # Neither rule would give base, the channel alone 2 x base, the group alone base / 4.
+        return bool(logs[0]["cost_nano"] == 2 * base // 4)
+
+    wait_until(charged_as_expected, timeout=1.0)
+    used, logged = _ledger_balances(metered, created["id"])
+    assert used == logged

@@ -102,9 +102,9 @@ class AttemptLoop:
             return Attempted(route, result)
         raise self._exhausted(candidates, model, last, len(tried))
 
-    def ensure_routable(self, group: str, model: str) -> None:
-        """Raise ModelNotFound unless some channel of the group serves the model."""
-        self._router.candidates(group, model)
+    def candidates(self, group: str, model: str) -> list[Route]:
+        """The channels that may serve the call; ModelNotFound when there are none."""
+        return self._router.candidates(group, model)
 
     def finish(self, route: Route, model: str, *, failed: bool = False) -> None:
         """The call that ``run`` started on this route is over."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncGenerator, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,7 +22,7 @@ from omnirelay.gateway.calls import STATUS_CLIENT_CLOSED, Call
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
-from omnirelay.gateway.pricing import Price, PriceBook, cost_nano
+from omnirelay.gateway.pricing import PriceBook, Quote
 from omnirelay.gateway.requests import ChatRequest, check_chat_request
 from omnirelay.gateway.routing import Route
 from omnirelay.providers.base import ChatProvider, StreamTranslator
@@ -84,8 +84,15 @@ class _Job:
     call: Call
     request: ChatRequest
     body: dict[str, Any]
-    price: Price
+    quotes: dict[int, Quote]
     ticket: Ticket
+
+    def quote(self, route: Route) -> Quote:
+        quote = self.quotes.get(route.channel_id)
+        if quote is None:
+            # Moves on to a channel where the model has a price.
+            raise UpstreamError(f"The model has no price on channel {route.channel_id}.")
+        return quote
 
 
 class ChatRelay:
@@ -137,17 +144,20 @@ class ChatRelay:
         KeyCache.authorize_ip(call.key, call.client_ip)
         KeyCache.authorize_model(call.key, request.model)
         group = call.key.row.group_name
-        self._attempts.ensure_routable(group, request.model)
-        price = self._prices.lookup(request.model)
-        if price is None:
+        quotes = {
+            route.channel_id: quote
+            for route in self._attempts.candidates(group, request.model)
+            if (quote := self._prices.quote(request.model, route.channel_id, group)) is not None
+        }
+        if not quotes:
             raise ModelNotPriced(
                 f"The model '{request.model}' has no price on this gateway, so it cannot be "
                 "metered. Ask the operator to set one (omnirelay price set).",
                 param="model",
             )
-        hold = self._hold_estimate(call, body, price)
+        hold = self._hold_estimate(call, body, quotes.values())
         ticket = await self._meter.admit(call.request_id, call.key, hold, time.time())
-        job = _Job(call, request, body, price, ticket)
+        job = _Job(call, request, body, quotes, ticket)
         try:
             done = await self._attempts.run(
                 call, group, request.model, lambda route: self._attempt(job, route)
@@ -166,8 +176,9 @@ class ChatRelay:
             return result.json
         return await result.bind(self._attempts, done.route, request.model)
 
-    def _hold_estimate(self, call: Call, body: dict[str, Any], price: Price) -> int:
-        """An upper bound of the cost: every body byte a prompt token, plus the output cap."""
+    def _hold_estimate(self, call: Call, body: dict[str, Any], quotes: Iterable[Quote]) -> int:
+        """An upper bound of the cost on any candidate channel: every body byte a prompt
+        token, plus the output cap."""
         output = body.get("max_completion_tokens") or body.get("max_tokens")
         if not isinstance(output, int) or output <= 0:
             output = self._hold_output_tokens
@@ -175,10 +186,7 @@ class ChatRelay:
         if isinstance(choices, int) and choices > 1:
             output *= choices
         prompt = call.body_bytes or len(orjson.dumps(body))
-        top_input = max(price.input_nano_per_m, price.cached_input_nano_per_m)
-        return cost_nano(
-            Price(top_input, price.output_nano_per_m, top_input), Usage(prompt, output)
-        )
+        return max(quote.estimate(prompt, output) for quote in quotes)
 
     async def _attempt(self, job: _Job, route: Route) -> _Answer | _PendingStream:
         provider = self._providers.chat(route.channel.type)
@@ -187,15 +195,17 @@ class ChatRelay:
         body = {**job.body, **route.body_overrides} if route.body_overrides else job.body
         if self._fetcher is not None and needs_inline_images(provider, route.endpoint):
             body = await inline_images(body, self._fetcher)
+        job.quote(route)  # a channel without a price is skipped before it is called
         upstream_request = provider.chat_request(
             route.endpoint, body, route.upstream_model, job.request.stream
         )
         response = await self._upstream.send(upstream_request, route.timeouts)
         if response.status >= 400:
             raise await self._upstream_error(provider, response)
+        quote = job.quote(route)
         if job.request.stream:
-            return await self._open_stream(job, route, provider, response)
-        return await self._non_stream(job, response, provider)
+            return await self._open_stream(job, route, provider, response, quote)
+        return await self._non_stream(job, response, provider, quote)
 
     async def _upstream_error(
         self, provider: ChatProvider, response: aiohttp.ClientResponse
@@ -210,7 +220,7 @@ class ChatRelay:
         return provider.error(response.status, payload, retry_after)
 
     async def _non_stream(
-        self, job: _Job, response: aiohttp.ClientResponse, provider: ChatProvider
+        self, job: _Job, response: aiohttp.ClientResponse, provider: ChatProvider, quote: Quote
     ) -> _Answer:
         call = job.call
         try:
@@ -234,7 +244,7 @@ class ChatRelay:
             usage = self._count(call, job.body, response_text(data))
             data["usage"] = usage_object(usage.prompt_tokens, usage.completion_tokens, 0)
         complete_response(data, self._fingerprint)
-        return _Answer(JSONResult(200, orjson.dumps(data)), usage, cost_nano(job.price, usage))
+        return _Answer(JSONResult(200, orjson.dumps(data)), usage, quote.cost(usage))
 
     async def _open_stream(
         self,
@@ -242,6 +252,7 @@ class ChatRelay:
         route: Route,
         provider: ChatProvider,
         response: aiohttp.ClientResponse,
+        quote: Quote,
     ) -> _PendingStream:
         """Wait for the first event; failing before it, the loop may try another channel."""
         payloads = _stream_payloads(response, provider.stream_translator(job.request.model))
@@ -259,11 +270,12 @@ class ChatRelay:
         except BaseException:
             response.close()
             raise
-        return _PendingStream(self, job, response, payloads, first)
+        return _PendingStream(self, job, quote, response, payloads, first)
 
     async def _settle_stream(
         self,
         job: _Job,
+        quote: Quote,
         response: aiohttp.ClientResponse,
         relayed: list[bytes],
         usage: Usage | None,
@@ -275,7 +287,7 @@ class ChatRelay:
         if usage is None:
             # Charge what was generated; a stream that produced nothing costs nothing.
             usage = self._count_stream(job.call, job.body, relayed) if relayed else Usage()
-        cost = cost_nano(job.price, usage)
+        cost = quote.cost(usage)
         row = job.call.log_row(status=status, stream=True, usage=usage, cost_nano=cost, error=error)
         self._logs.submit(row)
         await self._meter.settle(job.ticket, cost, usage.total_tokens, time.time())
@@ -286,10 +298,10 @@ class ChatRelay:
     def strict(self) -> bool:
         return self._strict
 
-    def _checkpoint(self, job: _Job, relayed: list[bytes]) -> None:
+    def _checkpoint(self, job: _Job, quote: Quote, relayed: list[bytes]) -> None:
         """Record what a running stream has cost so far, in case this process dies."""
         usage = self._count_stream(job.call, job.body, relayed)
-        self._meter.checkpoint(job.ticket, cost_nano(job.price, usage))
+        self._meter.checkpoint(job.ticket, quote.cost(usage))
 
     def _count_stream(self, call: Call, body: dict[str, Any], relayed: list[bytes]) -> Usage:
         chunks = []
@@ -323,12 +335,14 @@ class _PendingStream:
         self,
         relay: ChatRelay,
         job: _Job,
+        quote: Quote,
         response: aiohttp.ClientResponse,
         payloads: AsyncIterator[bytes],
         first: bytes | None,
     ) -> None:
         self._relay = relay
         self._job = job
+        self._quote = quote
         self._response = response
         self._payloads = payloads
         self._first = first
@@ -362,7 +376,7 @@ class _PendingStream:
                     continue
                 if time.monotonic() >= next_checkpoint:
                     next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
-                    relay._checkpoint(job, relayed)
+                    relay._checkpoint(job, self._quote, relayed)
                 if not relayed:
                     job.call.mark_first_byte()
                     job.call.served_model = _model_of(data)
@@ -399,7 +413,9 @@ class _PendingStream:
         error: str | None,
     ) -> None:
         attempts.finish(route, model, failed=status in (502, 504))
-        await self._relay._settle_stream(self._job, self._response, relayed, usage, status, error)
+        await self._relay._settle_stream(
+            self._job, self._quote, self._response, relayed, usage, status, error
+        )
 
 
 async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
