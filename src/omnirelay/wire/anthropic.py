@@ -86,7 +86,12 @@ def openai_usage(usage: Any) -> dict[str, Any]:
         "prompt_tokens": prompt,
         "completion_tokens": completion,
         "total_tokens": prompt + completion,
-        "prompt_tokens_details": {"cached_tokens": reads, "audio_tokens": 0},
+        # Cache writes are billed at their own price, so they travel separately too.
+        "prompt_tokens_details": {
+            "cached_tokens": reads,
+            "audio_tokens": 0,
+            "cache_write_tokens": writes,
+        },
         "completion_tokens_details": {
             "reasoning_tokens": 0,
             "audio_tokens": 0,
