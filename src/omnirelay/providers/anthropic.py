@@ -15,6 +15,7 @@ import orjson
 from omnirelay.providers.anthropic_stream import AnthropicStream
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.wire import anthropic as wire
+from omnirelay.wire.chat import content_texts
 from omnirelay.wire.errors import (
     GatewayError,
     InvalidRequest,
@@ -163,14 +164,14 @@ def encode_messages(messages: list[Any]) -> tuple[list[dict[str, Any]], list[dic
         role = message.get("role")
         content = message.get("content")
         if role in ("system", "developer"):
-            system.extend({"type": "text", "text": text} for text in _texts(content) if text)
+            system.extend({"type": "text", "text": text} for text in content_texts(content) if text)
         elif role == "user":
             _append(out, "user", _user_blocks(content, index))
         elif role == "assistant":
             _append(out, "assistant", _assistant_blocks(message, index))
         elif role == "tool":
             result = {"type": "tool_result", "tool_use_id": str(message.get("tool_call_id") or "")}
-            text = "".join(_texts(content))
+            text = "".join(content_texts(content))
             if text:
                 result["content"] = text
             _append(out, "user", [result])
@@ -190,18 +191,6 @@ def _append(out: list[dict[str, Any]], role: str, blocks: list[dict[str, Any]]) 
         out[-1]["content"].extend(blocks)
     else:
         out.append({"role": role, "content": blocks})
-
-
-def _texts(content: Any) -> list[str]:
-    if isinstance(content, str):
-        return [content]
-    if isinstance(content, list):
-        return [
-            part["text"]
-            for part in content
-            if isinstance(part, dict) and isinstance(part.get("text"), str)
-        ]
-    return []
 
 
 def _user_blocks(content: Any, index: int) -> list[dict[str, Any]]:
@@ -259,7 +248,7 @@ def _document_block(file: Any, index: int) -> dict[str, Any]:
 
 def _assistant_blocks(message: dict[str, Any], index: int) -> list[dict[str, Any]]:
     blocks: list[dict[str, Any]] = [
-        {"type": "text", "text": text} for text in _texts(message.get("content")) if text
+        {"type": "text", "text": text} for text in content_texts(message.get("content")) if text
     ]
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None

@@ -27,6 +27,7 @@ from omnirelay.providers.gemini_stream import (
     tool_call,
 )
 from omnirelay.wire import gemini as wire
+from omnirelay.wire.chat import content_texts
 from omnirelay.wire.errors import (
     GatewayError,
     InvalidRequest,
@@ -119,7 +120,7 @@ def encode_request(body: dict[str, Any]) -> dict[str, Any]:
         role = message.get("role")
         content = message.get("content")
         if role in ("system", "developer"):
-            system.extend({"text": text} for text in _texts(content) if text)
+            system.extend({"text": text} for text in content_texts(content) if text)
         elif role == "user":
             _append(contents, "user", _user_parts(content, index))
         elif role == "assistant":
@@ -168,16 +169,6 @@ def _append(contents: list[dict[str, Any]], role: str, parts: list[dict[str, Any
         contents.append({"role": role, "parts": parts})
 
 
-def _texts(content: Any) -> list[str]:
-    if isinstance(content, str):
-        return [content]
-    if isinstance(content, list):
-        return [
-            p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
-        ]
-    return []
-
-
 def _user_parts(content: Any, index: int) -> list[dict[str, Any]]:
     if isinstance(content, str):
         return [{"text": content}] if content else []
@@ -217,7 +208,7 @@ def _media(url: Any, index: int) -> dict[str, Any]:
 
 
 def _model_parts(message: dict[str, Any]) -> list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = [{"text": t} for t in _texts(message.get("content")) if t]
+    parts: list[dict[str, Any]] = [{"text": t} for t in content_texts(message.get("content")) if t]
     for call in message.get("tool_calls") or ():
         function = call.get("function") if isinstance(call, dict) else None
         if not isinstance(function, dict):
@@ -244,7 +235,7 @@ def _args(arguments: Any) -> dict[str, Any]:
 
 def _result(content: Any) -> dict[str, Any]:
     """A tool result as the object ``functionResponse.response`` must be."""
-    text = "".join(_texts(content))
+    text = "".join(content_texts(content))
     try:
         parsed = orjson.loads(text)
     except orjson.JSONDecodeError:

@@ -96,21 +96,26 @@ def generated_text(chunks: list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def content_texts(content: Any) -> list[str]:
+    """The text of an OpenAI message's ``content``: a string, or its text parts."""
+    if isinstance(content, str):
+        return [content]
+    if isinstance(content, list):
+        return [
+            part["text"]
+            for part in content
+            if isinstance(part, dict) and isinstance(part.get("text"), str)
+        ]
+    return []
+
+
 def prompt_text(body: dict[str, Any]) -> str:
     """The text of a request's messages and tools, for counting prompt tokens."""
     parts: list[str] = []
     for message in body.get("messages") or ():
         if not isinstance(message, dict):
             continue
-        content = message.get("content")
-        if isinstance(content, str):
-            parts.append(content)
-        elif isinstance(content, list):
-            parts.extend(
-                part["text"]
-                for part in content
-                if isinstance(part, dict) and isinstance(part.get("text"), str)
-            )
+        parts.extend(content_texts(message.get("content")))
         for call in message.get("tool_calls") or ():
             function = call.get("function") if isinstance(call, dict) else None
             if isinstance(function, dict):
