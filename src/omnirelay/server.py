@@ -19,11 +19,13 @@ from omnirelay.gateway.health import BreakerPolicy, HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
+from omnirelay.gateway.operations import OperationRunner
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.retention import LogRetention
 from omnirelay.gateway.routing import Router
+from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.providers.fetch import ImageFetcher
 from omnirelay.providers.http import Timeouts, UpstreamClient
@@ -122,6 +124,16 @@ async def build_state(settings: Settings) -> AppState:
         tokens=tokens,
         fingerprint=SYSTEM_FINGERPRINT,
     )
+    runner = OperationRunner(
+        attempts=attempts,
+        prices=prices,
+        providers=providers,
+        upstream=upstream,
+        logs=logs,
+        meter=meter,
+        tokens=tokens,
+        strict_settlement=settings.strict_settlement,
+    )
     return AppState(
         settings=settings,
         store=store,
@@ -141,6 +153,7 @@ async def build_state(settings: Settings) -> AppState:
         admin=Admin(store, providers.types),
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
         admin_key_hash=await admin_key_hash(settings, store),
+        surface=Surface(runner),
     )
 
 

@@ -9,9 +9,15 @@ from omnirelay.api import (
     admin_ledger,
     admin_prices,
     admin_usage,
+    audio,
     billing,
     chat,
+    completions,
+    embeddings,
+    images,
     models,
+    moderations,
+    rerank,
 )
 from omnirelay.api.messages import count_tokens, messages
 
@@ -20,6 +26,16 @@ def add_routes(app: web.Application) -> None:
     router = app.router
     router.add_post("/v1/chat/completions", chat.chat_completions)
     router.add_post("/v1/messages", messages)
+    router.add_post("/v1/completions", completions.completions)
+    router.add_post("/v1/embeddings", embeddings.embeddings)
+    router.add_post("/v1/moderations", moderations.moderations)
+    router.add_post("/v1/images/generations", images.generations)
+    router.add_post("/v1/images/edits", images.edits)
+    router.add_post("/v1/images/variations", images.variations)
+    router.add_post("/v1/audio/speech", audio.speech)
+    router.add_post("/v1/audio/transcriptions", audio.transcriptions)
+    router.add_post("/v1/audio/translations", audio.translations)
+    router.add_post("/v1/rerank", rerank.rerank)
     router.add_post("/v1/messages/count_tokens", count_tokens)
     router.add_get("/v1/models", models.list_models)
     router.add_get("/v1/models/{model:.+}", models.get_model)

@@ -16,6 +16,7 @@ from omnirelay.gateway.pricing import PriceBook
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.routing import Router
+from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.providers.fetch import ImageFetcher
 from omnirelay.providers.http import UpstreamClient
@@ -45,6 +46,7 @@ class AppState:
     admin: Admin
     prober: Prober
     admin_key_hash: str
+    surface: Surface
 
 
 STATE = web.AppKey("omnirelay_state", AppState)

@@ -18,18 +18,41 @@ import orjson
 
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.openai import OpenAIProvider, adapt_body, auth_headers
+from omnirelay.providers.openai_ops import OpenAIOperations
 from omnirelay.providers.presets import PLAIN
-from omnirelay.wire.errors import GatewayError, UpstreamClientError, redact
+from omnirelay.wire.errors import GatewayError, UpstreamClientError, UpstreamError, redact
 
 DEFAULT_API_VERSION = "2024-10-21"
 DONE = b"[DONE]"
+AZURE_ABSENT = frozenset({"/moderations", "/images/variations", "/rerank"})
 
 
-class AzureOpenAIProvider:
+class AzureOpenAIProvider(OpenAIOperations):
+    """Also embeddings, completions, images and audio, at the deployment's URLs; Azure has
+    no moderations, image variations or rerank, so those calls move on to other channels."""
+
     name = "azure"
 
     def __init__(self) -> None:
         self._openai = OpenAIProvider()
+
+    def operation_url(self, endpoint: Endpoint, path: str, upstream_model: str) -> str:
+        if path in AZURE_ABSENT:
+            raise UpstreamError(f"Azure OpenAI does not serve {path}.")
+        options = endpoint.options
+        version = str(options.get("api_version") or DEFAULT_API_VERSION)
+        root = endpoint.base_url.removesuffix("/openai")
+        if version == "v1":
+            return f"{root}/openai/v1{path}"
+        deployment = quote(str(options.get("deployment") or upstream_model), safe="")
+        return f"{root}/openai/deployments/{deployment}{path}?api-version={version}"
+
+    def operation_headers(self, endpoint: Endpoint, *, json: bool = True) -> dict[str, str]:
+        style = str(endpoint.options.get("auth") or "api-key")
+        headers = auth_headers(style, endpoint.api_key)
+        if not json:
+            headers.pop("Content-Type", None)
+        return {**headers, **endpoint.headers}
 
     def chat_request(
         self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str, stream: bool

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from omnirelay.wire.errors import GatewayError
+from omnirelay.wire.uploads import Upload
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +26,8 @@ class UpstreamRequest:
     url: str
     headers: dict[str, str]
     body: bytes
+    form: Upload | None = None
+    """A multipart body, sent instead of ``body``: its files stream from disk."""
 
 
 class StreamTranslator(Protocol):

@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 
 from omnirelay.providers.base import UpstreamRequest
 from omnirelay.wire.errors import UpstreamError, UpstreamTimeout
+from omnirelay.wire.uploads import Upload
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +66,16 @@ class UpstreamClient:
         """Send a request and return once the status and headers have arrived."""
         if self._session is None:
             raise RuntimeError("UpstreamClient.start() was not called")
+        opened: list[BinaryIO] = []
+        data: bytes | aiohttp.FormData = request.body
+        if request.form is not None:
+            data = _form_data(request.form, opened)
         try:
             async with asyncio.timeout(timeouts.first_byte_s):
                 return await self._session.request(
                     request.method,
                     request.url,
-                    data=request.body,
+                    data=data,
                     headers=request.headers,
                     timeout=timeouts.client,
                 )
@@ -82,6 +87,21 @@ class UpstreamClient:
             ) from exc
         except (aiohttp.ClientError, asyncio.IncompleteReadError) as exc:
             raise UpstreamError(f"The upstream connection failed ({type(exc).__name__}).") from exc
+        finally:
+            for file in opened:
+                file.close()
+
+
+def _form_data(upload: Upload, opened: list[BinaryIO]) -> aiohttp.FormData:
+    """A multipart body whose files are read from disk as it is sent."""
+    form = aiohttp.FormData(quote_fields=False)
+    for name, value in upload.fields:
+        form.add_field(name, value)
+    for part in upload.files:
+        file = open(part.path, "rb")  # noqa: SIM115 - closed once the request is sent
+        opened.append(file)
+        form.add_field(part.name, file, filename=part.filename, content_type=part.content_type)
+    return form
 
 
 def retry_after_seconds(value: str | None, now: datetime | None = None) -> float | None:

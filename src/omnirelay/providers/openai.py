@@ -12,6 +12,7 @@ from typing import Any
 import orjson
 
 from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.openai_ops import OpenAIOperations
 from omnirelay.providers.presets import PLAIN, Quirks
 from omnirelay.wire.errors import (
     GatewayError,
@@ -28,7 +29,7 @@ TIMEOUT_STATUSES = frozenset({408, 504})
 CAPACITY_STATUSES = frozenset({429, 529})
 
 
-class OpenAIProvider:
+class OpenAIProvider(OpenAIOperations):
     """OpenAI itself (no quirks), or an OpenAI-compatible vendor with its preset's quirks."""
 
     name = "openai"

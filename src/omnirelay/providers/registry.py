@@ -27,3 +27,8 @@ class ProviderRegistry:
 
     def chat(self, channel_type: str) -> ChatProvider | None:
         return self._chat.get(channel_type)
+
+    def provider(self, channel_type: str) -> object | None:
+        """The provider of a channel type, for the operations beyond chat: the caller checks
+        it against the operation's protocol in ``providers.operations``."""
+        return self._chat.get(channel_type)
