@@ -46,7 +46,11 @@ STATUS_NAMES = {
     503: "UNAVAILABLE",
     504: "DEADLINE_EXCEEDED",
 }
-PATH = re.compile(r"^/v1beta/models/([^/:]+):(generateContent|streamGenerateContent)$")
+PATH = re.compile(
+    r"^/v1beta/models/([^/:]+):(generateContent|streamGenerateContent|batchEmbedContents)$"
+)
+EMBEDDING_MODELS = {"text-embedding-004", "gemini-embedding-001"}
+EMBEDDING_SIZE = 8
 TOKEN = re.compile(r"\s*\S+")
 SIGNATURE = "c2lnbmF0dXJlLWZvci1jYWxsLTE="  # base64 of "signature-for-call-1"
 
@@ -130,6 +134,8 @@ class FakeGemini(ThreadedServer):
                     400, "API key not valid. Please pass a valid API key.", "API_KEY_INVALID"
                 )
             model, action = match.groups()
+            if action == "batchEmbedContents":
+                return web.json_response(self._embed(model, seen.body if parsed else None))
             if model not in SERVED:
                 raise GoogleError(404, f"models/{model} is not found for API version v1beta.")
             if not parsed or not isinstance(seen.body, dict):
@@ -141,6 +147,25 @@ class FakeGemini(ThreadedServer):
             return web.json_response(answer)
         except GoogleError as error:
             return web.json_response(error.body(), status=error.status)
+
+    def _embed(self, model: str, body: Any) -> dict[str, Any]:
+        """batchEmbedContents: one embedding per request, each of text parts only."""
+        if model not in EMBEDDING_MODELS:
+            raise GoogleError(404, f"models/{model} is not found for API version v1beta.")
+        requests = body.get("requests") if isinstance(body, dict) else None
+        if not isinstance(requests, list) or not requests:
+            raise invalid("* BatchEmbedContentsRequest.requests: must not be empty")
+        embeddings = []
+        for index, request in enumerate(requests):
+            if request.get("model") != f"models/{model}":
+                raise invalid(f"* requests[{index}].model: must be models/{model}")
+            parts = (request.get("content") or {}).get("parts")
+            if not parts or not all(isinstance(p.get("text"), str) for p in parts):
+                raise invalid(f"* requests[{index}].content.parts: text parts are required")
+            size = request.get("outputDimensionality") or EMBEDDING_SIZE
+            text = "".join(p["text"] for p in parts)
+            embeddings.append({"values": [round((len(text) + i) / 100, 4) for i in range(size)]})
+        return {"embeddings": embeddings}
 
     async def _stream(
         self, request: web.Request, answer: dict[str, Any], sse: bool

@@ -54,6 +54,7 @@ class Embeddings:
         if usage is None or not usage.prompt_tokens:
             tokens = input_tokens(runner, str(call.model), body.get("input"))
             usage = Usage(prompt_tokens=tokens, counted_locally=True)
+            data["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
         served = data.get("model")
         reply = Reply(orjson.dumps(data))
         return Charged(reply, quote.cost(usage), usage, served if isinstance(served, str) else None)

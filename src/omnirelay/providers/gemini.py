@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from omnirelay.providers import gemini_embeddings
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.gemini_stream import (
     SIGNATURE_MARK,
@@ -61,6 +62,14 @@ class GeminiProvider:
         payload = encode_request(body)
         url = f"{endpoint.base_url}/models/{model}:{action}"
         return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
+
+    def embeddings_request(
+        self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str
+    ) -> UpstreamRequest:
+        return gemini_embeddings.embeddings_request(endpoint, body, upstream_model)
+
+    def embeddings_response(self, payload: bytes, body: dict[str, Any]) -> dict[str, Any]:
+        return gemini_embeddings.embeddings_response(payload, body)
 
     def needs_inline_images(self, endpoint: Endpoint) -> bool:
         """Only when the channel says so (``inline_images``): this API fetches URLs itself."""
