@@ -16,9 +16,11 @@ from typing import Any
 from aiohttp import web
 
 from .fake_openai import FakeOpenAI, _ApiError, _chunks
+from .fake_openai_more import HANDLERS as OPERATION_HANDLERS
 from .fake_threaded import ThreadedServer
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef"
+JSON_OPERATIONS = ("embeddings", "completions", "images/generations", "audio/speech")
 SAFE = {"filtered": False, "severity": "safe"}
 FILTERS = {"hate": SAFE, "self_harm": SAFE, "sexual": SAFE, "violence": SAFE}
 FILTER_MESSAGE = (
@@ -58,6 +60,9 @@ class FakeAzure(ThreadedServer):
                     "sure to provide a valid key for an active subscription and use a correct "
                     "regional API endpoint for your resource.",
                 )
+            operation = "/".join(parts[3:])
+            if parts[:2] == ["openai", "deployments"] and operation in JSON_OPERATIONS:
+                return await self._operation(request, parts[2], operation, seen.body)
             if parts == ["openai", "v1", "chat", "completions"]:
                 model = seen.body.get("model") if isinstance(seen.body, dict) else None
                 if model not in self.deployments:
@@ -95,6 +100,20 @@ class FakeAzure(ThreadedServer):
             return web.json_response(answer)
         except _ApiError as error:
             return web.json_response(error.body, status=error.status)
+
+    async def _operation(
+        self, request: web.Request, deployment: str, operation: str, body: Any
+    ) -> web.StreamResponse:
+        """A JSON operation on a deployment, answered as OpenAI's fake answers it."""
+        if "api-version" not in request.query:
+            raise _azure(404, "404", "Resource not found")
+        if deployment not in self.deployments:
+            raise _azure(404, "DeploymentNotFound", "The API deployment does not exist.")
+        if not isinstance(body, dict):
+            raise _azure(400, "BadRequest", "The request body must be JSON.")
+        # Azure takes the model from the deployment; a model in the body is ignored.
+        body = {**body, "model": self.deployments[deployment]}
+        return await OPERATION_HANDLERS["/v1/" + operation](request, body)
 
     async def _stream(
         self, request: web.Request, completion: Any, body: dict[str, Any]
