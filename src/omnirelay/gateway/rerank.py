@@ -48,7 +48,7 @@ class Rerank:
         body = {**body, **route.body_overrides} if route.body_overrides else body
         request = provider.rerank_request(route.endpoint, body, route.upstream_model)
         payload = await runner.read(call, await runner.send(provider, request, route))
-        data = provider.rerank_response(payload)
+        data = provider.rerank_response(payload, body)
         served = data.get("model")
         served_model = served if isinstance(served, str) else None
         return Charged(Reply(orjson.dumps(data)), quote.rerank_searches(1), Usage(), served_model)

@@ -104,7 +104,7 @@ class OpenAIOperations:
     ) -> UpstreamRequest:
         return self._json(endpoint, "/rerank", body, upstream_model)
 
-    def rerank_response(self, payload: bytes) -> dict[str, Any]:
+    def rerank_response(self, payload: bytes, body: dict[str, Any]) -> dict[str, Any]:
         return json_object(payload, "results")
 
 

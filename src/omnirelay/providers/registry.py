@@ -5,6 +5,7 @@ from __future__ import annotations
 from omnirelay.providers.anthropic import AnthropicProvider
 from omnirelay.providers.azure import AzureOpenAIProvider
 from omnirelay.providers.base import ChatProvider
+from omnirelay.providers.cohere import CohereProvider
 from omnirelay.providers.gemini import GeminiProvider
 from omnirelay.providers.openai import OpenAIProvider
 from omnirelay.providers.presets import presets
@@ -20,10 +21,12 @@ class ProviderRegistry:
         }
         for name, preset in presets().items():
             self._chat.setdefault(name, OpenAIProvider(preset.quirks))
+        # Vendors that serve only operations beyond chat.
+        self._others: dict[str, object] = {"cohere": CohereProvider()}
 
     @property
     def types(self) -> list[str]:
-        return sorted(self._chat)
+        return sorted({*self._chat, *self._others})
 
     def chat(self, channel_type: str) -> ChatProvider | None:
         return self._chat.get(channel_type)
@@ -31,4 +34,5 @@ class ProviderRegistry:
     def provider(self, channel_type: str) -> object | None:
         """The provider of a channel type, for the operations beyond chat: the caller checks
         it against the operation's protocol in ``providers.operations``."""
-        return self._chat.get(channel_type)
+        found = self._chat.get(channel_type)
+        return found if found is not None else self._others.get(channel_type)
