@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+import wave
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +19,7 @@ DEPLOYMENTS = {
     "instruct-prod": "gpt-3.5-turbo-instruct",
     "image-prod": "dall-e-3",
     "voice-prod": "tts-1",
+    "whisper-prod": "whisper-1",
 }
 
 
@@ -94,3 +97,17 @@ def test_speech_on_an_azure_deployment(client: openai.OpenAI, azure_ops: FakeAzu
         audio = response.read()
     assert len(audio) > 0
     _sent(azure_ops, "voice-prod", "audio/speech")
+
+
+def test_transcription_on_an_azure_deployment(client: openai.OpenAI, azure_ops: FakeAzure) -> None:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\x00\x00" * 8000 * 3)
+    upload = ("note.wav", buffer.getvalue(), "audio/wav")
+    result = client.audio.transcriptions.create(model="whisper-1", file=upload)
+    assert result.text == "Hello from the fake transcriber."
+    sent = _sent(azure_ops, "whisper-prod", "audio/transcriptions")
+    assert sent.headers["content-type"].startswith("multipart/form-data")

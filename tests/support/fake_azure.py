@@ -10,6 +10,8 @@ that holds only the prompt filter results, and content-filter refusals in Azure'
 
 from __future__ import annotations
 
+import email.parser
+import email.policy
 import json
 from typing import Any
 
@@ -21,6 +23,7 @@ from .fake_threaded import ThreadedServer
 
 DEFAULT_API_KEY = "0123456789abcdef0123456789abcdef"
 JSON_OPERATIONS = ("embeddings", "completions", "images/generations", "audio/speech")
+FORM_OPERATIONS = ("audio/transcriptions", "audio/translations")
 SAFE = {"filtered": False, "severity": "safe"}
 FILTERS = {"hate": SAFE, "self_harm": SAFE, "sexual": SAFE, "violence": SAFE}
 FILTER_MESSAGE = (
@@ -63,6 +66,9 @@ class FakeAzure(ThreadedServer):
             operation = "/".join(parts[3:])
             if parts[:2] == ["openai", "deployments"] and operation in JSON_OPERATIONS:
                 return await self._operation(request, parts[2], operation, seen.body)
+            if parts[:2] == ["openai", "deployments"] and operation in FORM_OPERATIONS:
+                form = _form(request.headers.get("Content-Type", ""), await request.read())
+                return await self._operation(request, parts[2], operation, form)
             if parts == ["openai", "v1", "chat", "completions"]:
                 model = seen.body.get("model") if isinstance(seen.body, dict) else None
                 if model not in self.deployments:
@@ -164,3 +170,24 @@ def _content_filter() -> _ApiError:
     }
     error.body = body
     return error
+
+
+def _form(content_type: str, raw: bytes) -> dict[str, Any]:
+    """A multipart/form-data body as the OpenAI fake's handlers take it."""
+    if not content_type.startswith("multipart/form-data"):
+        raise _azure(400, "BadRequest", "The request must be multipart/form-data.")
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw
+    )
+    form: dict[str, Any] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        data = payload if isinstance(payload, bytes) else b""
+        filename = part.get_filename()
+        if filename is None:
+            form[str(name)] = data.decode()
+        else:
+            form[str(name)] = {"filename": filename, "content_type": part.get_content_type(),
+                               "data": data}  # fmt: skip
+    return form
