@@ -37,7 +37,8 @@ def test_every_vendor_is_a_preset_and_a_channel_type() -> None:
     found = presets()
     assert set(found) == VENDORS
     types = ProviderRegistry().types
-    assert VENDORS | {"openai", "azure", "anthropic", "gemini"} == set(types)
+    natives = {"openai", "azure", "anthropic", "gemini", "cohere"}
+    assert VENDORS | natives == set(types)
     for preset in found.values():
         local = preset.name in ("ollama", "vllm", "llamacpp", "lmstudio")
         assert preset.base_url.startswith("http://localhost:" if local else "https://")
