@@ -286,6 +286,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the gateway")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes on one port")
     commands.add_parser("migrate", help="create or upgrade the database schema")
 
     channel = commands.add_parser("channel", help="upstream channels").add_subparsers(
@@ -391,10 +392,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     logs.configure(settings.log_level, settings.log_format)
     if args.command == "serve":
-        from omnirelay.server import serve
+        from omnirelay.workers import run
 
         try:
-            serve(settings)
+            run(settings, args.workers)
         except OSError as exc:
             if exc.errno not in LISTEN_ERRORS:
                 raise

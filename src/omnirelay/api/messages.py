@@ -109,9 +109,11 @@ async def _relay_stream(
     return response
 
 
-async def _write(response: web.StreamResponse, events: MessageEvents, event: bytes) -> None:
-    data = sse.event_data(event.rstrip(b"\n"))
-    if data is None:
-        return
-    for out in events.feed(data):
-        await response.write(out)
+async def _write(response: web.StreamResponse, events: MessageEvents, chunk: bytes) -> None:
+    """Translate a chunk of the relay's output, which holds one or more whole events."""
+    for event in chunk.split(b"\n\n"):
+        data = sse.event_data(event)
+        if data is None:
+            continue
+        for out in events.feed(data):
+            await response.write(out)

@@ -1,9 +1,9 @@
 """The chat completions relay: route with failover, call the upstream, meter, log.
 
 Non-stream responses are completed to the spec's required shape. Streams are relayed
-event by event: the bytes pass through, and only events that can carry usage are parsed.
-A stream is answered once its first event has arrived, so that until then a failure can
-still move on to another channel.
+as they arrive: the bytes pass through, and only events that can carry usage are parsed.
+The events of one upstream read leave in one write. A stream is answered once its first
+event has arrived, so that until then a failure can still move on to another channel.
 """
 
 from __future__ import annotations
@@ -62,7 +62,10 @@ class JSONResult:
 
 @dataclass(frozen=True, slots=True)
 class StreamResult:
-    """A stream whose first event has arrived; ``rest`` must be closed after use."""
+    """A stream whose first event has arrived; ``rest`` must be closed after use.
+
+    ``first`` and each item of ``rest`` hold one or more whole encoded events.
+    """
 
     first: bytes
     rest: AsyncGenerator[bytes, None]
@@ -258,7 +261,7 @@ class ChatRelay:
         payloads = _stream_payloads(response, provider.stream_translator(job.request.model))
         try:
             async with asyncio.timeout(route.timeouts.first_byte_s):
-                first: bytes | None = await anext(payloads)
+                first: list[bytes] | None = await anext(payloads)
         except StopAsyncIteration:
             first = None
         except TimeoutError as exc:
@@ -337,8 +340,8 @@ class _PendingStream:
         job: _Job,
         quote: Quote,
         response: aiohttp.ClientResponse,
-        payloads: AsyncIterator[bytes],
-        first: bytes | None,
+        payloads: AsyncIterator[list[bytes]],
+        first: list[bytes] | None,
     ) -> None:
         self._relay = relay
         self._job = job
@@ -366,27 +369,31 @@ class _PendingStream:
         settled = False
         next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
         try:
-            async for data in _prepend(self._first, self._payloads):
-                if data == sse.DONE:
-                    if relay.strict:
-                        # Strict: the charge is durable before the stream's last byte.
-                        settled = True
-                        await self._settle(attempts, route, model, relayed, usage, 200, None)
-                    yield DONE_EVENT
-                    continue
+            async for batch in _prepend(self._first, self._payloads):
                 if time.monotonic() >= next_checkpoint:
                     next_checkpoint = time.monotonic() + CHECKPOINT_EVERY_S
                     relay._checkpoint(job, self._quote, relayed)
-                if not relayed:
-                    job.call.mark_first_byte()
-                    job.call.served_model = _model_of(data)
-                relayed.append(data)
-                if b'"usage":{' in data or b'"usage": {' in data:
-                    found, usage_only = _usage_of(data)
-                    usage = found or usage
-                    if usage_only and not wants_usage:
+                out: list[bytes] = []
+                for data in batch:
+                    if data == sse.DONE:
+                        if relay.strict:
+                            # Strict: the charge is durable before the stream's last byte.
+                            settled = True
+                            await self._settle(attempts, route, model, relayed, usage, 200, None)
+                        out.append(DONE_EVENT)
                         continue
-                yield sse.encode(data)
+                    if not relayed:
+                        job.call.mark_first_byte()
+                        job.call.served_model = _model_of(data)
+                    relayed.append(data)
+                    if b'"usage":{' in data or b'"usage": {' in data:
+                        found, usage_only = _usage_of(data)
+                        usage = found or usage
+                        if usage_only and not wants_usage:
+                            continue
+                    out.append(sse.encode(data))
+                if out:
+                    yield b"".join(out)
         except STREAM_READ_ERRORS as exc:
             failure = (
                 UpstreamTimeout("The upstream went silent for too long during the stream.")
@@ -418,7 +425,9 @@ class _PendingStream:
         )
 
 
-async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+async def _prepend(
+    first: list[bytes] | None, rest: AsyncIterator[list[bytes]]
+) -> AsyncIterator[list[bytes]]:
     if first is None:
         return
     yield first
@@ -428,21 +437,22 @@ async def _prepend(first: bytes | None, rest: AsyncIterator[bytes]) -> AsyncIter
 
 async def _stream_payloads(
     response: aiohttp.ClientResponse, translator: StreamTranslator | None
-) -> AsyncIterator[bytes]:
-    """The ``data:`` payloads of an upstream stream, as OpenAI chunks."""
-    async for event in sse.iter_events(response.content.iter_any()):
-        data = sse.event_data(event)
-        if data is None:
-            continue
-        if translator is None:
-            yield data
-            continue
-        for chunk in translator.feed(data):
-            yield chunk
+) -> AsyncIterator[list[bytes]]:
+    """The ``data:`` payloads of an upstream stream as OpenAI chunks, read by read."""
+    async for events in sse.iter_event_batches(response.content.iter_any()):
+        payloads: list[bytes] = []
+        for event in events:
+            data = sse.event_data(event)
+            if data is None:
+                continue
+            if translator is None:
+                payloads.append(data)
+            else:
+                payloads += translator.feed(data)
+        if payloads:
+            yield payloads
     if translator is not None:
-        for chunk in translator.finish():
-            yield chunk
-        yield sse.DONE
+        yield [*translator.finish(), sse.DONE]
 
 
 def _usage_of(data: bytes) -> tuple[Usage | None, bool]:

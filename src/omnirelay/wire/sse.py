@@ -8,10 +8,18 @@ DONE = b"[DONE]"
 
 
 async def iter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
-    """Yield each complete event (its raw bytes, without the blank line that ends it).
+    """Yield each complete event (its raw bytes, without the blank line that ends it)."""
+    async for batch in iter_event_batches(chunks):
+        for event in batch:
+            yield event
 
-    Upstreams end events with ``\\n\\n``; ``\\r\\n`` framing is normalised first so a
-    single separator search works for both.
+
+async def iter_event_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+    """Yield the complete events of each read together, as soon as the read arrives.
+
+    A relay that writes each batch at once makes one write for everything that arrived
+    together, rather than one per event. Upstreams end events with ``\\n\\n``;
+    ``\\r\\n`` framing is normalised first so a single separator search works for both.
     """
     buffer = b""
     held_cr = False
@@ -25,17 +33,20 @@ async def iter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
         buffer += chunk
+        batch = []
         start = 0
         while True:
             end = buffer.find(b"\n\n", start)
             if end < 0:
                 break
             if end > start:
-                yield buffer[start:end]
+                batch.append(buffer[start:end])
             start = end + 2
         buffer = buffer[start:]
+        if batch:
+            yield batch
     if buffer.strip():
-        yield buffer.strip()
+        yield [buffer.strip()]
 
 
 def event_data(event: bytes) -> bytes | None:

@@ -1,0 +1,126 @@
+"""``omnirelay serve --workers 2``: two processes answer on one port, and a signal stops all."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+
+from support.gateway import BIN, Gateway, wait_until
+
+WORKER_HEADER = "x-omnirelay-worker"
+
+
+def _workers_of(parent: int) -> set[int]:
+    children = Path(f"/proc/{parent}/task/{parent}/children")
+    return {int(pid) for pid in children.read_text().split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A child that exited but was not reaped yet is a zombie: it no longer serves.
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rindex(")") + 2] != "Z"
+
+
+def _answering_pids(gateway: Gateway, calls: int = 200) -> set[int]:
+    """Which processes answered, each call on a fresh connection (so spread by the kernel)."""
+    pids = set()
+    for _ in range(calls):
+        response = httpx.get(gateway.url + "/healthz", timeout=5)
+        assert response.status_code == 200
+        pids.add(int(response.headers[WORKER_HEADER]))
+        if len(pids) == 2:
+            break
+    return pids
+
+
+def _start(gateway: Gateway) -> subprocess.Popen[str]:
+    """Start ``serve --workers 2`` (the fixture's Gateway starts a plain ``serve``)."""
+    gateway.workdir.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(
+        [str(BIN / "omnirelay"), "serve", "--workers", "2"],
+        cwd=gateway.workdir,
+        env=gateway.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    gateway.process = process
+
+    def up() -> bool:
+        if process.poll() is not None:
+            raise AssertionError(f"serve --workers 2 exited:\n{process.stdout.read()}")  # type: ignore[union-attr]
+        try:
+            return httpx.get(gateway.url + "/healthz", timeout=0.5).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(up, timeout=30, interval=0.05)
+    return process
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
+def test_two_workers_answer_on_one_port_and_a_signal_stops_them_all(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    gateway = Gateway(tmp_path)
+    process = _start(gateway)
+    try:
+        workers = _workers_of(process.pid)
+        assert len(workers) == 2, workers
+        # Both workers serve the one port; each names itself on its responses.
+        assert _answering_pids(gateway) == workers
+        # Both run the whole gateway: the admin API of either sees the same database.
+        created = gateway.create_key(name="any-worker")
+        headers = {"Authorization": f"Bearer {created['key']}"}
+
+        def every_worker_knows_the_key() -> bool:
+            seen = set()
+            for _ in range(100):
+                response = httpx.get(gateway.base_url + "/models", headers=headers, timeout=5)
+                if response.status_code != 200:
+                    return False
+                seen.add(int(response.headers[WORKER_HEADER]))
+                if seen == workers:
+                    return True
+            return False
+
+        wait_until(every_worker_knows_the_key, timeout=3.0)
+    finally:
+        process.send_signal(stop_signal)
+        try:
+            output, _ = process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output, _ = process.communicate()
+    assert process.returncode == 0, output
+    assert not [pid for pid in workers if _alive(pid)], output
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(gateway.url + "/healthz", timeout=2)
+
+
+def test_the_port_in_use_is_reported(tmp_path: Path) -> None:
+    first = Gateway(tmp_path / "first")
+    first.start()
+    try:
+        env = {**first.env}
+        result = subprocess.run(
+            [str(BIN / "omnirelay"), "serve", "--workers", "2"],
+            cwd=first.workdir,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    finally:
+        first.stop()
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
