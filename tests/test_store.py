@@ -911,3 +911,18 @@ async def test_concurrent_first_price_sets_do_not_collide(store: Store) -> None:
         await asyncio.gather(*(store.prices.set(PriceRow(model, n, n, n)) for n in range(1, 5)))
     prices = {row.model for row in await store.prices.list_all()}
     assert {f"race-{n}" for n in range(5)} <= prices
+
+
+async def test_expired_holds_of_calls_still_running_here_are_left_alone(store: Store) -> None:
+    from omnirelay.store.logs import HoldChanges
+
+    key, _ = await store.keys.create(name="lease")
+    stale = {"request_id": "req_running", "key_id": key.id, "amount_nano": 500,
+             "checkpoint_nano": 120, "lease_until_ms": 1, "created_ms": 1}  # fmt: skip
+    await store.logs.write_batch([], {}, HoldChanges(opened=[stale]))
+    assert await store.ledger.settle_expired(exclude={"req_running"}) == []
+    assert [h["request_id"] for h in await store.ledger.open_holds()] == ["req_running"]
+    expired = await store.ledger.settle_expired()
+    assert [(e.request_id, e.charged_nano) for e in expired] == [("req_running", 120)]
+    assert await store.ledger.open_holds() == []
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 120}

@@ -149,7 +149,9 @@ async def build_state(settings: Settings) -> AppState:
         tokens=tokens,
         fetcher=fetcher,
         counters=counters,
-        reconciler=Reconciler(store.ledger, counters, settings.hold_lease_s / 2),
+        reconciler=Reconciler(
+            store.ledger, counters, settings.hold_lease_s / 2, live=logs.live_holds
+        ),
         admin=Admin(store, providers.types),
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
         admin_key_hash=await admin_key_hash(settings, store),

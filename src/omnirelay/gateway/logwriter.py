@@ -109,23 +109,38 @@ class LogWriter:
                 self._checkpoints.setdefault(rid, nano)
 
     async def flush(self) -> None:
+        """Commit everything queued, in transactions of at most MAX_BATCH rows each.
+
+        Bounded transactions keep SQLite's write lock short, so other writers (the CLI,
+        other processes) never wait out their busy timeout behind one huge batch.
+        """
         async with self._lock:
-            if not self._rows and not self._opened and not self._checkpoints and not self._live:
-                return
-            rows, self._rows = self._rows, []
-            holds = self._take_holds()
-            spend = _spend_of(rows)
-            try:
-                totals = await self._repo.write_batch(rows, spend, holds)
-            except asyncio.CancelledError:
-                self._rows[:0] = rows
-                self._restore_holds(holds)
-                raise
-            except Exception:
-                log.warning("writing a batch of %d log rows failed; trying row by row", len(rows))
-                await self._write_singly(rows, holds)
-                return
-            self._keys.flushed(spend, totals)
+            while True:
+                await self._flush_batch()
+                if not self._rows:
+                    return
+
+    def live_holds(self) -> set[str]:
+        """Request ids of this process's calls still running: their holds are not stale."""
+        return set(self._live)
+
+    async def _flush_batch(self) -> None:
+        if not self._rows and not self._opened and not self._checkpoints and not self._live:
+            return
+        rows, self._rows = self._rows[:MAX_BATCH], self._rows[MAX_BATCH:]
+        holds = self._take_holds()
+        spend = _spend_of(rows)
+        try:
+            totals = await self._repo.write_batch(rows, spend, holds)
+        except asyncio.CancelledError:
+            self._rows[:0] = rows
+            self._restore_holds(holds)
+            raise
+        except Exception:
+            log.warning("writing a batch of %d log rows failed; trying row by row", len(rows))
+            await self._write_singly(rows, holds)
+            return
+        self._keys.flushed(spend, totals)
 
     async def _write_singly(self, rows: list[dict[str, Any]], holds: HoldChanges) -> None:
         """Commit each row with its own charge, so one bad row cannot hold back the rest.

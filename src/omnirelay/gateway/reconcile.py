@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable, Collection
 
 from omnirelay.gateway.background import stop
 from omnirelay.store.counters import Counters
@@ -18,14 +19,22 @@ log = logging.getLogger("omnirelay.reconcile")
 
 
 class Reconciler:
-    def __init__(self, ledger: LedgerRepository, counters: Counters, interval_s: float) -> None:
+    def __init__(
+        self,
+        ledger: LedgerRepository,
+        counters: Counters,
+        interval_s: float,
+        live: Callable[[], Collection[str]] = frozenset,
+    ) -> None:
         self._ledger = ledger
+        self._live = live
         self._counters = counters
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
 
     async def run_once(self) -> list[Expired]:
-        expired = await self._ledger.settle_expired()
+        # A lease renewed late by a busy writer must not expire this process's own calls.
+        expired = await self._ledger.settle_expired(exclude=self._live())
         for hold in expired:
             await self._counters.reconcile(hold.key_id, hold.request_id, hold.charged_nano)
         if expired:

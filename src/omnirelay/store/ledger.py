@@ -8,7 +8,7 @@ their call settles; a hold whose owner died is settled here from its last checkp
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,7 +107,9 @@ class LedgerRepository:
             rows = (await connection.execute(select(holds))).mappings().all()
         return [{str(name): value for name, value in row.items()} for row in rows]
 
-    async def settle_expired(self, now_ms: int | None = None, limit: int = 500) -> list[Expired]:
+    async def settle_expired(
+        self, now_ms: int | None = None, limit: int = 500, exclude: Collection[str] = ()
+    ) -> list[Expired]:
         """Settle holds whose lease ran out: charge the last checkpoint, ledgered as expired.
 
         Each hold is claimed by deleting it, so two reconcilers never settle one twice.
@@ -121,6 +123,8 @@ class LedgerRepository:
                 )
             ).all()
             for hold in stale:
+                if hold.request_id in exclude:
+                    continue  # still running in this process, only its lease is late
                 claimed = await connection.execute(
                     delete(holds).where(
                         holds.c.request_id == hold.request_id, holds.c.lease_until_ms < now_ms
