@@ -84,10 +84,14 @@ def workers_rss(sample: TreeSample, root: int) -> list[float]:
 
 
 def machine_busy_s() -> float:
-    """CPU seconds the whole machine has spent busy (all cores), from ``/proc/stat``."""
+    """CPU seconds all processes have spent (all cores), from ``/proc/stat``.
+
+    Interrupt time is left out: loopback traffic is processed there, and it belongs to
+    no process, so it would read as someone else's load at high request rates.
+    """
     fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(v) for v in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / CLOCK_TICKS
+    user, nice, system = (int(v) for v in fields[:3])
+    return (user + nice + system) / CLOCK_TICKS
 
 
 def tree_cpu_s(root: int) -> float:

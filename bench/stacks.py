@@ -19,14 +19,34 @@ def load(path: Path) -> list[tuple[list[str], int]]:
     return stacks
 
 
+ENTRY = ("cli.py", "workers.py", "server.py")
+
+
+def by_module(stacks: list[tuple[list[str], int]]) -> Counter[str]:
+    """Samples by the innermost omnirelay module on the stack and the package it was in."""
+    groups: Counter[str] = Counter()
+    for frames, count in stacks:
+        ours = [f for f in frames if "omnirelay/" in f and not f.split(":")[0].endswith(ENTRY)]
+        mine = ours[-1].split("(", 1)[1].split(":")[0] if ours else "(no omnirelay frame)"
+        leaf = frames[-1].split("(", 1)[-1].split("/")[0].split(":")[0]
+        groups[f"{mine} -> {leaf}"] += count
+    return groups
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("path", type=Path)
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--grep", default="", help="inclusive figures only for frames with this")
+    parser.add_argument("--by-module", action="store_true", help="our module -> library below it")
     args = parser.parse_args()
     stacks = load(args.path)
     total = sum(count for _, count in stacks)
+    if args.by_module:
+        print(f"{total} samples")
+        for key, count in by_module(stacks).most_common(args.top):
+            print(f"  {100 * count / total:5.1f}%  {key}")
+        return
     own: Counter[str] = Counter()
     inclusive: Counter[str] = Counter()
     for frames, count in stacks:
