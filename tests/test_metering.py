@@ -205,3 +205,9 @@ def test_channel_prices_and_group_multipliers_set_the_charge(
     wait_until(charged_as_expected, timeout=1.0)
     used, logged = _ledger_balances(metered, created["id"])
     assert used == logged
+
+
+def test_limits_beyond_the_columns_are_refused_clearly(metered: Gateway) -> None:
+    response = metered.admin("POST", "/admin/keys", {"name": "huge", "limits": {"tpm": 10**12}})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "limits.tpm"

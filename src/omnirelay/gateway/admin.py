@@ -137,6 +137,7 @@ class ChannelPatch(_Strict):
 
 
 BudgetPeriod = Literal["day", "week", "month"]
+INT32_MAX = 2**31 - 1
 
 
 class KeyLimits(_Strict):
@@ -144,9 +145,10 @@ class KeyLimits(_Strict):
 
     budget_usd: Decimal | None = Field(default=None, ge=0)
     budget_period: BudgetPeriod | None = None
-    rpm: int | None = Field(default=None, ge=1)
-    tpm: int | None = Field(default=None, ge=1)
-    max_concurrency: int | None = Field(default=None, ge=1)
+    # The columns are 32-bit integers on every backend.
+    rpm: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    tpm: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_concurrency: int | None = Field(default=None, ge=1, le=INT32_MAX)
     allowed_ips: list[str] | None = None
 
     @field_validator("allowed_ips")
