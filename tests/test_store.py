@@ -926,3 +926,18 @@ async def test_expired_holds_of_calls_still_running_here_are_left_alone(store: S
     assert [(e.request_id, e.charged_nano) for e in expired] == [("req_running", 120)]
     assert await store.ledger.open_holds() == []
     assert await store.keys.used_by_ids([key.id]) == {key.id: 120}
+
+
+async def test_queued_rows_keep_their_holds_alive(store: Store) -> None:
+    key, _ = await store.keys.create(name="queued")
+    cache = KeyCache()
+    cache.replace_all(await store.keys.list_all())
+    writer = LogWriter(store.logs, cache, interval_s=60)
+    writer.open_hold("req_answered", key.id, 100)
+    await writer.flush()
+    writer.submit(log_row(key.id, 40, request_id="req_answered"))
+    # Answered but not yet committed: its hold must not look stale to the reconciler.
+    assert "req_answered" in writer.live_holds()
+    await writer.flush()
+    assert "req_answered" not in writer.live_holds()
+    assert await store.ledger.open_holds() == []

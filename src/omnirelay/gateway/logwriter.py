@@ -121,8 +121,9 @@ class LogWriter:
                     return
 
     def live_holds(self) -> set[str]:
-        """Request ids of this process's calls still running: their holds are not stale."""
-        return set(self._live)
+        """Request ids whose holds are not stale: calls still running, and calls answered
+        whose rows (which close their holds) are queued but not yet committed."""
+        return self._live | {row["request_id"] for row in self._rows}
 
     async def _flush_batch(self) -> None:
         if not self._rows and not self._opened and not self._checkpoints and not self._live:
