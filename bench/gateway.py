@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import secrets
+import shutil
 import signal
 import socket
 import sqlite3
@@ -80,7 +81,9 @@ class Gateway:
         upstream_url: str,
         slow_upstream_url: str,
         env: dict[str, str] | None = None,
+        keep: bool = False,
     ) -> None:
+        self.keep = keep  # leave the data folder and gateway.log behind, for a post-mortem
         self.mode = mode
         self.upstream_url = upstream_url
         self.slow_upstream_url = slow_upstream_url
@@ -222,6 +225,10 @@ class Gateway:
             asyncio.run(_pg_drop(self.database))
         if self.redis_prefix:
             _redis_cleanup(self.redis_prefix)
+        if not self.keep:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+        else:
+            print(f"   kept {self.workdir} (gateway.log, data/)", flush=True)
         return rows
 
     def wait_for_log(self, calls: int, before: int, patience_s: float = 180.0) -> float:

@@ -118,7 +118,7 @@ class Upstreams:
 
     def gateway(self, mode: Mode, args: argparse.Namespace) -> Gateway:
         env = dict(item.split("=", 1) for item in args.env)
-        return Gateway(mode, self.fast.url + "/v1", self.slow.url + "/v1", env)
+        return Gateway(mode, self.fast.url + "/v1", self.slow.url + "/v1", env, args.keep)
 
     def stop(self) -> None:
         self.fast.stop()
@@ -380,6 +380,8 @@ def _parse() -> argparse.Namespace:
                         help="extra environment for the gateway (repeatable)")  # fmt: skip
     parser.add_argument("--event-gap-ms", type=float, default=0.0, help="between events")
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep each gateway's folder (database, gateway.log)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="py-spy the SQLite modes")
     parser.add_argument("--quick", action="store_true", help="SQLite only, 5 s runs, no soak")
     args = parser.parse_args()
