@@ -31,7 +31,6 @@ from omnirelay.providers.fetch import ImageFetcher
 from omnirelay.providers.http import Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.counters import Counters, MemoryCounters
-from omnirelay.store.counters_redis import RedisCounters
 from omnirelay.store.secrets import hash_key, new_client_key
 from omnirelay.store.settings_kv import ADMIN_KEY_HASH
 from omnirelay.store.store import Store
@@ -103,11 +102,14 @@ async def build_state(settings: Settings) -> AppState:
         ),
         disable,
     )
-    counters: Counters = (
-        RedisCounters(settings.redis_url, settings.redis_prefix)
-        if settings.redis_url
-        else MemoryCounters()
-    )
+    counters: Counters
+    if settings.redis_url:
+        # Imported here, not at the top: a process without Redis never loads the redis package.
+        from omnirelay.store.counters_redis import RedisCounters
+
+        counters = RedisCounters(settings.redis_url, settings.redis_prefix)
+    else:
+        counters = MemoryCounters()
     tokens = TokenCounter()
     fetcher = ImageFetcher()
     meter = Meter(counters, logs, store.ledger)
