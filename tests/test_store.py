@@ -941,3 +941,103 @@ async def test_queued_rows_keep_their_holds_alive(store: Store) -> None:
     await writer.flush()
     assert "req_answered" not in writer.live_holds()
     assert await store.ledger.open_holds() == []
+
+
+# --- batches as one JSON parameter ---------------------------------------------------------
+
+
+async def test_a_large_batch_keeps_every_value_and_its_order(store: Store) -> None:
+    key, _ = await store.keys.create(name="bulk")
+    rows = [log_row(key.id, 3_000_000_000 + n) for n in range(2000)]
+    rows[5].update(stream=True, error='quotes " and \\ and ünïcode', usage_source=None)
+    rows[6]["attempts"] = [{"channel": "a", "status": 429, "ms": 12}, {"channel": "b"}]
+    rows[7]["ttfb_ms"] = None
+    spend = sum(row["cost_nano"] for row in rows)
+    assert await store.logs.write_batch(rows, {key.id: spend}) == {key.id: spend}
+
+    stored = list(reversed(await store.logs.recent(key_id=key.id, limit=2000)))
+    assert [row["request_id"] for row in stored] == [row["request_id"] for row in rows]
+    assert stored[5]["stream"] in (True, 1)
+    assert stored[5]["error"] == 'quotes " and \\ and ünïcode'
+    assert stored[5]["usage_source"] is None
+    assert stored[6]["attempts"] == rows[6]["attempts"]
+    assert stored[7]["ttfb_ms"] is None
+    assert stored[1999]["cost_nano"] == 3_000_001_999
+    assert await store.ledger.balance(key.id) == spend
+    assert len(await store.ledger.entries(key.id)) == 2000
+
+
+async def test_columns_left_out_of_a_row_take_their_defaults(store: Store) -> None:
+    key, _ = await store.keys.create(name="sparse")
+    essentials = {
+        "request_id": "req_sparse", "created_ms": DAY0, "key_id": key.id,
+        "endpoint": "embeddings", "model": None, "cost_nano": 5, "status": 200,
+    }  # fmt: skip
+    await store.logs.write_batch([essentials], {key.id: 5})
+    [row] = await store.logs.recent(key_id=key.id)
+    assert (row["prompt_tokens"], row["completion_tokens"], row["latency_ms"]) == (0, 0, 0)
+    assert row["stream"] in (False, 0)
+    assert row["model"] is None and row["attempts"] is None
+    assert await store.ledger.balance(key.id) == 5
+
+
+async def test_holds_open_move_renew_and_close_in_batches(store: Store) -> None:
+    from omnirelay.store.logs import HoldChanges
+
+    key, _ = await store.keys.create(name="holds")
+    opened = [
+        {"request_id": f"req_h{n}", "key_id": key.id, "amount_nano": 1000 + n,
+         "lease_until_ms": 10, "created_ms": 1}
+        for n in range(3)
+    ]  # fmt: skip
+    await store.logs.write_batch([], {}, HoldChanges(opened=opened))
+    await store.logs.write_batch(
+        [], {}, HoldChanges(checkpoints={"req_h0": 70}, renew=["req_h1"], lease_until_ms=500)
+    )
+    holds = {h["request_id"]: h for h in await store.ledger.open_holds()}
+    assert {rid: (h["checkpoint_nano"], h["lease_until_ms"]) for rid, h in holds.items()} == {
+        "req_h0": (70, 500),
+        "req_h1": (0, 500),
+        "req_h2": (0, 10),
+    }
+    assert holds["req_h2"]["amount_nano"] == 1002
+
+    await store.logs.write_batch([log_row(key.id, 90, request_id="req_h0")], {key.id: 90})
+    assert sorted(h["request_id"] for h in await store.ledger.open_holds()) == ["req_h1", "req_h2"]
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 90}
+
+
+async def test_a_charge_replaces_the_expired_entry_a_reconciler_raced_it_with(
+    store: Store,
+) -> None:
+    """The lease of an answered call ran out while its row was still queued (another
+    process's reconciler saw a stale lease). The row, when it commits, is the truth: its
+    charge replaces the expired entry, and the key's spend still equals its ledger."""
+    from omnirelay.store.logs import HoldChanges
+
+    key, _ = await store.keys.create(name="raced")
+    stale = {"request_id": "req_raced", "key_id": key.id, "amount_nano": 500,
+             "checkpoint_nano": 120, "lease_until_ms": 1, "created_ms": 1}  # fmt: skip
+    await store.logs.write_batch([], {}, HoldChanges(opened=[stale]))
+    [expired] = await store.ledger.settle_expired()
+    assert expired.charged_nano == 120
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 120}
+
+    other = log_row(key.id, 7)
+    rows = [log_row(key.id, 300, request_id="req_raced"), other]
+    assert await store.logs.write_batch(rows, {key.id: 307}) == {key.id: 307}
+    entries = {
+        e["request_id"]: (e["kind"], e["amount_nano"]) for e in await store.ledger.entries(key.id)
+    }
+    assert entries == {"req_raced": ("charge", 300), other["request_id"]: ("charge", 7)}
+    assert await store.ledger.balance(key.id) == 307
+    assert await count(store, "request_logs") == 2
+
+    # A call that failed after its lease was expired is charged nothing in the end.
+    stale = {**stale, "request_id": "req_failed"}
+    await store.logs.write_batch([], {}, HoldChanges(opened=[stale]))
+    await store.ledger.settle_expired()
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 427}
+    await store.logs.write_batch([log_row(key.id, 0, request_id="req_failed")], {})
+    assert await store.keys.used_by_ids([key.id]) == {key.id: 307}
+    assert await store.ledger.balance(key.id) == 307

@@ -8,17 +8,18 @@ their call settles; a hold whose owner died is settled here from its last checkp
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import Select, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from omnirelay.store import changes
+from omnirelay.store import bulk, changes
 from omnirelay.store.db import dialect_insert
 from omnirelay.store.keys import add_usage_statement
-from omnirelay.store.tables import holds, keys, ledger
+from omnirelay.store.tables import holds, keys, ledger, request_logs
 
 CHARGE = "charge"
 EXPIRED = "expired"
@@ -39,43 +40,75 @@ async def record_holds(
     lease_until_ms: int,
 ) -> None:
     """Open holds, move their checkpoints, and extend the leases of those still running."""
+    dialect = connection.dialect.name
     if opened:
-        await connection.execute(insert(holds), list(opened))
+        await connection.execute(
+            bulk.insert_rows(holds, dialect), {bulk.PARAMETER: bulk.dumps(opened)}
+        )
     if checkpoints:
+        moved = bulk.source((holds.c.request_id, holds.c.checkpoint_nano), dialect)
         await connection.execute(
             update(holds)
-            .where(holds.c.request_id == bindparam("rid"))
-            .values(checkpoint_nano=bindparam("nano"), lease_until_ms=lease_until_ms),
-            [{"rid": rid, "nano": nano} for rid, nano in checkpoints.items()],
-        )
+            .where(holds.c.request_id == moved.c.request_id)
+            .values(checkpoint_nano=moved.c.checkpoint_nano, lease_until_ms=lease_until_ms),
+            {bulk.PARAMETER: bulk.dumps(
+                {"request_id": rid, "checkpoint_nano": nano} for rid, nano in checkpoints.items()
+            )},
+        )  # fmt: skip
     if renew:
         await connection.execute(
             update(holds)
-            .where(holds.c.request_id.in_(list(renew)))
-            .values(lease_until_ms=lease_until_ms)
+            .where(holds.c.request_id.in_(_request_ids(dialect)))
+            .values(lease_until_ms=lease_until_ms),
+            {bulk.PARAMETER: bulk.dumps({"request_id": rid} for rid in renew)},
         )
 
 
-async def record_charges(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
-    """Ledger entries for settled calls, and their holds closed."""
-    charged = [row for row in rows if row.get("cost_nano") and row.get("key_id") is not None]
-    if charged:
-        await connection.execute(
-            insert(ledger),
-            [
-                {
-                    "request_id": row["request_id"],
-                    "key_id": row["key_id"],
-                    "kind": CHARGE,
-                    "amount_nano": row["cost_nano"],
-                    "created_ms": row["created_ms"],
-                }
-                for row in charged
-            ],
-        )
-    settled = [row["request_id"] for row in rows]
-    if settled:
-        await connection.execute(delete(holds).where(holds.c.request_id.in_(settled)))
+async def record_charges(connection: AsyncConnection, payload: str) -> dict[int, int]:
+    """Ledger entries for the settled calls in ``payload`` (log rows), and their holds closed.
+
+    A call's own settlement is the truth about it: an ``expired`` entry that a reconciler
+    wrote for the same request, because the call's lease ran out while its row was still
+    queued, is replaced. Returns what those replaced entries had charged each key.
+    """
+    dialect = connection.dialect.name
+    values = {bulk.PARAMETER: payload}
+    rows = bulk.source(_CHARGED, dialect)
+    replaced = await connection.execute(
+        delete(ledger)
+        .where(ledger.c.kind == EXPIRED, ledger.c.request_id.in_(_request_ids(dialect)))
+        .returning(ledger.c.key_id, ledger.c.amount_nano),
+        values,
+    )
+    refund: dict[int, int] = defaultdict(int)
+    for key_id, amount in replaced:
+        refund[int(key_id)] += int(amount)
+    await connection.execute(
+        insert(ledger).from_select(
+            ["request_id", "key_id", "kind", "amount_nano", "created_ms"],
+            select(
+                rows.c.request_id, rows.c.key_id, literal(CHARGE), rows.c.cost_nano,
+                rows.c.created_ms,
+            ).where(rows.c.cost_nano > 0, rows.c.key_id.is_not(None)),
+        ),
+        values,
+    )  # fmt: skip
+    await connection.execute(
+        delete(holds).where(holds.c.request_id.in_(_request_ids(dialect))), values
+    )
+    return dict(refund)
+
+
+_CHARGED = (
+    request_logs.c.request_id,
+    request_logs.c.key_id,
+    request_logs.c.cost_nano,
+    request_logs.c.created_ms,
+)
+
+
+def _request_ids(dialect: str) -> Select[tuple[str]]:
+    return select(bulk.source((request_logs.c.request_id,), dialect).c.request_id)
 
 
 class LedgerRepository:

@@ -12,10 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from omnirelay.store import changes
+from omnirelay.store import bulk, changes
 from omnirelay.store.db import dialect_insert
 from omnirelay.store.keys import add_usage_statement
 from omnirelay.store.ledger import record_charges, record_holds
@@ -85,16 +85,23 @@ class LogRepository:
         holds: HoldChanges | None = None,
     ) -> dict[int, int]:
         """Commit log rows with their charges; returns each charged key's new ``used_nano``."""
-        charged = {key_id: delta for key_id, delta in spend.items() if delta}
+        charged = dict(spend)
         async with self._engine.begin() as connection:
             if holds is not None:
                 await record_holds(
                     connection, holds.opened, holds.checkpoints, holds.renew, holds.lease_until_ms
                 )
             if rows:
-                await connection.execute(insert(request_logs), list(rows))
-                await record_charges(connection, rows)
+                payload = bulk.dumps(rows)
+                await connection.execute(
+                    bulk.insert_rows(request_logs, connection.dialect.name),
+                    {bulk.PARAMETER: payload},
+                )
+                refunds = await record_charges(connection, payload)
+                for key_id, refund in refunds.items():
+                    charged[key_id] = charged.get(key_id, 0) - refund
                 await add_daily_usage(connection, rows)
+            charged = {key_id: delta for key_id, delta in charged.items() if delta}
             if not charged:
                 return {}
             await connection.execute(
