@@ -12,14 +12,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config
-from sqlalchemy import Table, event
+from sqlalchemy import Table, event, inspect
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
+HEAD_REVISION = "0003"
+"""The newest revision in ``migrations/versions``; bump it with every new migration (a test
+checks it against alembic's own head). A database already there is not handed to alembic,
+so a process that needs no migration never imports it."""
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK_ID = 0x0E1A_7001
 
@@ -71,10 +73,25 @@ async def migrate(engine: AsyncEngine) -> None:
         await connection.run_sync(_upgrade)
 
 
+def at_head(connection: Connection) -> bool:
+    """Whether the schema is already at ``HEAD_REVISION``, read with plain SQL."""
+    if not inspect(connection).has_table("alembic_version"):
+        return False
+    rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    return [row[0] for row in rows] == [HEAD_REVISION]
+
+
 def _upgrade(connection: Connection) -> None:
+    if at_head(connection):
+        return
     if connection.dialect.name == "postgresql":
         # Processes starting together take turns; the lock ends with the transaction.
+        # Under it alembic reads the version again, so a schema another process has just
+        # upgraded is left alone.
         connection.exec_driver_sql(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK_ID})")
+    from alembic import command
+    from alembic.config import Config
+
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["connection"] = connection
