@@ -618,3 +618,10 @@ def test_complete_response_is_idempotent() -> None:
     body: dict[str, Any] = {"id": "x", "choices": [{"message": {"content": "a"}}]}
     once = copy.deepcopy(complete_response(body, "fp"))
     assert complete_response(body, "other") == once
+
+
+def test_special_tokens_in_a_prompt_count_as_plain_text() -> None:
+    counter = TokenCounter()
+    plain = counter.count("gpt-4o", "<|endoftext|> and <|endofprompt|>")
+    assert plain > 2  # not the two single special tokens, and no error
+    assert counter.count("gpt-4", "<|endoftext|>") > 1

@@ -1,6 +1,6 @@
 """Token counts for model families whose tokenizers do not ship with the package.
 
-OpenAI's encodings ship in ``bpe-openai`` and count exactly. For every other family the
+OpenAI's encodings (``encodings``) count exactly. For every other family the
 count is a linear estimate from two cheap features of the text:
 
 - its o200k token count, taken either of the whole text or of the text with its Han

@@ -1,6 +1,7 @@
 """Offline token counting, for upstreams that report no usage.
 
-The BPE tables ship inside the ``bpe-openai`` wheel, so nothing downloads at run time.
+The BPE rank files come installed with a package (see ``encodings``), so nothing downloads
+at run time.
 Encodings load lazily on first use: most calls carry upstream usage and never need one.
 OpenAI models count exactly; other families are estimated from o200k with a measured
 error (see ``token_families`` and ``docs/token-counting.md``).
@@ -9,7 +10,7 @@ error (see ``token_families`` and ``docs/token-counting.md``).
 from __future__ import annotations
 
 import threading
-from typing import Any, Protocol
+from typing import Protocol
 
 from omnirelay.wire.token_families import approximation
 
@@ -23,7 +24,9 @@ _O200K_PREFIXES = (
 
 
 class Encoding(Protocol):
-    def encode(self, text: str) -> list[int]: ...
+    # Special tokens written in a prompt ("<|endoftext|>") are counted as the plain text
+    # they are to the model's API, never refused.
+    def encode_ordinary(self, text: str) -> list[int]: ...
 
 
 def encoding_name(model: str) -> str:
@@ -54,15 +57,15 @@ class TokenCounter:
             return 0
         estimate = approximation(model)
         if estimate is not None:
-            return estimate.count(text, self.encoding("o200k_base").encode)
-        return len(self.encoding(encoding_name(model)).encode(text))
+            return estimate.count(text, self.encoding("o200k_base").encode_ordinary)
+        return len(self.encoding(encoding_name(model)).encode_ordinary(text))
 
     def count_prompt(self, model: str, text: str, messages: int) -> int:
         return self.count(model, text) + TOKENS_PER_MESSAGE * messages + TOKENS_PER_REPLY
 
 
 def _load(name: str) -> Encoding:
-    import bpe_openai
+    # Imported here: tiktoken and its tables cost memory only once a count needs them.
+    from omnirelay.wire import encodings
 
-    encoding: Any = bpe_openai.get_encoding(name)
-    return encoding  # type: ignore[no-any-return]
+    return encodings.load(name)
