@@ -380,6 +380,8 @@ def _parse() -> argparse.Namespace:
                         help="extra environment for the gateway (repeatable)")  # fmt: skip
     parser.add_argument("--event-gap-ms", type=float, default=0.0, help="between events")
     parser.add_argument("--litellm", action="store_true", help="add LiteLLM's proxy")
+    parser.add_argument("--no-bare", action="store_true",
+                        help="leave out the bare aiohttp relay (the floor)")  # fmt: skip
     parser.add_argument("--keep", action="store_true",
                         help="keep each gateway's folder (database, gateway.log)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="py-spy the SQLite modes")
@@ -402,6 +404,8 @@ def main() -> int:
         target = Target("direct to upstream", upstreams.fast.url, None, None, upstreams.slow.url)
         direct = bench.measure(target)
         rows.append(direct)
+        if not args.no_bare:
+            rows.append(bare_row(bench, upstreams))
         for name in filter(None, (name.strip() for name in args.modes.split(","))):
             mode = MODES[name]
             label = mode.name.format(n=args.workers)
@@ -432,6 +436,19 @@ def main() -> int:
     (RESULTS / "latest.md").write_text(text + "\n")
     print(f"\nwritten: {RESULTS / 'latest.md'} and latest.json")
     return 0
+
+
+def bare_row(bench: Bench, upstreams: Upstreams) -> Row:
+    from bench.bare_relay import BareRelay
+
+    print("-- bare aiohttp relay", flush=True)
+    relay = BareRelay(upstreams.fast.url, upstreams.slow.url, free_port())
+    try:
+        relay.wait_ready(lambda url: http("POST", url + PATH, SEED_REQUEST)[0] == 200)
+        target = Target("bare aiohttp relay, no features", relay.url, None, relay.pid, relay.url)
+        return bench.measure(target)
+    finally:
+        relay.stop()
 
 
 def litellm_row(bench: Bench, upstreams: Upstreams) -> Row:
