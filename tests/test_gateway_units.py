@@ -733,3 +733,66 @@ def test_key_state_is_a_plain_snapshot() -> None:
     moved = replace(state, pending_nano=70)
     assert moved.remaining_nano == -10
     assert state.remaining_nano == 60
+
+
+# --------------------------------------------------------------------------- hot-path caches
+
+
+def test_ip_allowlist_with_cached_parsing() -> None:
+    import ipaddress
+
+    nets = (ipaddress.ip_network("10.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
+    state = replace(key_state(), networks=nets)
+    for _ in range(2):  # the second round answers from the cache, identically
+        assert state.allows_ip("10.1.2.3")
+        assert state.allows_ip("2001:db8::1")
+        assert not state.allows_ip("11.0.0.1")
+        assert not state.allows_ip("not an address")
+        assert not state.allows_ip("")
+        assert not state.allows_ip(None)
+    assert key_state().allows_ip("anything")  # no allowlist
+
+
+@pytest.mark.parametrize("kind", ["day", "week", "month"])
+def test_budget_periods_match_the_calendar_at_every_hour(kind: str) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from omnirelay.gateway.metering import period_of
+
+    moment = datetime(2023, 12, 25, 0, 0, tzinfo=UTC)  # a Monday, ten weeks to cross a year
+    for _ in range(24 * 70):
+        day = moment.replace(hour=0, minute=0, second=0, microsecond=0)
+        start = {
+            "day": day,
+            "week": day - timedelta(days=day.weekday()),
+            "month": day.replace(day=1),
+        }[kind]
+        for offset in (0.0, 1799.5, 3599.999):
+            name, start_ms = period_of(kind, moment.timestamp() + offset)
+            assert start_ms == int(start.timestamp() * 1000), (kind, moment, offset)
+            assert name is not None and name.startswith(kind + ":")
+        moment += timedelta(hours=1)
+    assert period_of(None, moment.timestamp()) == (None, 0)
+    assert period_of("month", datetime(2024, 2, 29, 23, 59, 59, tzinfo=UTC).timestamp()) == (
+        "month:2024-02",
+        int(datetime(2024, 2, 1, tzinfo=UTC).timestamp() * 1000),
+    )
+
+
+def test_request_ids_are_unique_and_differ_in_a_forked_child() -> None:
+    import os
+
+    from omnirelay.api.errors import new_request_id
+
+    ids = [new_request_id() for _ in range(100_000)]
+    assert len(set(ids)) == len(ids)
+    assert all(len(i) == 28 and i.startswith("req_") for i in ids[:10])
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report its first id and leave at once
+        os.write(write, new_request_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.waitpid(pid, 0)
+    assert child[:16] != ids[-1][:16]  # its own prefix, not the parent's

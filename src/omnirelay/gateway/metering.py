@@ -9,6 +9,7 @@ writer, so that a reconciler can settle the holds of a process that died.
 
 from __future__ import annotations
 
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -20,12 +21,20 @@ from omnirelay.wire.errors import InsufficientQuota, RateLimited
 
 log = logging.getLogger("omnirelay.metering")
 
+DAY_S = 86_400
+
 
 def period_of(kind: str | None, now: float) -> tuple[str | None, int]:
     """The budget period ``now`` falls in, as a name and its start in unix milliseconds."""
     if kind is None:
         return None, 0
-    moment = datetime.fromtimestamp(now, UTC)
+    # Periods start at UTC midnights, so one computation serves a whole day.
+    return _period_of_day(kind, int(now // DAY_S))
+
+
+@functools.lru_cache(maxsize=64)
+def _period_of_day(kind: str, day_number: int) -> tuple[str, int]:
+    moment = datetime.fromtimestamp(day_number * DAY_S, UTC)
     day = datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
     if kind == "day":
         start, name = day, f"day:{day.date().isoformat()}"
