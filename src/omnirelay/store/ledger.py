@@ -13,7 +13,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, delete, func, insert, literal, select, update
+from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from omnirelay.store import bulk, changes
@@ -41,10 +41,7 @@ async def record_holds(
 ) -> None:
     """Open holds, move their checkpoints, and extend the leases of those still running."""
     dialect = connection.dialect.name
-    if opened:
-        await connection.execute(
-            bulk.insert_rows(holds, dialect), {bulk.PARAMETER: bulk.dumps(opened)}
-        )
+    await bulk.insert_many(connection, holds, opened)
     if checkpoints:
         moved = bulk.source((holds.c.request_id, holds.c.checkpoint_nano), dialect)
         await connection.execute(
@@ -64,47 +61,37 @@ async def record_holds(
         )
 
 
-async def record_charges(connection: AsyncConnection, payload: str) -> dict[int, int]:
-    """Ledger entries for the settled calls in ``payload`` (log rows), and their holds closed.
+async def record_charges(
+    connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]
+) -> dict[int, int]:
+    """Ledger entries for the settled calls (log rows), and their holds closed.
 
     A call's own settlement is the truth about it: an ``expired`` entry that a reconciler
     wrote for the same request, because the call's lease ran out while its row was still
     queued, is replaced. Returns what those replaced entries had charged each key.
     """
     dialect = connection.dialect.name
-    values = {bulk.PARAMETER: payload}
-    rows = bulk.source(_CHARGED, dialect)
+    settled = {bulk.PARAMETER: bulk.dumps({"request_id": row["request_id"]} for row in rows)}
     replaced = await connection.execute(
         delete(ledger)
         .where(ledger.c.kind == EXPIRED, ledger.c.request_id.in_(_request_ids(dialect)))
         .returning(ledger.c.key_id, ledger.c.amount_nano),
-        values,
+        settled,
     )
     refund: dict[int, int] = defaultdict(int)
     for key_id, amount in replaced:
         refund[int(key_id)] += int(amount)
+    charges = [
+        {"request_id": row["request_id"], "key_id": row["key_id"], "kind": CHARGE,
+         "amount_nano": row["cost_nano"], "created_ms": row["created_ms"]}
+        for row in rows
+        if row.get("cost_nano") and row.get("key_id") is not None
+    ]  # fmt: skip
+    await bulk.insert_many(connection, ledger, charges)
     await connection.execute(
-        insert(ledger).from_select(
-            ["request_id", "key_id", "kind", "amount_nano", "created_ms"],
-            select(
-                rows.c.request_id, rows.c.key_id, literal(CHARGE), rows.c.cost_nano,
-                rows.c.created_ms,
-            ).where(rows.c.cost_nano > 0, rows.c.key_id.is_not(None)),
-        ),
-        values,
-    )  # fmt: skip
-    await connection.execute(
-        delete(holds).where(holds.c.request_id.in_(_request_ids(dialect))), values
+        delete(holds).where(holds.c.request_id.in_(_request_ids(dialect))), settled
     )
     return dict(refund)
-
-
-_CHARGED = (
-    request_logs.c.request_id,
-    request_logs.c.key_id,
-    request_logs.c.cost_nano,
-    request_logs.c.created_ms,
-)
 
 
 def _request_ids(dialect: str) -> Select[tuple[str]]:

@@ -92,12 +92,8 @@ class LogRepository:
                     connection, holds.opened, holds.checkpoints, holds.renew, holds.lease_until_ms
                 )
             if rows:
-                payload = bulk.dumps(rows)
-                await connection.execute(
-                    bulk.insert_rows(request_logs, connection.dialect.name),
-                    {bulk.PARAMETER: payload},
-                )
-                refunds = await record_charges(connection, payload)
+                await bulk.insert_many(connection, request_logs, rows)
+                refunds = await record_charges(connection, rows)
                 for key_id, refund in refunds.items():
                     charged[key_id] = charged.get(key_id, 0) - refund
                 await add_daily_usage(connection, rows)
