@@ -210,3 +210,42 @@ async def test_retention_prunes_old_log_rows_in_batches_and_nothing_else(db: Sto
 
     assert await LogRetention(db, days=0).prune(now_ms=now * 2) == 0  # 0 keeps everything
     assert await count(db, "request_logs") == 2
+
+
+async def test_concurrent_first_calls_of_a_key_share_one_budget_seed_read(db: Store) -> None:
+    import asyncio
+    import time
+
+    from omnirelay.gateway.logwriter import LogWriter
+    from omnirelay.gateway.metering import Meter
+    from omnirelay.store.counters import MemoryCounters
+
+    key, _ = await db.keys.create(
+        name="seeded", limits={"budget_nano": 10_000_000, "budget_period": "month"}
+    )
+    cache = KeyCache()
+    cache.replace_all(await db.keys.list_all())
+    state = cache.get(key.id)
+    assert state is not None
+    reads: list[int] = []
+    real_read = db.ledger.period_spend
+
+    async def counted_read(key_id: int, start_ms: int) -> int:
+        reads.append(key_id)
+        await asyncio.sleep(0.05)  # a read that takes a while, as behind a busy writer
+        return await real_read(key_id, start_ms)
+
+    db.ledger.period_spend = counted_read  # type: ignore[method-assign]
+    meter = Meter(MemoryCounters(), LogWriter(db.logs, cache, interval_s=60), db.ledger)
+    now = time.time()
+    # One early caller gives up (its client left) while the read is under way.
+    early = asyncio.ensure_future(meter.admit("req_early", state, 1, now))
+    await asyncio.sleep(0.01)
+    early.cancel()
+    tickets = await asyncio.gather(*(meter.admit(f"req_{n}", state, 1, now) for n in range(32)))
+    assert len(tickets) == 32
+    assert reads == [key.id]
+    with pytest.raises(asyncio.CancelledError):
+        await early
+    await meter.admit("req_later", state, 1, now)
+    assert reads == [key.id]  # answered from the seed it keeps

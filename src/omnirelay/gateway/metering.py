@@ -9,6 +9,7 @@ writer, so that a reconciler can settle the holds of a process that died.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 from datetime import UTC, datetime, timedelta
@@ -53,6 +54,7 @@ class Meter:
         self._logs = logs
         self._ledger = ledger
         self._period_seeds: dict[tuple[int, str], int] = {}
+        self._seeding: dict[tuple[int, str], asyncio.Future[int]] = {}
 
     async def admit(self, request_id: str, key: KeyState, hold_nano: int, now: float) -> Ticket:
         row = key.row
@@ -81,13 +83,29 @@ class Meter:
         self._logs.checkpoint(ticket.request_id, min(charged_nano, ticket.hold_nano))
 
     async def _period_seed(self, key_id: int, period: str, start_ms: int) -> int:
-        """Spend already committed this period; read once per key and period."""
+        """Spend already committed this period; read once per key and period.
+
+        Concurrent first calls share one read: each read is a transaction, which on SQLite
+        queues behind the log writer.
+        """
         seed = self._period_seeds.get((key_id, period))
-        if seed is None:
+        if seed is not None:
+            return seed
+        reading = self._seeding.get((key_id, period))
+        if reading is None:
+            reading = asyncio.ensure_future(self._read_seed(key_id, period, start_ms))
+            self._seeding[(key_id, period)] = reading
+        # Shielded: a caller that is cancelled must not cancel the others' read.
+        return await asyncio.shield(reading)
+
+    async def _read_seed(self, key_id: int, period: str, start_ms: int) -> int:
+        try:
             seed = await self._ledger.period_spend(key_id, start_ms)
-            if len(self._period_seeds) > 100_000:
-                self._period_seeds.clear()
-            self._period_seeds[(key_id, period)] = seed
+        finally:
+            del self._seeding[(key_id, period)]
+        if len(self._period_seeds) > 100_000:
+            self._period_seeds.clear()
+        self._period_seeds[(key_id, period)] = seed
         return seed
 
 
