@@ -102,6 +102,8 @@ def test_two_workers_answer_on_one_port_and_a_signal_stops_them_all(
             process.kill()
             output, _ = process.communicate()
     assert process.returncode == 0, output
+    assert "2 workers without OMNIRELAY_REDIS_URL" in output  # limits are per worker: said once
+    assert output.count("without OMNIRELAY_REDIS_URL") == 1
     assert not [pid for pid in workers if _alive(pid)], output
     with pytest.raises(httpx.ConnectError):
         httpx.get(gateway.url + "/healthz", timeout=2)

@@ -53,6 +53,14 @@ def run(settings: Settings, workers: int) -> None:
     if workers <= 1:
         serve(settings)
         return
+    if not settings.redis_url:
+        log.warning(
+            "%d workers without OMNIRELAY_REDIS_URL: each worker counts rate limits and "
+            "holds on its own, so RPM/TPM/concurrency limits apply per worker and quotas "
+            "see another worker's spend only once it is committed (about a second). Set "
+            "OMNIRELAY_REDIS_URL to share them exactly.",
+            workers,
+        )
     asyncio.run(_prepare(settings))
     with _reserve_port(settings) as reserved:
         port = reserved.getsockname()[1]
