@@ -25,9 +25,10 @@ from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.pricing import PriceBook, Quote
 from omnirelay.gateway.requests import ChatRequest, check_chat_request
 from omnirelay.gateway.routing import Route
+from omnirelay.gateway.upstream_io import STREAM_READ_ERRORS, error_of, first_of, read_body
 from omnirelay.providers.base import ChatProvider, StreamTranslator
 from omnirelay.providers.fetch import ImageFetcher, inline_images, needs_inline_images
-from omnirelay.providers.http import UpstreamClient, retry_after_seconds
+from omnirelay.providers.http import UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.counters import Ticket
 from omnirelay.wire import sse
@@ -49,9 +50,7 @@ from omnirelay.wire.tokens import TokenCounter
 from omnirelay.wire.usage import Usage
 
 ENDPOINT = "chat.completions"
-MAX_ERROR_BODY = 64 * 1024
 DONE_EVENT = sse.encode(sse.DONE)
-STREAM_READ_ERRORS = (aiohttp.ClientError, asyncio.IncompleteReadError, TimeoutError)
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,41 +203,17 @@ class ChatRelay:
         )
         response = await self._upstream.send(upstream_request, route.timeouts)
         if response.status >= 400:
-            raise await self._upstream_error(provider, response)
+            raise await error_of(response, provider)
         quote = job.quote(route)
         if job.request.stream:
             return await self._open_stream(job, route, provider, response, quote)
         return await self._non_stream(job, response, provider, quote)
 
-    async def _upstream_error(
-        self, provider: ChatProvider, response: aiohttp.ClientResponse
-    ) -> GatewayError:
-        try:
-            payload = await response.content.read(MAX_ERROR_BODY)
-        except STREAM_READ_ERRORS:
-            payload = b""
-        finally:
-            response.close()
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        return provider.error(response.status, payload, retry_after)
-
     async def _non_stream(
         self, job: _Job, response: aiohttp.ClientResponse, provider: ChatProvider, quote: Quote
     ) -> _Answer:
         call = job.call
-        try:
-            payload = await response.read()
-        except TimeoutError as exc:
-            response.close()
-            raise UpstreamTimeout("The upstream did not finish its response in time.") from exc
-        except STREAM_READ_ERRORS as exc:
-            response.close()
-            raise UpstreamError("The upstream connection broke during the response.") from exc
-        except BaseException:
-            response.close()
-            raise
-        response.release()
-        call.mark_first_byte()
+        payload = await read_body(call, response)
         data = provider.chat_response(payload)
         served = data.get("model")
         call.served_model = served if isinstance(served, str) else None
@@ -259,20 +234,12 @@ class ChatRelay:
     ) -> _PendingStream:
         """Wait for the first event; failing before it, the loop may try another channel."""
         payloads = _stream_payloads(response, provider.stream_translator(job.request.model))
-        try:
-            async with asyncio.timeout(route.timeouts.first_byte_s):
-                first: list[bytes] | None = await anext(payloads)
-        except StopAsyncIteration:
-            first = None
-        except TimeoutError as exc:
-            response.close()
-            raise UpstreamTimeout("The upstream sent no stream event in time.") from exc
-        except STREAM_READ_ERRORS as exc:
-            response.close()
-            raise UpstreamError("The upstream connection broke before the stream began.") from exc
-        except BaseException:
-            response.close()
-            raise
+        first = await first_of(
+            response,
+            payloads,
+            route.timeouts.first_byte_s,
+            "The upstream sent no stream event in time.",
+        )
         return _PendingStream(self, job, quote, response, payloads, first)
 
     async def _settle_stream(

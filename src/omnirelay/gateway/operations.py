@@ -19,14 +19,15 @@ import aiohttp
 
 from omnirelay.gateway.attempts import AttemptLoop
 from omnirelay.gateway.calls import STATUS_CLIENT_CLOSED, Call
-from omnirelay.gateway.chat import CANCELLED, MAX_ERROR_BODY, STREAM_READ_ERRORS
+from omnirelay.gateway.chat import CANCELLED
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.pricing import PriceBook, Quote
 from omnirelay.gateway.routing import Route
+from omnirelay.gateway.upstream_io import STREAM_READ_ERRORS, error_of, first_of, read_body
 from omnirelay.providers.base import UpstreamRequest
-from omnirelay.providers.http import UpstreamClient, retry_after_seconds
+from omnirelay.providers.http import UpstreamClient
 from omnirelay.providers.operations import ErrorMapper
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.counters import Ticket
@@ -244,31 +245,11 @@ class OperationRunner:
         response = await self.upstream.send(request, route.timeouts)
         if response.status < 400:
             return response
-        try:
-            payload = await response.content.read(MAX_ERROR_BODY)
-        except STREAM_READ_ERRORS:
-            payload = b""
-        finally:
-            response.close()
-        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-        raise provider.error(response.status, payload, retry_after)
+        raise await error_of(response, provider)
 
     async def read(self, call: Call, response: aiohttp.ClientResponse) -> bytes:
         """A complete answer's body."""
-        try:
-            payload = await response.read()
-        except TimeoutError as exc:
-            response.close()
-            raise UpstreamTimeout("The upstream did not finish its response in time.") from exc
-        except STREAM_READ_ERRORS as exc:
-            response.close()
-            raise UpstreamError("The upstream connection broke during the response.") from exc
-        except BaseException:
-            response.close()
-            raise
-        response.release()
-        call.mark_first_byte()
-        return payload
+        return await read_body(call, response)
 
     async def open_stream(
         self,
@@ -278,19 +259,7 @@ class OperationRunner:
         meter: StreamMeter,
     ) -> Streaming:
         """Wait for the first chunk; failing before it, the loop may try another channel."""
-        try:
-            async with asyncio.timeout(route.timeouts.first_byte_s):
-                first: bytes | None = await anext(chunks)
-        except StopAsyncIteration:
-            first = None
-        except TimeoutError as exc:
-            response.close()
-            raise UpstreamTimeout("The upstream sent nothing of its stream in time.") from exc
-        except STREAM_READ_ERRORS as exc:
-            response.close()
-            raise UpstreamError("The upstream connection broke before the stream began.") from exc
-        except BaseException:
-            response.close()
-            raise
+        silent = "The upstream sent nothing of its stream in time."
+        first = await first_of(response, chunks, route.timeouts.first_byte_s, silent)
         content_type = response.headers.get("Content-Type", "application/octet-stream")
         return Streaming(response, content_type, first, chunks, meter)
