@@ -20,18 +20,17 @@ import json
 import math
 import random
 import re
-import socket
 import string
 import threading
 import time
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from types import TracebackType
 from typing import Any
 
 from aiohttp import web
 
+from .fake_threaded import LoopbackServer
 from .openapi import leaf_error, openai_wording, property_names, schema_errors
 from .seed import SEED_REQUEST, SEED_RESPONSE
 
@@ -142,89 +141,19 @@ class _Completion:
     top_logprobs: int = 0
 
 
-class FakeOpenAI:
+class FakeOpenAI(LoopbackServer):
     """The fake upstream. Every public method is synchronous and thread-safe."""
 
+    name = "FakeOpenAI"
+
     def __init__(self, api_key: str = DEFAULT_API_KEY) -> None:
+        super().__init__()
         self.api_key = api_key
         self._lock = threading.Lock()
         self._received: list[ReceivedRequest] = []
         self._failures: deque[_ApiError] = deque()
         self._drop_after: int | None = None
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._port: int | None = None
         self.reset()
-
-    # ----------------------------------------------------------------- lifecycle
-
-    def start(self) -> None:
-        """Bind 127.0.0.1 on a free port and serve from a new thread; returns once serving."""
-        if self._thread is not None:
-            raise RuntimeError("FakeOpenAI is already running")
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failed: list[BaseException] = []
-
-        def serve() -> None:
-            asyncio.set_event_loop(loop)
-            runner = web.AppRunner(
-                self._app(), access_log=None, shutdown_timeout=0.5, handler_cancellation=True
-            )
-            try:
-                loop.run_until_complete(runner.setup())
-                loop.run_until_complete(web.SockSite(runner, sock).start())
-            except BaseException as exc:
-                failed.append(exc)
-                sock.close()
-                loop.close()
-                ready.set()
-                return
-            ready.set()
-            try:
-                loop.run_forever()
-            finally:
-                loop.run_until_complete(runner.cleanup())
-                loop.close()
-
-        thread = threading.Thread(target=serve, name=f"fake-openai-{port}", daemon=True)
-        thread.start()
-        if not ready.wait(10):
-            raise RuntimeError("FakeOpenAI did not start within 10 s")
-        if failed:
-            thread.join()
-            raise RuntimeError("FakeOpenAI failed to start") from failed[0]
-        self._thread, self._loop, self._port = thread, loop, port
-
-    def stop(self) -> None:
-        """Stop serving and join the thread (in-flight streams are cut off)."""
-        thread, loop = self._thread, self._loop
-        if thread is None or loop is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        self._thread = self._loop = self._port = None
-
-    def __enter__(self) -> FakeOpenAI:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    @property
-    def port(self) -> int:
-        if self._port is None:
-            raise RuntimeError("FakeOpenAI is not running")
-        return self._port
 
     @property
     def base_url(self) -> str:

@@ -29,12 +29,12 @@ class Received:
     body: Any  # parsed JSON, or None when empty or not JSON
 
 
-class ThreadedServer:
+class LoopbackServer:
+    """Serves ``_app()`` on a free port of 127.0.0.1 from a thread of its own."""
+
     name = "fake"
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._received: list[Received] = []
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._port: int | None = None
@@ -111,6 +111,15 @@ class ThreadedServer:
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
+
+
+class ThreadedServer(LoopbackServer):
+    """A loopback server that records every request it receives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._lock = threading.Lock()
+        self._received: list[Received] = []
 
     @property
     def received(self) -> list[Received]:
