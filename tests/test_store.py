@@ -582,7 +582,11 @@ async def test_a_change_commits_in_the_same_transaction_as_its_write(
     async def broken(*_args: Any, **_kwargs: Any) -> None:
         raise RuntimeError("the change feed is unavailable")
 
+    def broken_sync(*_args: Any, **_kwargs: Any) -> None:
+        raise RuntimeError("the change feed is unavailable")
+
     monkeypatch.setattr(changes, "record", broken)
+    monkeypatch.setattr(changes, "record_sync", broken_sync)  # the log writer's
     with pytest.raises(RuntimeError):
         await store.keys.create(name="lost")
     with pytest.raises(RuntimeError):
@@ -797,10 +801,10 @@ async def test_log_writer_keeps_a_failed_batch_and_commits_it_once(
     cache = KeyCache()
     cache.replace_all(await store.keys.list_all())
     writer = LogWriter(store.logs, cache, interval_s=0.05)
-    real_record = changes.record
+    real_record = changes.record_sync
     failures = 0
 
-    async def fail_once(*args: Any, **kwargs: Any) -> None:
+    def fail_once(*args: Any, **kwargs: Any) -> None:
         # Fails inside write_batch's transaction, after the rows and the spend went in:
         # the batch, then its first row, then that row's charge alone, as when the
         # database has gone away.
@@ -808,12 +812,12 @@ async def test_log_writer_keeps_a_failed_batch_and_commits_it_once(
         if failures < 3:
             failures += 1
             raise ConnectionError("the database went away mid-commit")
-        await real_record(*args, **kwargs)
+        real_record(*args, **kwargs)
 
     first = [log_row(key.id, 2**32), log_row(key.id, 3)]
     for row in first:
         writer.submit(row)
-    monkeypatch.setattr(changes, "record", fail_once)
+    monkeypatch.setattr(changes, "record_sync", fail_once)
     with pytest.raises(ConnectionError):
         await writer.flush()
     assert failures == 3
@@ -1041,3 +1045,30 @@ async def test_a_charge_replaces_the_expired_entry_a_reconciler_raced_it_with(
     await store.logs.write_batch([log_row(key.id, 0, request_id="req_failed")], {})
     assert await store.keys.used_by_ids([key.id]) == {key.id: 307}
     assert await store.ledger.balance(key.id) == 307
+
+
+async def test_sqlite_batches_commit_in_one_thread_hop_off_the_event_loop(
+    backend: Backend, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On SQLite the batch runs whole in a worker thread: one hop per batch, not one per
+    statement, so a busy event loop cannot hold the writer back statement by statement."""
+    import threading
+
+    from omnirelay.store import logs
+
+    key, _ = await store.keys.create(name="hop")
+    seen: list[int] = []
+    real = logs.write_batch
+
+    def spy(connection: Connection, *args: Any) -> dict[int, int]:
+        seen.append(threading.get_ident())
+        return real(connection, *args)
+
+    monkeypatch.setattr(logs, "write_batch", spy)
+    assert await store.logs.write_batch([log_row(key.id, 5)], {key.id: 5}) == {key.id: 5}
+    assert len(seen) == 1
+    if backend.kind == "sqlite":
+        assert store.writer_engine is not None
+        assert seen[0] != threading.get_ident()
+    else:
+        assert store.writer_engine is None  # asyncpg: the batch is a few round trips

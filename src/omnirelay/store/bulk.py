@@ -39,23 +39,21 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.engine import Connection
 from sqlalchemy.sql.expression import Insert
 
 PARAMETER = "rows"
 SQLITE_ROWS_PER_STATEMENT = 50
 
 
-async def insert_many(
-    connection: AsyncConnection, table: Table, rows: Sequence[Mapping[str, Any]]
-) -> None:
+def insert_many(connection: Connection, table: Table, rows: Sequence[Mapping[str, Any]]) -> None:
     """Insert ``rows`` into every column of ``table`` but its key; a key a row leaves out
     reads as NULL, or as the column's server default when it has one."""
     if not rows:
         return
     dialect = connection.dialect.name
     if dialect != "sqlite":
-        await connection.execute(insert_rows(table, dialect), {PARAMETER: dumps(rows)})
+        connection.execute(insert_rows(table, dialect), {PARAMETER: dumps(rows)})
         return
     names, json_at = _value_columns(table)
     step = SQLITE_ROWS_PER_STATEMENT
@@ -68,7 +66,7 @@ async def insert_many(
             for index in json_at:
                 if values[base + index] is not None:
                     values[base + index] = orjson.dumps(values[base + index]).decode()
-        await connection.exec_driver_sql(_sqlite_insert(table, len(part)), tuple(values))
+        connection.exec_driver_sql(_sqlite_insert(table, len(part)), tuple(values))
 
 
 @functools.cache

@@ -10,6 +10,7 @@ import time
 from dataclasses import dataclass
 
 from sqlalchemy import delete, func, insert, select
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from omnirelay.store.tables import change_feed
@@ -30,10 +31,16 @@ class Change:
 
 
 async def record(connection: AsyncConnection, entity: str, *entity_ids: object) -> None:
+    if entity_ids:
+        await connection.run_sync(record_sync, entity, *entity_ids)
+
+
+def record_sync(connection: Connection, entity: str, *entity_ids: object) -> None:
+    """:func:`record` on a synchronous connection (the SQLite log writer's thread)."""
     if not entity_ids:
         return
     now = int(time.time())
-    await connection.execute(
+    connection.execute(
         insert(change_feed),
         [{"entity": entity, "entity_id": str(eid), "created_at": now} for eid in entity_ids],
     )

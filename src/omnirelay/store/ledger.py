@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from omnirelay.store import bulk, changes
@@ -32,8 +33,8 @@ class Expired:
     charged_nano: int
 
 
-async def record_holds(
-    connection: AsyncConnection,
+def record_holds(
+    connection: Connection,
     opened: Sequence[Mapping[str, Any]],
     checkpoints: Mapping[str, int],
     renew: Sequence[str],
@@ -41,10 +42,10 @@ async def record_holds(
 ) -> None:
     """Open holds, move their checkpoints, and extend the leases of those still running."""
     dialect = connection.dialect.name
-    await bulk.insert_many(connection, holds, opened)
+    bulk.insert_many(connection, holds, opened)
     if checkpoints:
         moved = bulk.source((holds.c.request_id, holds.c.checkpoint_nano), dialect)
-        await connection.execute(
+        connection.execute(
             update(holds)
             .where(holds.c.request_id == moved.c.request_id)
             .values(checkpoint_nano=moved.c.checkpoint_nano, lease_until_ms=lease_until_ms),
@@ -53,7 +54,7 @@ async def record_holds(
             )},
         )  # fmt: skip
     if renew:
-        await connection.execute(
+        connection.execute(
             update(holds)
             .where(holds.c.request_id.in_(_request_ids(dialect)))
             .values(lease_until_ms=lease_until_ms),
@@ -61,9 +62,7 @@ async def record_holds(
         )
 
 
-async def record_charges(
-    connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]
-) -> dict[int, int]:
+def record_charges(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> dict[int, int]:
     """Ledger entries for the settled calls (log rows), and their holds closed.
 
     A call's own settlement is the truth about it: an ``expired`` entry that a reconciler
@@ -72,7 +71,7 @@ async def record_charges(
     """
     dialect = connection.dialect.name
     settled = {bulk.PARAMETER: bulk.dumps({"request_id": row["request_id"]} for row in rows)}
-    replaced = await connection.execute(
+    replaced = connection.execute(
         delete(ledger)
         .where(ledger.c.kind == EXPIRED, ledger.c.request_id.in_(_request_ids(dialect)))
         .returning(ledger.c.key_id, ledger.c.amount_nano),
@@ -87,10 +86,8 @@ async def record_charges(
         for row in rows
         if row.get("cost_nano") and row.get("key_id") is not None
     ]  # fmt: skip
-    await bulk.insert_many(connection, ledger, charges)
-    await connection.execute(
-        delete(holds).where(holds.c.request_id.in_(_request_ids(dialect))), settled
-    )
+    bulk.insert_many(connection, ledger, charges)
+    connection.execute(delete(holds).where(holds.c.request_id.in_(_request_ids(dialect))), settled)
     return dict(refund)
 
 

@@ -3,17 +3,25 @@
 A batch of log rows commits in one transaction with everything that follows from it: the
 ledger entries, the spend added to each key, the holds closed, opened or checkpointed, and
 the daily usage aggregate. So ``keys.used_nano`` always equals the sum of the key's ledger.
+
+On SQLite the whole transaction runs in one worker thread, on a synchronous connection of
+its own. Through the async driver each statement was a round trip between the event loop
+and the driver's thread, and under load every one of them waited behind the loop's other
+work: the writer then committed a third of the rows the gateway answered, and its backlog
+grew without bound. One thread hop per batch keeps it in step.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import bulk, changes
 from omnirelay.store.db import dialect_insert
@@ -32,7 +40,37 @@ class HoldChanges:
     lease_until_ms: int = 0
 
 
-async def add_daily_usage(connection: AsyncConnection, rows: Sequence[Mapping[str, Any]]) -> None:
+def write_batch(
+    connection: Connection,
+    rows: Sequence[Mapping[str, Any]],
+    spend: Mapping[int, int],
+    holds: HoldChanges | None = None,
+) -> dict[int, int]:
+    """One batch, inside the caller's transaction; returns the charged keys' ``used_nano``."""
+    charged = dict(spend)
+    if holds is not None:
+        record_holds(connection, holds.opened, holds.checkpoints, holds.renew, holds.lease_until_ms)
+    if rows:
+        bulk.insert_many(connection, request_logs, rows)
+        for key_id, refund in record_charges(connection, rows).items():
+            charged[key_id] = charged.get(key_id, 0) - refund
+        add_daily_usage(connection, rows)
+    charged = {key_id: delta for key_id, delta in charged.items() if delta}
+    if not charged:
+        return {}
+    connection.execute(
+        add_usage_statement(),
+        [{"key_id": key_id, "delta": delta} for key_id, delta in charged.items()],
+    )
+    used = connection.execute(
+        select(keys.c.id, keys.c.used_nano).where(keys.c.id.in_(list(charged)))
+    )
+    totals = {row.id: int(row.used_nano) for row in used}
+    changes.record_sync(connection, changes.KEY_USAGE, *sorted(totals))
+    return totals
+
+
+def add_daily_usage(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
     """Fold rows into the per-day aggregate that usage reports read instead of the log."""
     totals: dict[tuple[int, int, str, int], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
     for row in rows:
@@ -57,7 +95,7 @@ async def add_daily_usage(connection: AsyncConnection, rows: Sequence[Mapping[st
         index_elements=["day", "key_id", "model", "channel_id"],
         set_={name: usage_daily.c[name] + statement.excluded[name] for name in counted},
     )
-    await connection.execute(
+    connection.execute(
         upsert,
         [
             {"day": day, "key_id": key_id, "model": model, "channel_id": channel_id,
@@ -75,8 +113,9 @@ class DailyCost:
 
 
 class LogRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, writer: Engine | None = None) -> None:
         self._engine = engine
+        self._writer = writer  # SQLite: the synchronous engine write_batch runs on
 
     async def write_batch(
         self,
@@ -85,31 +124,20 @@ class LogRepository:
         holds: HoldChanges | None = None,
     ) -> dict[int, int]:
         """Commit log rows with their charges; returns each charged key's new ``used_nano``."""
-        charged = dict(spend)
+        if self._writer is not None:
+            return await asyncio.to_thread(self._write_in_thread, rows, spend, holds)
         async with self._engine.begin() as connection:
-            if holds is not None:
-                await record_holds(
-                    connection, holds.opened, holds.checkpoints, holds.renew, holds.lease_until_ms
-                )
-            if rows:
-                await bulk.insert_many(connection, request_logs, rows)
-                refunds = await record_charges(connection, rows)
-                for key_id, refund in refunds.items():
-                    charged[key_id] = charged.get(key_id, 0) - refund
-                await add_daily_usage(connection, rows)
-            charged = {key_id: delta for key_id, delta in charged.items() if delta}
-            if not charged:
-                return {}
-            await connection.execute(
-                add_usage_statement(),
-                [{"key_id": key_id, "delta": delta} for key_id, delta in charged.items()],
-            )
-            used = await connection.execute(
-                select(keys.c.id, keys.c.used_nano).where(keys.c.id.in_(list(charged)))
-            )
-            totals = {row.id: int(row.used_nano) for row in used}
-            await changes.record(connection, changes.KEY_USAGE, *sorted(totals))
-        return totals
+            return await connection.run_sync(write_batch, rows, spend, holds)
+
+    def _write_in_thread(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        spend: Mapping[int, int],
+        holds: HoldChanges | None,
+    ) -> dict[int, int]:
+        assert self._writer is not None
+        with self._writer.begin() as connection:
+            return write_batch(connection, rows, spend, holds)
 
     async def recent(
         self, *, key_id: int | None = None, limit: int = 100, before_id: int | None = None

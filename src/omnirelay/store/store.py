@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.config import Settings
 from omnirelay.store.changes import ChangeFeed
 from omnirelay.store.channels import ChannelRepository
-from omnirelay.store.db import create_engine, migrate
+from omnirelay.store.db import create_engine, migrate, sqlite_writer_engine
 from omnirelay.store.keys import KeyRepository
 from omnirelay.store.ledger import LedgerRepository
 from omnirelay.store.logs import LogRepository
@@ -30,24 +31,29 @@ class Store:
     changes: ChangeFeed
     settings: SettingsRepository
     usage: UsageRepository
+    writer_engine: Engine | None = None  # SQLite: the log writer's own, synchronous
 
     @classmethod
     async def open(cls, settings: Settings) -> Store:
         """Connect, migrate to the newest schema and build the repositories."""
         engine = create_engine(settings.resolved_database_url)
         await migrate(engine)
+        writer = sqlite_writer_engine(settings.resolved_database_url)
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir / "secret.key")
         return cls(
             engine=engine,
             channels=ChannelRepository(engine, box),
             keys=KeyRepository(engine),
             prices=PriceRepository(engine),
-            logs=LogRepository(engine),
+            logs=LogRepository(engine, writer),
             ledger=LedgerRepository(engine),
             changes=ChangeFeed(engine),
             settings=SettingsRepository(engine),
             usage=UsageRepository(engine),
+            writer_engine=writer,
         )
 
     async def close(self) -> None:
         await self.engine.dispose()
+        if self.writer_engine is not None:
+            self.writer_engine.dispose()
