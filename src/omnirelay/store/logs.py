@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -116,6 +117,11 @@ class LogRepository:
     def __init__(self, engine: AsyncEngine, writer: Engine | None = None) -> None:
         self._engine = engine
         self._writer = writer  # SQLite: the synchronous engine write_batch runs on
+        # One thread, as SQLite takes one writer at a time: a pool of them would only add
+        # threads, and a malloc arena each, when strict settlement flushes every call.
+        self._thread = (
+            ThreadPoolExecutor(1, thread_name_prefix="omnirelay-log-writer") if writer else None
+        )
 
     async def write_batch(
         self,
@@ -124,8 +130,11 @@ class LogRepository:
         holds: HoldChanges | None = None,
     ) -> dict[int, int]:
         """Commit log rows with their charges; returns each charged key's new ``used_nano``."""
-        if self._writer is not None:
-            return await asyncio.to_thread(self._write_in_thread, rows, spend, holds)
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            return await loop.run_in_executor(
+                self._thread, self._write_in_thread, rows, spend, holds
+            )
         async with self._engine.begin() as connection:
             return await connection.run_sync(write_batch, rows, spend, holds)
 
@@ -138,6 +147,10 @@ class LogRepository:
         assert self._writer is not None
         with self._writer.begin() as connection:
             return write_batch(connection, rows, spend, holds)
+
+    def close(self) -> None:
+        if self._thread is not None:
+            self._thread.shutdown(wait=True)
 
     async def recent(
         self, *, key_id: int | None = None, limit: int = 100, before_id: int | None = None
