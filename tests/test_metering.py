@@ -177,6 +177,11 @@ def test_strict_settlement_is_durable_before_the_response_ends(
                 "SELECT amount_nano FROM ledger WHERE request_id = ?", (request_id,)
             ).fetchall()
             assert len(found) == 1 and found[0][0] > 0, f"stream={stream}: not yet durable"
+            if stream:
+                # Settling at [DONE] must not end the stream with an error after it.
+                events = [line for line in response.text.splitlines() if line]
+                assert events[-1] == "data: [DONE]", events[-3:]
+                assert not any('"error"' in line for line in events)
         database.close()
     finally:
         server.stop()

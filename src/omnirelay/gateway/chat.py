@@ -174,7 +174,7 @@ class ChatRelay:
             self._logs.submit(row)
             await self._meter.settle(ticket, result.cost, result.usage.total_tokens, time.time())
             if self._strict:
-                await self._logs.flush()
+                await self._logs.commit_submitted()
             return result.json
         return await result.bind(self._attempts, done.route, request.model)
 
@@ -251,9 +251,12 @@ class ChatRelay:
         usage: Usage | None,
         status: int,
         error: str | None,
+        *,
+        close: bool = True,
     ) -> None:
-        # Closing an unfinished response drops its connection, which stops the upstream.
-        response.close()
+        if close:
+            # Closing an unfinished response drops its connection, which stops the upstream.
+            response.close()
         if usage is None:
             # Charge what was generated; a stream that produced nothing costs nothing.
             usage = self._count_stream(job.call, job.body, relayed) if relayed else Usage()
@@ -262,7 +265,7 @@ class ChatRelay:
         self._logs.submit(row)
         await self._meter.settle(job.ticket, cost, usage.total_tokens, time.time())
         if self._strict:
-            await self._logs.flush()
+            await self._logs.commit_submitted()
 
     @property
     def strict(self) -> bool:
@@ -345,8 +348,12 @@ class _PendingStream:
                     if data == sse.DONE:
                         if relay.strict:
                             # Strict: the charge is durable before the stream's last byte.
+                            # The upstream stays open to its end, so that its connection
+                            # goes back to the pool and no read fails on a closed one.
                             settled = True
-                            await self._settle(attempts, route, model, relayed, usage, 200, None)
+                            await self._settle(
+                                attempts, route, model, relayed, usage, 200, None, close=False
+                            )
                         out.append(DONE_EVENT)
                         continue
                     if not relayed:
@@ -375,6 +382,8 @@ class _PendingStream:
         finally:
             if not settled:
                 await self._settle(attempts, route, model, relayed, usage, status, error)
+            else:
+                self._response.close()  # a no-op once the upstream's answer was read whole
 
     async def _settle(
         self,
@@ -385,10 +394,12 @@ class _PendingStream:
         usage: Usage | None,
         status: int,
         error: str | None,
+        *,
+        close: bool = True,
     ) -> None:
         attempts.finish(route, model, failed=status in (502, 504))
         await self._relay._settle_stream(
-            self._job, self._quote, self._response, relayed, usage, status, error
+            self._job, self._quote, self._response, relayed, usage, status, error, close=close
         )
 
 
