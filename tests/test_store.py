@@ -1072,3 +1072,33 @@ async def test_sqlite_batches_commit_in_one_thread_hop_off_the_event_loop(
         assert seen[0] != threading.get_ident()
     else:
         assert store.writer_engine is None  # asyncpg: the batch is a few round trips
+
+
+async def test_waiting_callers_share_the_flush_that_committed_their_rows(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Strict settlement: each call waits for its own row. One flush that commits the rows
+    of all the calls waiting meanwhile ends all their waits, not one transaction each."""
+    key, _ = await store.keys.create(name="strict")
+    cache = KeyCache()
+    cache.replace_all(await store.keys.list_all())
+    writer = LogWriter(store.logs, cache, interval_s=60)
+    batches: list[int] = []
+    real = store.logs.write_batch
+
+    async def counted(rows: Any, spend: Any, holds: Any = None) -> dict[int, int]:
+        batches.append(len(rows))
+        return await real(rows, spend, holds)
+
+    monkeypatch.setattr(store.logs, "write_batch", counted)
+
+    async def call(n: int) -> None:
+        writer.submit(log_row(key.id, 1 + n))
+        await writer.commit_submitted()
+
+    await asyncio.gather(*(call(n) for n in range(32)))
+    assert sum(batches) == 32
+    assert len(batches) <= 2, batches
+    assert await count(store, "request_logs") == 32
+    await writer.commit_submitted()  # nothing new: no transaction at all
+    assert len(batches) <= 2

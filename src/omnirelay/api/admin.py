@@ -135,6 +135,6 @@ async def list_logs(request: web.Request) -> web.Response:
         limit = min(max(int(query.get("limit", "100")), 1), MAX_LOG_PAGE)
     except ValueError as exc:
         raise InvalidRequest("key_id, before_id and limit must be integers.") from exc
-    await state.logs.flush()
+    await state.logs.commit_submitted()
     rows = await state.store.logs.recent(key_id=key_id, limit=limit, before_id=before_id)
     return _json({"data": rows})

@@ -15,7 +15,7 @@ async def ledger(request: web.Request) -> web.Response:
         key_id = int(request.query["key_id"])
     except (KeyError, ValueError) as exc:
         raise InvalidRequest("Give the key as ?key_id=<integer>.", param="key_id") from exc
-    await state.logs.flush()
+    await state.logs.commit_submitted()
     entries = await state.store.ledger.entries(key_id)
     key = await state.store.keys.get(key_id)
     body = {

@@ -15,7 +15,7 @@ from omnirelay.gateway.usage_report import parse_query, row_view
 async def usage(request: web.Request) -> web.Response:
     state, _ = _admin(request)
     query = parse_query(request.query)
-    await state.logs.flush()  # this process's latest calls count too
+    await state.logs.commit_submitted()  # this process's latest calls count too
     # One more row than asked for tells whether the report was cut short.
     rows = await state.store.usage.report(
         query.start, query.end, query.group_by, key_id=query.key_id, limit=query.limit + 1

@@ -24,7 +24,7 @@ async def usage(request: web.Request) -> web.Response:
     query = request.query
     if "start_date" in query or "end_date" in query:
         # Daily costs come from the log table: commit what this process has queued first.
-        await state.logs.flush()
+        await state.logs.commit_submitted()
     body = await billing.usage(
         key, state.store.logs, query.get("start_date"), query.get("end_date")
     )

@@ -43,6 +43,8 @@ class LogWriter:
         self._opened: dict[str, dict[str, Any]] = {}
         self._checkpoints: dict[str, int] = {}
         self._live: set[str] = set()
+        self._submitted = 0  # rows submitted so far
+        self._committed = 0  # of which all, up to this count, are committed
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
@@ -74,6 +76,7 @@ class LogWriter:
         self._checkpoints.pop(request_id, None)
         self._opened.pop(request_id, None)  # opened and closed within one batch: never written
         self._rows.append(row)
+        self._submitted += 1
         key_id = row.get("key_id")
         cost = row.get("cost_nano", 0)
         if key_id is not None and cost:
@@ -115,10 +118,26 @@ class LogWriter:
         other processes) never wait out their busy timeout behind one huge batch.
         """
         async with self._lock:
-            while True:
-                await self._flush_batch()
-                if not self._rows:
-                    return
+            await self._flush_all()
+
+    async def commit_submitted(self) -> None:
+        """Return once every row submitted before this call is committed (strict settlement).
+
+        A flush that ran while this call waited may have committed them already; then
+        there is nothing to do. Flushing again for every waiting call, as each call under
+        strict settlement waits, let the queue of waiting calls grow without bound.
+        """
+        wanted = self._submitted
+        async with self._lock:
+            if self._committed < wanted:
+                await self._flush_all()
+
+    async def _flush_all(self) -> None:
+        while True:
+            await self._flush_batch()
+            if not self._rows:
+                self._committed = self._submitted
+                return
 
     def live_holds(self) -> set[str]:
         """Request ids whose holds are not stale: calls still running, and calls answered

@@ -234,7 +234,7 @@ class OperationRunner:
         self._logs.submit(row)
         await self._meter.settle(ticket, cost, usage.total_tokens, time.time())
         if self._strict:
-            await self._logs.flush()
+            await self._logs.commit_submitted()
 
     # -- what attempts share ----------------------------------------------------------------
 
