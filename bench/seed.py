@@ -1,80 +1,20 @@
 """The seed's documented chat-completions example, and the 23-event stream built from it.
 
-A copy of the data in ``tests/support/seed.py`` (the harness does not import the tests),
-which matches ``shared/seed/000_36ba704ce77df802.txt`` exactly.
+The request and response are read from ``tests/data/seed_example.json``, which matches
+``shared/seed/000_36ba704ce77df802.txt`` exactly; the harness does not import the tests.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
-SEED_REQUEST: dict[str, Any] = {
-    "model": "gpt-4o",
-    "messages": [{"role": "user", "content": "What is the weather like in Paris today?"}],
-    "tools": [
-        {
-            "type": "function",
-            "function": {
-                "name": "get_weather",
-                "description": "Get current temperature for a given location.",
-                "parameters": {
-                    "type": "object",
-                    "properties": {
-                        "location": {
-                            "type": "string",
-                            "description": "City and country e.g. Bogotá, Colombia",
-                        }
-                    },
-                    "required": ["location"],
-                    "additionalProperties": False,
-                },
-                "strict": True,
-            },
-        }
-    ],
-}
-
-SEED_RESPONSE: dict[str, Any] = {
-    "id": "chatcmpl-Ax2bU1RFE8P0Y9uqKcErQNLcx4dDe",
-    "object": "chat.completion",
-    "created": 1738634724,
-    "model": "gpt-4o-2024-08-06",
-    "choices": [
-        {
-            "index": 0,
-            "message": {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [
-                    {
-                        "id": "call_FezxjoWuDV1CL3dITVFOjUzK",
-                        "type": "function",
-                        "function": {
-                            "name": "get_weather",
-                            "arguments": '{"location":"Paris, France"}',
-                        },
-                    }
-                ],
-                "refusal": None,
-            },
-            "logprobs": None,
-            "finish_reason": "tool_calls",
-        }
-    ],
-    "usage": {
-        "prompt_tokens": 65,
-        "completion_tokens": 16,
-        "total_tokens": 81,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
-        "completion_tokens_details": {
-            "reasoning_tokens": 0,
-            "audio_tokens": 0,
-            "accepted_prediction_tokens": 0,
-            "rejected_prediction_tokens": 0,
-        },
-    },
-    "system_fingerprint": "fp_f3927aa00d",
-}
+# The one written-out copy, shared with the tests; the harness reads it as data.
+SEED_FILE = Path(__file__).resolve().parents[1] / "tests" / "data" / "seed_example.json"
+_SEED = json.loads(SEED_FILE.read_text())
+SEED_REQUEST: dict[str, Any] = _SEED["request"]
+SEED_RESPONSE: dict[str, Any] = _SEED["response"]
 
 # Twenty content pieces: the streamed answer.
 CONTENT = (
