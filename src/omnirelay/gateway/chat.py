@@ -246,17 +246,11 @@ class ChatRelay:
         self,
         job: _Job,
         quote: Quote,
-        response: aiohttp.ClientResponse,
         relayed: list[bytes],
         usage: Usage | None,
         status: int,
         error: str | None,
-        *,
-        close: bool = True,
     ) -> None:
-        if close:
-            # Closing an unfinished response drops its connection, which stops the upstream.
-            response.close()
         if usage is None:
             # Charge what was generated; a stream that produced nothing costs nothing.
             usage = self._count_stream(job.call, job.body, relayed) if relayed else Usage()
@@ -348,12 +342,9 @@ class _PendingStream:
                     if data == sse.DONE:
                         if relay.strict:
                             # Strict: the charge is durable before the stream's last byte.
-                            # The upstream stays open to its end, so that its connection
-                            # goes back to the pool and no read fails on a closed one.
+                            # The upstream is read on to its end, as in any stream.
                             settled = True
-                            await self._settle(
-                                attempts, route, model, relayed, usage, 200, None, close=False
-                            )
+                            await self._settle(attempts, route, model, relayed, usage, 200, None)
                         out.append(DONE_EVENT)
                         continue
                     if not relayed:
@@ -380,10 +371,11 @@ class _PendingStream:
             status, error = STATUS_CLIENT_CLOSED, CANCELLED
             raise
         finally:
+            # Closing an unfinished response drops its connection, which stops the upstream;
+            # once the answer was read whole it is a no-op.
+            self._response.close()
             if not settled:
                 await self._settle(attempts, route, model, relayed, usage, status, error)
-            else:
-                self._response.close()  # a no-op once the upstream's answer was read whole
 
     async def _settle(
         self,
@@ -394,13 +386,9 @@ class _PendingStream:
         usage: Usage | None,
         status: int,
         error: str | None,
-        *,
-        close: bool = True,
     ) -> None:
         attempts.finish(route, model, failed=status in (502, 504))
-        await self._relay._settle_stream(
-            self._job, self._quote, self._response, relayed, usage, status, error, close=close
-        )
+        await self._relay._settle_stream(self._job, self._quote, relayed, usage, status, error)
 
 
 async def _prepend(

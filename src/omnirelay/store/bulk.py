@@ -126,10 +126,19 @@ def source(columns: tuple[Column[Any], ...], dialect: str) -> FromClause:
             .render_derived(with_types=True)
         )
         fields: list[ColumnElement[Any]] = [records.c[c.name] for c in columns]
-        return select(*(_defaulted(f, c) for f, c in zip(fields, columns, strict=True))).subquery()
-    each = func.json_each(bindparam(PARAMETER, type_=Text)).table_valued("value")
-    fields = [func.json_extract(each.c.value, literal_column(f"'$.{c.name}'")) for c in columns]
-    return select(*(_defaulted(f, c) for f, c in zip(fields, columns, strict=True))).subquery()
+    else:
+        each = func.json_each(bindparam(PARAMETER, type_=Text)).table_valued("value")
+        fields = [func.json_extract(each.c.value, literal_column(f"'$.{c.name}'")) for c in columns]
+    return select(
+        *(_or_default(f, c, dialect) for f, c in zip(fields, columns, strict=True))
+    ).subquery()
+
+
+def _or_default(field: ColumnElement[Any], target: Column[Any], dialect: str) -> ColumnElement[Any]:
+    default = _server_default(target, dialect)
+    if default is not None:
+        field = func.coalesce(field, literal_column(default))
+    return field.label(target.name)
 
 
 @functools.cache
@@ -138,15 +147,6 @@ def insert_rows(table: Table, dialect: str) -> Insert:
     columns = _inserted(table)
     rows = source(columns, dialect)
     return insert(table).from_select([c.name for c in columns], select(*rows.c))
-
-
-def _defaulted(field: ColumnElement[Any], target: Column[Any]) -> ColumnElement[Any]:
-    default = target.server_default
-    if default is None or target.nullable:
-        return field.label(target.name)
-    argument = getattr(default, "arg", None)
-    fallback = literal_column(argument) if isinstance(argument, str) else argument
-    return func.coalesce(field, fallback).label(target.name)
 
 
 _DIALECTS = {"sqlite": sqlite.dialect, "postgresql": postgresql.dialect}

@@ -31,8 +31,7 @@ class Change:
 
 
 async def record(connection: AsyncConnection, entity: str, *entity_ids: object) -> None:
-    if entity_ids:
-        await connection.run_sync(record_sync, entity, *entity_ids)
+    await connection.run_sync(record_sync, entity, *entity_ids)
 
 
 def record_sync(connection: Connection, entity: str, *entity_ids: object) -> None:

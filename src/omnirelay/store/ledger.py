@@ -7,6 +7,7 @@ their call settles; a hold whose owner died is settled here from its last checkp
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import defaultdict
 from collections.abc import Collection, Mapping, Sequence
@@ -15,7 +16,7 @@ from typing import Any
 
 from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import bulk, changes
 from omnirelay.store.db import dialect_insert
@@ -91,6 +92,7 @@ def record_charges(connection: Connection, rows: Sequence[Mapping[str, Any]]) ->
     return dict(refund)
 
 
+@functools.cache
 def _request_ids(dialect: str) -> Select[tuple[str]]:
     return select(bulk.source((request_logs.c.request_id,), dialect).c.request_id)
 
@@ -172,8 +174,9 @@ class LedgerRepository:
         return settled
 
 
-async def used_totals(connection: AsyncConnection, key_ids: Sequence[int]) -> dict[int, int]:
-    rows = await connection.execute(
+def used_totals(connection: Connection, key_ids: Collection[int]) -> dict[int, int]:
+    """Each key's ``used_nano`` as the transaction sees it."""
+    rows = connection.execute(
         select(keys.c.id, keys.c.used_nano).where(keys.c.id.in_(list(key_ids)))
     )
     return {row.id: int(row.used_nano) for row in rows}

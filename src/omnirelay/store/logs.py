@@ -27,8 +27,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from omnirelay.store import bulk, changes
 from omnirelay.store.db import dialect_insert
 from omnirelay.store.keys import add_usage_statement
-from omnirelay.store.ledger import record_charges, record_holds
-from omnirelay.store.tables import keys, request_logs, usage_daily
+from omnirelay.store.ledger import record_charges, record_holds, used_totals
+from omnirelay.store.tables import request_logs, usage_daily
 
 DAY_MS = 86_400_000
 
@@ -63,10 +63,7 @@ def write_batch(
         add_usage_statement(),
         [{"key_id": key_id, "delta": delta} for key_id, delta in charged.items()],
     )
-    used = connection.execute(
-        select(keys.c.id, keys.c.used_nano).where(keys.c.id.in_(list(charged)))
-    )
-    totals = {row.id: int(row.used_nano) for row in used}
+    totals = used_totals(connection, charged.keys())
     changes.record_sync(connection, changes.KEY_USAGE, *sorted(totals))
     return totals
 
@@ -151,6 +148,8 @@ class LogRepository:
     def close(self) -> None:
         if self._thread is not None:
             self._thread.shutdown(wait=True)
+        if self._writer is not None:
+            self._writer.dispose()
 
     async def recent(
         self, *, key_id: int | None = None, limit: int = 100, before_id: int | None = None

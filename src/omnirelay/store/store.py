@@ -55,6 +55,4 @@ class Store:
 
     async def close(self) -> None:
         await self.engine.dispose()
-        self.logs.close()
-        if self.writer_engine is not None:
-            self.writer_engine.dispose()
+        self.logs.close()  # with the writer engine it runs on
