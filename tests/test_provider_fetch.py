@@ -11,16 +11,16 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from omnirelay.providers.base import Endpoint
-from omnirelay.providers.fetch import (
+from omnirelay.gateway.fetch import (
     FetchLimits,
     ImageFetcher,
     ImageRefused,
     inline_images,
     needs_inline_images,
-    public_address,
 )
+from omnirelay.providers.base import Endpoint
 from omnirelay.providers.gemini import GeminiProvider
+from omnirelay.providers.guarded import public_address
 from omnirelay.providers.openai import OpenAIProvider
 from omnirelay.providers.presets import presets
 from support.fake_threaded import ThreadedServer

@@ -33,13 +33,13 @@ WORKER_START = """
 import asyncio, json, sys
 from omnirelay import cli, workers
 from omnirelay.config import load_settings
-from omnirelay.server import build_state
+from omnirelay.server import build_runtime
 
 async def main():
-    state = await build_state(load_settings())
-    counters = type(state.counters).__name__
-    await state.counters.close()
-    await state.store.close()
+    runtime = await build_runtime(load_settings())
+    counters = type(runtime.counters).__name__
+    await runtime.counters.close()
+    await runtime.state.store.close()
     return counters
 
 counters = asyncio.run(main())

@@ -31,6 +31,7 @@ from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.store import changes
 from omnirelay.store.changes import FEED_RETENTION_S
 from omnirelay.store.db import MIGRATIONS, migrate
+from omnirelay.store.errors import DuplicateEntry
 from omnirelay.store.logs import DAY_MS, DailyCost
 from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
@@ -483,9 +484,10 @@ async def test_write_batch_inserts_rows_and_adds_spend(store: Store) -> None:
     assert [r["request_id"] for r in older] == [rows[0]["request_id"]]
     assert len(await store.logs.recent(limit=3)) == 3
 
-    # Atomic: a batch that fails (a duplicate request id) leaves neither rows nor spend.
+    # Atomic: a batch that fails (a duplicate request id) leaves neither rows nor spend,
+    # and says so with the store's own error, not the driver's.
     duplicate = [log_row(a.id, 5), log_row(a.id, 5, request_id=rows[0]["request_id"])]
-    with pytest.raises(IntegrityError):
+    with pytest.raises(DuplicateEntry):
         await store.logs.write_batch(duplicate, {a.id: 10})
     assert await count(store, "request_logs") == 5
     assert await store.keys.used_by_ids([a.id]) == {a.id: 3_000_000_007}

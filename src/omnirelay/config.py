@@ -52,6 +52,12 @@ class Settings(BaseSettings):
     """How long the attempt loop may take to get an answer started, over all channels."""
     max_retry_wait_s: float = Field(default=0.0, ge=0)
     """How long the loop may wait on a Retry-After when no untried channel is left."""
+    max_cooldown_s: float = Field(default=300.0, gt=0)
+    """The longest an upstream's Retry-After may cool a channel down."""
+    max_upstream_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    """The largest non-stream answer read from an upstream; a larger one is a 502."""
+    max_upstream_event_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    """The largest single stream event read from an upstream; a larger one ends the stream."""
     breaker_failures: int = Field(default=5, ge=2)
     breaker_window: int = Field(default=20, ge=2)
     breaker_cooldown_s: float = Field(default=30.0, gt=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 from aiohttp import web
 
@@ -14,12 +15,14 @@ from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
-from omnirelay.gateway.chat import ChatRelay
+from omnirelay.gateway.charges import Settlement
+from omnirelay.gateway.fetch import ImageFetcher
 from omnirelay.gateway.health import BreakerPolicy, HealthBoard
 from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.kit import Kit
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
-from omnirelay.gateway.operations import OperationRunner
+from omnirelay.gateway.pipeline import Pipeline
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.reconcile import Reconciler
@@ -27,8 +30,8 @@ from omnirelay.gateway.retention import LogRetention
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
-from omnirelay.providers.fetch import ImageFetcher
-from omnirelay.providers.http import Timeouts, UpstreamClient
+from omnirelay.gateway.upstream_io import Upstream
+from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.counters import Counters, MemoryCounters
 from omnirelay.store.secrets import hash_key, new_client_key
@@ -70,7 +73,53 @@ def default_timeouts(settings: Settings) -> Timeouts:
     )
 
 
-async def build_state(settings: Settings) -> AppState:
+@dataclass
+class Runtime:
+    """Everything a process runs: what handlers see (``state``), and the parts only the
+    lifecycle starts and stops."""
+
+    state: AppState
+    upstream: UpstreamClient
+    fetcher: ImageFetcher
+    counters: Counters
+    reconciler: Reconciler
+    retention: LogRetention
+
+    async def start(self) -> None:
+        state = self.state
+        await state.sync.load_all()
+        await self.upstream.start()
+        await self.fetcher.start()
+        await self.reconciler.run_once()
+        state.logs.start()
+        state.sync.start()
+        self.reconciler.start()
+        state.prober.start_periodic(state.settings.probe_interval_s)
+        self.retention.start()
+
+    async def close(self) -> None:
+        state = self.state
+        await self.retention.close()
+        await state.prober.close()
+        await self.reconciler.close()
+        await state.sync.close()
+        await state.logs.close()
+        await self.upstream.close()
+        await self.fetcher.close()
+        await self.counters.close()
+        await state.store.close()
+
+
+def build_counters(settings: Settings) -> Counters:
+    if settings.redis_url:
+        # Imported here, not at the top: a process without Redis never loads the redis package.
+        from omnirelay.store.counters_redis import RedisCounters
+
+        return RedisCounters(settings.redis_url, settings.redis_prefix)
+    return MemoryCounters()
+
+
+async def build_runtime(settings: Settings) -> Runtime:
     store = await Store.open(settings)
     keys = KeyCache()
     router = Router(default_timeouts(settings))
@@ -79,11 +128,17 @@ async def build_state(settings: Settings) -> AppState:
             failures=settings.breaker_failures,
             window=settings.breaker_window,
             cooldown_s=settings.breaker_cooldown_s,
-        )
+        ),
+        max_cooldown_s=settings.max_cooldown_s,
     )
     prices = PriceBook(default_prices(), free_by_default=settings.free_by_default)
     providers = ProviderRegistry()
-    upstream = UpstreamClient()
+    upstream = UpstreamClient(
+        ReadLimits(
+            max_body_bytes=settings.max_upstream_body_bytes,
+            max_event_bytes=settings.max_upstream_event_bytes,
+        )
+    )
     logs = LogWriter(store.logs, keys, settings.log_flush_interval_s, settings.hold_lease_s)
     sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s)
 
@@ -102,62 +157,43 @@ async def build_state(settings: Settings) -> AppState:
         ),
         disable,
     )
-    counters: Counters
-    if settings.redis_url:
-        # Imported here, not at the top: a process without Redis never loads the redis package.
-        from omnirelay.store.counters_redis import RedisCounters
-
-        counters = RedisCounters(settings.redis_url, settings.redis_prefix)
-    else:
-        counters = MemoryCounters()
+    counters = build_counters(settings)
     tokens = TokenCounter()
     fetcher = ImageFetcher()
     meter = Meter(counters, logs, store.ledger)
-    chat = ChatRelay(
-        attempts=attempts,
-        meter=meter,
-        hold_output_tokens=settings.hold_output_tokens,
-        strict_settlement=settings.strict_settlement,
-        fetcher=fetcher,
-        prices=prices,
-        providers=providers,
-        upstream=upstream,
-        logs=logs,
-        tokens=tokens,
+    settlement = Settlement(meter, logs, strict=settings.strict_settlement)
+    pipeline = Pipeline(attempts=attempts, prices=prices, meter=meter, settlement=settlement)
+    kit = Kit(pipeline, Upstream(upstream), providers, tokens)
+    surface = Surface(
+        kit,
         fingerprint=SYSTEM_FINGERPRINT,
+        hold_output_tokens=settings.hold_output_tokens,
+        fetcher=fetcher,
     )
-    runner = OperationRunner(
-        attempts=attempts,
-        prices=prices,
-        providers=providers,
-        upstream=upstream,
-        logs=logs,
-        meter=meter,
-        tokens=tokens,
-        strict_settlement=settings.strict_settlement,
-    )
-    return AppState(
+    state = AppState(
         settings=settings,
         store=store,
         keys=keys,
         router=router,
         health=health,
         prices=prices,
-        providers=providers,
-        upstream=upstream,
         logs=logs,
         sync=sync,
-        chat=chat,
         tokens=tokens,
+        admin=Admin(store, providers.types),
+        prober=Prober(store, providers, upstream, default_timeouts(settings)),
+        admin_key_hash=await admin_key_hash(settings, store),
+        surface=surface,
+    )
+    return Runtime(
+        state=state,
+        upstream=upstream,
         fetcher=fetcher,
         counters=counters,
         reconciler=Reconciler(
             store.ledger, counters, settings.hold_lease_s / 2, live=logs.live_holds
         ),
-        admin=Admin(store, providers.types),
-        prober=Prober(store, providers, upstream, default_timeouts(settings)),
-        admin_key_hash=await admin_key_hash(settings, store),
-        surface=Surface(runner),
+        retention=LogRetention(store, settings.log_retention_days),
     )
 
 
@@ -166,28 +202,11 @@ def build_app(settings: Settings) -> web.Application:
     add_routes(app)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
-        state = await build_state(settings)
-        await state.sync.load_all()
-        await state.upstream.start()
-        await state.fetcher.start()
-        await state.reconciler.run_once()
-        state.logs.start()
-        state.sync.start()
-        state.reconciler.start()
-        state.prober.start_periodic(settings.probe_interval_s)
-        retention = LogRetention(state.store, settings.log_retention_days)
-        retention.start()
-        app[STATE] = state
+        runtime = await build_runtime(settings)
+        await runtime.start()
+        app[STATE] = runtime.state
         yield
-        await retention.close()
-        await state.prober.close()
-        await state.reconciler.close()
-        await state.sync.close()
-        await state.logs.close()
-        await state.upstream.close()
-        await state.fetcher.close()
-        await state.counters.close()
-        await state.store.close()
+        await runtime.close()
 
     app.cleanup_ctx.append(lifecycle)
     return app

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from omnirelay.api.operation_io import begin_json, begin_upload, send
+from omnirelay.api.begin import begin, begin_with, send, upload_body
 from omnirelay.gateway.audio import SPEECH, TRANSCRIPTIONS, TRANSLATIONS
 
 
 async def speech(request: web.Request) -> web.StreamResponse:
-    state, call, body = await begin_json(request, SPEECH)
+    state, call, body = await begin(request, SPEECH)
     return await send(request, await state.surface.audio.speech(call, body))
 
 
@@ -23,7 +23,7 @@ async def translations(request: web.Request) -> web.StreamResponse:
 
 async def _transcribe(request: web.Request, *, translate: bool) -> web.StreamResponse:
     endpoint = TRANSLATIONS if translate else TRANSCRIPTIONS
-    state, call, upload = await begin_upload(request, endpoint)
+    state, call, upload = await begin_with(request, endpoint, upload_body)
     try:
         result = await state.surface.audio.transcribe(call, upload, translate=translate)
         return await send(request, result)

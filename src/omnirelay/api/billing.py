@@ -5,27 +5,25 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from omnirelay.api.body import bearer_secret
-from omnirelay.api.state import state_of
+from omnirelay.api.begin import begin_with, no_body
 from omnirelay.gateway import billing
+
+ENDPOINT = "billing"
 
 
 async def subscription(request: web.Request) -> web.Response:
-    state = state_of(request)
-    key = state.keys.authenticate(bearer_secret(request))
-    return web.Response(
-        body=orjson.dumps(billing.subscription(key)), content_type="application/json"
-    )
+    _state, call, _ = await begin_with(request, ENDPOINT, no_body)
+    body = orjson.dumps(billing.subscription(call.key))
+    return web.Response(body=body, content_type="application/json")
 
 
 async def usage(request: web.Request) -> web.Response:
-    state = state_of(request)
-    key = state.keys.authenticate(bearer_secret(request))
+    state, call, _ = await begin_with(request, ENDPOINT, no_body)
     query = request.query
     if "start_date" in query or "end_date" in query:
         # Daily costs come from the log table: commit what this process has queued first.
         await state.logs.commit_submitted()
     body = await billing.usage(
-        key, state.store.logs, query.get("start_date"), query.get("end_date")
+        call.key, state.store.logs, query.get("start_date"), query.get("end_date")
     )
     return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from omnirelay.api.operation_io import begin_json, begin_upload, send
+from omnirelay.api.begin import begin, begin_with, send, upload_body
 from omnirelay.gateway.images import EDITS, GENERATIONS, VARIATIONS
 
 
 async def generations(request: web.Request) -> web.StreamResponse:
-    state, call, body = await begin_json(request, GENERATIONS)
+    state, call, body = await begin(request, GENERATIONS)
     return await send(request, await state.surface.images.generate(call, body))
 
 
 async def edits(request: web.Request) -> web.StreamResponse:
-    state, call, upload = await begin_upload(request, EDITS)
+    state, call, upload = await begin_with(request, EDITS, upload_body)
     try:
         return await send(request, await state.surface.images.edit(call, upload))
     finally:
@@ -22,7 +22,7 @@ async def edits(request: web.Request) -> web.StreamResponse:
 
 
 async def variations(request: web.Request) -> web.StreamResponse:
-    state, call, upload = await begin_upload(request, VARIATIONS)
+    state, call, upload = await begin_with(request, VARIATIONS, upload_body)
     try:
         return await send(request, await state.surface.images.vary(call, upload))
     finally:

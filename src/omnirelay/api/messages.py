@@ -14,12 +14,10 @@ import orjson
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
 
-from omnirelay.api.body import bearer_secret, read_json
+from omnirelay.api.begin import begin
 from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
-from omnirelay.api.state import state_of
-from omnirelay.gateway.calls import Call
-from omnirelay.gateway.chat import JSONResult, StreamResult
 from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.operation import Reply, StreamReply
 from omnirelay.wire import anthropic as shared
 from omnirelay.wire import sse
 from omnirelay.wire.anthropic_events import MessageEvents
@@ -51,16 +49,13 @@ def error_response(error: GatewayError, request_id: str) -> web.Response:
 
 async def messages(request: web.Request) -> web.StreamResponse:
     request_id = request[REQUEST_ID_KEY]
-    state = state_of(request)
     try:
-        key = state.keys.authenticate(bearer_secret(request))
-        raw = await read_json(request, state.settings.max_body_bytes)
+        state, call, raw = await begin(request, ENDPOINT)
         body = to_openai(raw)
-        call = Call.begin(request_id, key, ENDPOINT)
-        result = await state.chat.complete(call, body)
+        result = await state.surface.chat.create(call, body)
     except GatewayError as error:
         return error_response(error, request_id)
-    if isinstance(result, JSONResult):
+    if isinstance(result, Reply):
         message = to_message(orjson.loads(result.body), body["model"])
         return web.Response(
             body=orjson.dumps(message),
@@ -73,22 +68,20 @@ async def messages(request: web.Request) -> web.StreamResponse:
 async def count_tokens(request: web.Request) -> web.Response:
     """An estimate with OpenAI's tokenizer: no upstream is called and nothing is charged."""
     request_id = request[REQUEST_ID_KEY]
-    state = state_of(request)
     try:
-        key = state.keys.authenticate(bearer_secret(request))
-        raw = await read_json(request, state.settings.max_body_bytes)
+        state, call, raw = await begin(request, ENDPOINT + ".count_tokens")
         body = to_openai({"max_tokens": 1, **raw})
-        KeyCache.authorize_model(key, body["model"])
+        KeyCache.authorize_model(call.key, body["model"])
     except GatewayError as error:
         return error_response(error, request_id)
-    counter = state_of(request).tokens
+    counter = state.tokens
     count = counter.count_prompt(body["model"], prompt_text(body), message_count(body))
     payload: dict[str, Any] = {"input_tokens": count}
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
 
 async def _relay_stream(
-    request: web.Request, result: StreamResult, events: MessageEvents, request_id: str
+    request: web.Request, result: StreamReply, events: MessageEvents, request_id: str
 ) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={**SSE_HEADERS, REQUEST_ID_HEADER: request_id, "request-id": request_id}

@@ -7,12 +7,13 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from omnirelay.api.body import bearer_secret
-from omnirelay.api.state import AppState, state_of
+from omnirelay.api.begin import begin_with, no_body
+from omnirelay.api.state import AppState
 from omnirelay.gateway.keys import KeyState
 from omnirelay.wire.errors import ModelNotFound
 
 OWNED_BY = "omnirelay"
+ENDPOINT = "models"
 
 
 def _visible_models(state: AppState, key: KeyState) -> list[str]:
@@ -24,21 +25,19 @@ def _model_object(model: str, created: int) -> dict[str, Any]:
 
 
 async def list_models(request: web.Request) -> web.Response:
-    state = state_of(request)
-    key = state.keys.authenticate(bearer_secret(request))
-    created = key.row.created_at
-    data = [_model_object(model, created) for model in _visible_models(state, key)]
+    state, call, _ = await begin_with(request, ENDPOINT, no_body)
+    created = call.key.row.created_at
+    data = [_model_object(model, created) for model in _visible_models(state, call.key)]
     body = orjson.dumps({"object": "list", "data": data})
     return web.Response(body=body, content_type="application/json")
 
 
 async def get_model(request: web.Request) -> web.Response:
-    state = state_of(request)
-    key = state.keys.authenticate(bearer_secret(request))
+    state, call, _ = await begin_with(request, ENDPOINT, no_body)
     model = request.match_info["model"]
-    if model not in _visible_models(state, key):
+    if model not in _visible_models(state, call.key):
         raise ModelNotFound(
             f"The model '{model}' does not exist or this key may not use it.", param="model"
         )
-    body = orjson.dumps(_model_object(model, key.row.created_at))
+    body = orjson.dumps(_model_object(model, call.key.row.created_at))
     return web.Response(body=body, content_type="application/json")

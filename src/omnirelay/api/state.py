@@ -1,4 +1,4 @@
-"""Everything a request handler needs, built once in ``server.py`` and passed down."""
+"""What request handlers need, built once in ``server.py`` and passed down."""
 
 from __future__ import annotations
 
@@ -8,20 +8,14 @@ from aiohttp import web
 
 from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
-from omnirelay.gateway.chat import ChatRelay
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook
 from omnirelay.gateway.probe import Prober
-from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
-from omnirelay.providers.fetch import ImageFetcher
-from omnirelay.providers.http import UpstreamClient
-from omnirelay.providers.registry import ProviderRegistry
-from omnirelay.store.counters import Counters
 from omnirelay.store.store import Store
 from omnirelay.wire.tokens import TokenCounter
 
@@ -34,15 +28,9 @@ class AppState:
     router: Router
     health: HealthBoard
     prices: PriceBook
-    providers: ProviderRegistry
-    upstream: UpstreamClient
     logs: LogWriter
     sync: CacheSync
-    chat: ChatRelay
     tokens: TokenCounter
-    fetcher: ImageFetcher
-    counters: Counters
-    reconciler: Reconciler
     admin: Admin
     prober: Prober
     admin_key_hash: str

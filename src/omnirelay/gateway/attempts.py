@@ -10,6 +10,7 @@ status, as the error table says.
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -184,8 +185,12 @@ class AttemptLoop:
                 "Retry later.",
                 retry_after=retry_after,
             )
-        prefix = f"All {tried} attempts failed; the last: " if tried > 1 else ""
-        return type(last)(prefix + last.message, retry_after=last.retry_after)
+        if tried <= 1:
+            return last
+        error = copy.copy(last)
+        error.message = f"All {tried} attempts failed; the last: {last.message}"
+        error.args = (error.message,)
+        return error
 
 
 def _deadline_passed() -> UpstreamTimeout:

@@ -13,25 +13,24 @@ import math
 from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from omnirelay.gateway.calls import Call
+from omnirelay.gateway.kit import Kit
 from omnirelay.gateway.op_checks import one_of, required_str
-from omnirelay.gateway.operations import (
+from omnirelay.gateway.operation import (
     JSON,
+    Attempt,
     Charged,
     Operation,
-    OperationRunner,
     Reply,
     Streaming,
     StreamReply,
 )
-from omnirelay.gateway.pricing import Quote
-from omnirelay.gateway.routing import Route
 from omnirelay.gateway.uploads import check_audio, require_file
+from omnirelay.providers.http import UpstreamResponse
 from omnirelay.providers.operations import SpeechProvider, TranscriptionProvider
-from omnirelay.wire.errors import GatewayError, InvalidRequest, UpstreamError
+from omnirelay.wire.errors import GatewayError, InvalidRequest
 from omnirelay.wire.uploads import Upload, wav_seconds
 from omnirelay.wire.usage import Usage
 
@@ -43,31 +42,45 @@ STREAM_FORMATS = ("audio", "sse")
 TEXT_FORMATS = ("json", "text", "srt", "vtt", "verbose_json")
 MAX_SPEECH_CHARS = 4096
 MIN_BYTES_PER_SECOND = 1000
-READ_SIZE = 64 * 1024
 
 
-class _SpeechMeter:
-    """Speech costs its input's characters once any audio reached the client."""
+class SpeechStream:
+    """Speech audio relayed as it arrives; it costs its input's characters once any audio
+    reached the client."""
 
-    def __init__(self, cost: int) -> None:
+    def __init__(self, response: UpstreamResponse, cost: int) -> None:
+        self._response = response
         self._cost = cost
         self._sent = False
+        self.content_type = response.content_type
+        self.finished = False
 
-    def feed(self, chunk: bytes) -> None:
-        self._sent = True
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for chunk in self._response.chunks():
+            self._sent = True
+            yield chunk
+
+    def cost_so_far(self) -> int:
+        return self._cost if self._sent else 0
 
     def charge(self) -> tuple[int, Usage]:
-        return (self._cost if self._sent else 0), Usage()
+        return self.cost_so_far(), Usage()
 
     def failure_tail(self, error: GatewayError) -> bytes:
         return b""  # audio bytes have no room for an error; the cut-off says it
 
+    def close(self) -> None:
+        self._response.close()
+
 
 class Audio:
-    def __init__(self, runner: OperationRunner) -> None:
-        self._runner = runner
+    def __init__(self, kit: Kit) -> None:
+        self._kit = kit
 
     async def speech(self, call: Call, body: dict[str, Any]) -> Reply | StreamReply:
+        return await self._kit.pipeline.run(call, self.speech_operation(body))
+
+    def speech_operation(self, body: dict[str, Any]) -> Operation:
         model = required_str(body, "model")
         text = required_str(body, "input")
         required_str(body, "voice")
@@ -79,22 +92,23 @@ class Audio:
         one_of(body.get("response_format"), SPEECH_FORMATS, "response_format")
         one_of(body.get("stream_format"), STREAM_FORMATS, "stream_format")
 
-        async def attempt(route: Route, quote: Quote) -> Streaming:
-            provider = self._runner.providers.provider(route.channel.type)
-            if not isinstance(provider, SpeechProvider):
-                raise UpstreamError(f"Channel type '{route.channel.type}' cannot serve speech.")
+        async def attempt(attempt: Attempt) -> Streaming:
+            kit, route = self._kit, attempt.route
+            provider = kit.provider(route, SpeechProvider, "speech")
             sent = {**body, **route.body_overrides} if route.body_overrides else body
             request = provider.speech_request(route.endpoint, sent, route.upstream_model)
-            response = await self._runner.send(provider, request, route)
-            meter = _SpeechMeter(quote.speech_chars(len(text)))
-            return await self._runner.open_stream(response, _chunks(response), route, meter)
+            response = await kit.upstream.send(provider, request, route)
+            source = SpeechStream(response, attempt.quote.speech_chars(len(text)))
+            return await kit.upstream.open(source, route)
 
-        operation = Operation(model, lambda q: q.speech_chars(len(text)), attempt, stream=True)
-        return await self._runner.run(call, operation)
+        return Operation(model, lambda q: q.speech_chars(len(text)), attempt, stream=True)
 
     async def transcribe(
         self, call: Call, upload: Upload, *, translate: bool
     ) -> Reply | StreamReply:
+        return await self._kit.pipeline.run(call, self.transcription(upload, translate))
+
+    def transcription(self, upload: Upload, translate: bool) -> Operation:
         fields = dict(upload.fields)
         model = required_str(fields, "model")
         part = require_file(upload.file("file"), "file")
@@ -109,22 +123,20 @@ class Audio:
         measured = wav_seconds(part.path)
         bound = measured if measured is not None else math.ceil(part.size / MIN_BYTES_PER_SECOND)
 
-        async def attempt(route: Route, quote: Quote) -> Charged:
-            provider = self._runner.providers.provider(route.channel.type)
-            if not isinstance(provider, TranscriptionProvider):
-                raise UpstreamError(f"Channel type '{route.channel.type}' cannot transcribe.")
+        async def attempt(attempt: Attempt) -> Charged:
+            kit, route = self._kit, attempt.route
+            provider = kit.provider(route, TranscriptionProvider, "transcriptions")
             request = provider.transcription_request(
                 route.endpoint, upload, route.upstream_model, translate
             )
-            response = await self._runner.send(provider, request, route)
+            response = await kit.upstream.send(provider, request, route)
             content_type = response.headers.get("Content-Type", JSON)
-            payload = await self._runner.read(call, response)
+            payload = await kit.upstream.read(attempt.call, response)
             seconds = reported_seconds(payload, content_type)
             seconds = bound if seconds is None else min(seconds, bound)
-            return Charged(Reply(payload, content_type), quote.audio_seconds(seconds))
+            return Charged(Reply(payload, content_type), attempt.quote.audio_seconds(seconds))
 
-        operation = Operation(model, lambda q: q.audio_seconds(bound), attempt)
-        return await self._runner.run(call, operation)
+        return Operation(model, lambda q: q.audio_seconds(bound), attempt)
 
 
 def reported_seconds(payload: bytes, content_type: str) -> float | None:
@@ -142,9 +154,3 @@ def reported_seconds(payload: bytes, content_type: str) -> float | None:
         if isinstance(value, int | float) and not isinstance(value, bool) and value >= 0:
             return float(value)
     return None
-
-
-async def _chunks(response: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
-    async for chunk in response.content.iter_any():
-        if chunk:
-            yield chunk

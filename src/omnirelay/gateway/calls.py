@@ -1,4 +1,4 @@
-"""One call's identity and outcome, from authentication to its log row."""
+"""One call's identity and what happened to it on the way: channels tried, first byte."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from omnirelay.gateway.keys import KeyState
-from omnirelay.wire.usage import Usage
-
-STATUS_CLIENT_CLOSED = 499
-MODEL_COLUMN_CHARS = 128
 
 
 @dataclass(slots=True)
@@ -59,40 +55,3 @@ class Call:
 
     def elapsed_ms(self) -> int:
         return int((time.monotonic() - self.started) * 1000)
-
-    def log_row(
-        self,
-        *,
-        status: int,
-        stream: bool,
-        usage: Usage | None = None,
-        cost_nano: int = 0,
-        error: str | None = None,
-    ) -> dict[str, Any]:
-        source = None if usage is None else "counted" if usage.counted_locally else "upstream"
-        usage = usage or Usage()
-        return {
-            "request_id": self.request_id,
-            "created_ms": self.started_ms,
-            "key_id": self.key.id,
-            "endpoint": self.endpoint,
-            "model": _clip(self.model),
-            "served_model": _clip(self.served_model),
-            "channel_id": self.channel_id,
-            "prompt_tokens": usage.prompt_tokens,
-            "completion_tokens": usage.completion_tokens,
-            "cached_tokens": usage.cached_tokens,
-            "cost_nano": cost_nano,
-            "latency_ms": self.elapsed_ms(),
-            "ttfb_ms": self.ttfb_ms,
-            "status": status,
-            "stream": stream,
-            "usage_source": source,
-            "error": error,
-            "attempts": list(self.attempts) or None,
-        }
-
-
-def _clip(name: str | None) -> str | None:
-    """Model names as the log's column holds them; an upstream may report a longer one."""
-    return name[:MODEL_COLUMN_CHARS] if name else name

@@ -1,137 +1,107 @@
 """POST /v1/completions, the legacy text completions: billed by tokens, streamed or not.
 
-A stream's bytes pass through event by event; only events that may carry usage are
-parsed. The gateway asks the upstream for the usage chunk, and keeps it from a client that
-did not ask for it. Without upstream usage, the text relayed so far is counted.
+A stream is relayed and metered like a chat stream (``token_stream``), reading each
+choice's ``text``. The gateway asks the upstream for the usage chunk, and keeps it from a
+client that did not ask for it; without upstream usage, the text relayed is counted.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import Any
 
-import aiohttp
 import orjson
 
 from omnirelay.gateway.calls import Call
-from omnirelay.gateway.chat import DONE_EVENT
+from omnirelay.gateway.kit import Kit
 from omnirelay.gateway.op_checks import optional_int, required, required_str
-from omnirelay.gateway.operations import (
-    Charged,
-    Operation,
-    OperationRunner,
-    Reply,
-    Streaming,
-    StreamReply,
-)
-from omnirelay.gateway.pricing import Quote
-from omnirelay.gateway.routing import Route
+from omnirelay.gateway.operation import Attempt, Charged, Operation, Reply, Streaming, StreamReply
+from omnirelay.gateway.requests import ChatRequest
+from omnirelay.gateway.token_stream import Lazy, TokenStream, output_tally
+from omnirelay.gateway.usage_check import Counts, trusted_usage
 from omnirelay.providers.openai_ops import json_object
 from omnirelay.providers.operations import CompletionsProvider
-from omnirelay.wire import sse
-from omnirelay.wire.errors import GatewayError, UpstreamError
-from omnirelay.wire.usage import Usage
+from omnirelay.wire.chat import usage_object
+from omnirelay.wire.tokens import TokenCounter, utf8_length
 
 ENDPOINT = "completions"
 DEFAULT_MAX_TOKENS = 16  # OpenAI's default for the legacy API
 
 
-class _CompletionMeter:
-    def __init__(self, runner: OperationRunner, model: str, prompt: Any, quote: Quote) -> None:
-        self._runner, self._model, self._prompt, self._quote = runner, model, prompt, quote
-        self.usage: Usage | None = None
-        self.text: list[str] = []
+class CompletionStream(TokenStream):
+    OBJECT = "text_completion"
 
-    def feed(self, chunk: bytes) -> None:
-        pass  # events are read as they are parsed in ``events``
-
-    def charge(self) -> tuple[int, Usage]:
-        usage = self.usage
-        if usage is None:
-            if not self.text:
-                return 0, Usage()
-            usage = count(self._runner, self._model, self._prompt, "".join(self.text))
-        return self._quote.cost(usage), usage
-
-    def failure_tail(self, error: GatewayError) -> bytes:
-        return sse.encode(orjson.dumps(error.body()))
-
-    async def events(
-        self, response: aiohttp.ClientResponse, wants_usage: bool
-    ) -> AsyncIterator[bytes]:
-        async for event in sse.iter_events(response.content.iter_any()):
-            data = sse.event_data(event)
-            if data is None:
+    def _meter_choices(self, choices: Any) -> None:
+        for choice in choices if type(choices) is list else ():
+            if type(choice) is not dict:
                 continue
-            if data == sse.DONE:
-                yield DONE_EVENT
-                continue
-            try:
-                chunk = orjson.loads(data)
-            except orjson.JSONDecodeError:
-                chunk = None
-            if isinstance(chunk, dict):
-                for choice in chunk.get("choices") or ():
-                    if isinstance(choice, dict) and isinstance(choice.get("text"), str):
-                        self.text.append(choice["text"])
-                found = Usage.from_openai(chunk.get("usage"))
-                if found is not None:
-                    self.usage = found
-                    if not chunk.get("choices") and not wants_usage:
-                        continue
-            yield sse.encode(data)
+            text = choice.get("text")
+            if text and type(text) is str:
+                self._tally.add(text)
+            if choice.get("finish_reason"):
+                self._ended_choice = True
 
 
 class Completions:
-    def __init__(self, runner: OperationRunner) -> None:
-        self._runner = runner
+    def __init__(self, kit: Kit) -> None:
+        self._kit = kit
 
     async def create(self, call: Call, body: dict[str, Any]) -> Reply | StreamReply:
+        return await self._kit.pipeline.run(call, self.operation(call, body))
+
+    def operation(self, call: Call, body: dict[str, Any]) -> Operation:
         model = required_str(body, "model")
         prompt = required(body, "prompt")
         stream = body.get("stream") is True
         options = body.get("stream_options")
         wants_usage = isinstance(options, dict) and options.get("include_usage") is True
-        output = optional_int(body, "max_tokens", DEFAULT_MAX_TOKENS)
-        output *= max(optional_int(body, "n", 1), optional_int(body, "best_of", 1))
+        asked = optional_int(body, "max_tokens", 0)
+        choices = max(optional_int(body, "n", 1), optional_int(body, "best_of", 1))
+        request = ChatRequest(model, stream, wants_usage, asked or None, choices)
+        output = (asked or DEFAULT_MAX_TOKENS) * choices
         size = call.body_bytes or len(orjson.dumps(body))
 
-        async def attempt(route: Route, quote: Quote) -> Charged | Streaming:
-            runner = self._runner
-            provider = runner.providers.provider(route.channel.type)
-            if not isinstance(provider, CompletionsProvider):
-                raise UpstreamError(f"Channel type '{route.channel.type}' has no completions.")
-            sent = {**body, **route.body_overrides} if route.body_overrides else body
-            request = provider.completions_request(
-                route.endpoint, sent, route.upstream_model, stream
-            )
-            response = await runner.send(provider, request, route)
-            if stream:
-                meter = _CompletionMeter(runner, model, prompt, quote)
-                events = meter.events(response, wants_usage)
-                return await runner.open_stream(response, events, route, meter)
-            payload = await runner.read(call, response)
-            data = json_object(payload, "choices")
-            usage = Usage.from_openai(data.get("usage"))
-            if usage is None:
-                text = "".join(c.get("text") or "" for c in data["choices"] if isinstance(c, dict))
-                usage = count(runner, model, prompt, text)
-            served = data.get("model")
-            served_model = served if isinstance(served, str) else None
-            return Charged(Reply(payload), quote.cost(usage), usage, served_model)
+        async def attempt(attempt: Attempt) -> Charged | Streaming:
+            return await self._attempt(attempt, body, prompt, request)
 
-        hold = lambda quote: quote.estimate(size, output)  # noqa: E731
-        return await self._runner.run(call, Operation(model, hold, attempt, stream=stream))
+        return Operation(model, lambda quote: quote.estimate(size, output), attempt, stream)
+
+    async def _attempt(
+        self, attempt: Attempt, body: dict[str, Any], prompt: Any, request: ChatRequest
+    ) -> Charged | Streaming:
+        kit, route = self._kit, attempt.route
+        provider = kit.provider(route, CompletionsProvider, "completions")
+        sent = {**body, **route.body_overrides} if route.body_overrides else body
+        upstream_request = provider.completions_request(
+            route.endpoint, sent, route.upstream_model, request.stream
+        )
+        response = await kit.upstream.send(provider, upstream_request, route)
+        prompt_tokens = Lazy(lambda: prompt_count(kit.tokens, request.model, prompt))
+        if request.stream:
+            tally = output_tally(kit.tokens, attempt, request, prompt_tokens)
+            source = CompletionStream(response, None, tally, attempt, prompt_tokens, request)
+            return await kit.upstream.open(source, route)
+        payload = await kit.upstream.read(attempt.call, response)
+        data = json_object(payload, "choices")
+        text = "".join(c.get("text") or "" for c in data["choices"] or () if isinstance(c, dict))
+        counts = Counts(
+            prompt=prompt_tokens,
+            completion=lambda: kit.tokens.count(request.model, text),
+            completion_bytes=utf8_length(text),
+            output_cap=request.output_cap,
+        )
+        usage = trusted_usage(data.get("usage"), counts, route.channel_id)
+        reply = Reply(payload)
+        if usage.counted_locally:
+            data["usage"] = usage_object(usage.prompt_tokens, usage.completion_tokens, 0)
+            reply = Reply(orjson.dumps(data))
+        served = data.get("model")
+        served_model = served if isinstance(served, str) else None
+        return Charged(reply, attempt.quote.cost(usage), usage, served_model)
 
 
-def count(runner: OperationRunner, model: str, prompt: Any, completion: str) -> Usage:
+def prompt_count(tokens: TokenCounter, model: str, prompt: Any) -> int:
+    """The tokens of a legacy ``prompt``: text, or arrays of token ids."""
     prompts = prompt if isinstance(prompt, list) else [prompt]
     text = "".join(p for p in prompts if isinstance(p, str))
-    tokens = sum(len(p) for p in prompts if isinstance(p, list)) + sum(
-        1 for p in prompts if isinstance(p, int)
-    )
-    return Usage(
-        prompt_tokens=tokens + runner.tokens.count(model, text),
-        completion_tokens=runner.tokens.count(model, completion),
-        counted_locally=True,
-    )
+    ids = sum(len(p) for p in prompts if isinstance(p, list))
+    return ids + sum(1 for p in prompts if isinstance(p, int)) + tokens.count(model, text)

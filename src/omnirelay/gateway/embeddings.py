@@ -7,13 +7,15 @@ from typing import Any
 import orjson
 
 from omnirelay.gateway.calls import Call
+from omnirelay.gateway.kit import Kit
 from omnirelay.gateway.op_checks import one_of, required, required_str
-from omnirelay.gateway.operations import Charged, Operation, OperationRunner, Reply, StreamReply
-from omnirelay.gateway.pricing import Quote
-from omnirelay.gateway.routing import Route
+from omnirelay.gateway.operation import Attempt, Charged, Operation, Reply, StreamReply
+from omnirelay.gateway.token_stream import Lazy
+from omnirelay.gateway.usage_check import Counts, trusted_usage
 from omnirelay.providers.openai_ops import json_object
 from omnirelay.providers.operations import EmbeddingsProvider, ModerationsProvider
-from omnirelay.wire.errors import InvalidType, UpstreamError
+from omnirelay.wire.errors import InvalidType
+from omnirelay.wire.tokens import TokenCounter
 from omnirelay.wire.usage import Usage
 
 EMBEDDINGS = "embeddings"
@@ -23,85 +25,90 @@ DEFAULT_MODERATION_MODEL = "omni-moderation-latest"
 
 
 class Embeddings:
-    def __init__(self, runner: OperationRunner) -> None:
-        self._runner = runner
+    def __init__(self, kit: Kit) -> None:
+        self._kit = kit
 
     async def create(self, call: Call, body: dict[str, Any]) -> Reply | StreamReply:
+        return await self._kit.pipeline.run(call, self.operation(call, body))
+
+    def operation(self, call: Call, body: dict[str, Any]) -> Operation:
         model = required_str(body, "model")
         required(body, "input")
         one_of(body.get("encoding_format"), ENCODING_FORMATS, "encoding_format")
         size = call.body_bytes or len(orjson.dumps(body))
 
-        async def attempt(route: Route, quote: Quote) -> Charged:
-            return await self._attempt(call, body, route, quote)
+        async def attempt(attempt: Attempt) -> Charged:
+            return await self._attempt(attempt, body, model)
 
-        return await self._runner.run(
-            call, Operation(model, lambda q: q.estimate(size, 0), attempt)
-        )
+        return Operation(model, lambda quote: quote.estimate(size, 0), attempt)
 
-    async def _attempt(
-        self, call: Call, body: dict[str, Any], route: Route, quote: Quote
-    ) -> Charged:
-        runner = self._runner
-        provider = runner.providers.provider(route.channel.type)
-        if not isinstance(provider, EmbeddingsProvider):
-            raise UpstreamError(f"Channel type '{route.channel.type}' cannot serve embeddings.")
-        body = {**body, **route.body_overrides} if route.body_overrides else body
-        request = provider.embeddings_request(route.endpoint, body, route.upstream_model)
-        payload = await runner.read(call, await runner.send(provider, request, route))
-        data = provider.embeddings_response(payload, body)
-        usage = Usage.from_openai(data.get("usage"))
-        if usage is None or not usage.prompt_tokens:
-            tokens = input_tokens(runner, str(call.model), body.get("input"))
-            usage = Usage(prompt_tokens=tokens, counted_locally=True)
-            data["usage"] = {"prompt_tokens": tokens, "total_tokens": tokens}
+    async def _attempt(self, attempt: Attempt, body: dict[str, Any], model: str) -> Charged:
+        kit, route = self._kit, attempt.route
+        provider = kit.provider(route, EmbeddingsProvider, "embeddings")
+        sent = {**body, **route.body_overrides} if route.body_overrides else body
+        request = provider.embeddings_request(route.endpoint, sent, route.upstream_model)
+        response = await kit.upstream.send(provider, request, route)
+        data = provider.embeddings_response(await kit.upstream.read(attempt.call, response), sent)
+        tokens = Lazy(lambda: input_tokens(kit.tokens, model, body.get("input")))
+        reported = data.get("usage")
+        if isinstance(reported, dict) and reported.get("prompt_tokens"):
+            counts = Counts(prompt=tokens, completion=lambda: 0, completion_bytes=0)
+            usage = trusted_usage(reported, counts, route.channel_id)
+        else:
+            usage = Usage(prompt_tokens=tokens(), counted_locally=True)
+        if usage.counted_locally:
+            data["usage"] = {
+                "prompt_tokens": usage.prompt_tokens,
+                "total_tokens": usage.total_tokens,
+            }
         served = data.get("model")
         reply = Reply(orjson.dumps(data))
-        return Charged(reply, quote.cost(usage), usage, served if isinstance(served, str) else None)
+        cost = attempt.quote.cost(usage)
+        return Charged(reply, cost, usage, served if isinstance(served, str) else None)
 
 
 class Moderations:
     """Text and image inputs; charged for the input's text tokens at the model's price."""
 
-    def __init__(self, runner: OperationRunner) -> None:
-        self._runner = runner
+    def __init__(self, kit: Kit) -> None:
+        self._kit = kit
 
     async def create(self, call: Call, body: dict[str, Any]) -> Reply | StreamReply:
+        return await self._kit.pipeline.run(call, self.operation(call, body))
+
+    def operation(self, call: Call, body: dict[str, Any]) -> Operation:
         required(body, "input")
         model = body.get("model") or DEFAULT_MODERATION_MODEL
         if not isinstance(model, str):
             raise InvalidType("Invalid type for 'model': expected a string.", param="model")
         size = call.body_bytes or len(orjson.dumps(body))
 
-        async def attempt(route: Route, quote: Quote) -> Charged:
-            return await self._attempt(call, body, route, quote)
+        async def attempt(attempt: Attempt) -> Charged:
+            return await self._attempt(attempt, body, model)
 
-        return await self._runner.run(
-            call, Operation(model, lambda q: q.estimate(size, 0), attempt)
-        )
+        return Operation(model, lambda quote: quote.estimate(size, 0), attempt)
 
-    async def _attempt(
-        self, call: Call, body: dict[str, Any], route: Route, quote: Quote
-    ) -> Charged:
-        runner = self._runner
-        provider = runner.providers.provider(route.channel.type)
-        if not isinstance(provider, ModerationsProvider):
-            raise UpstreamError(f"Channel type '{route.channel.type}' cannot serve moderations.")
-        body = {**body, **route.body_overrides} if route.body_overrides else body
-        request = provider.moderations_request(route.endpoint, body, route.upstream_model)
-        payload = await runner.read(call, await runner.send(provider, request, route))
+    async def _attempt(self, attempt: Attempt, body: dict[str, Any], model: str) -> Charged:
+        kit, route = self._kit, attempt.route
+        provider = kit.provider(route, ModerationsProvider, "moderations")
+        sent = {**body, **route.body_overrides} if route.body_overrides else body
+        request = provider.moderations_request(route.endpoint, sent, route.upstream_model)
+        response = await kit.upstream.send(provider, request, route)
+        payload = await kit.upstream.read(attempt.call, response)
         data = json_object(payload, "results")
-        tokens = input_tokens(runner, str(call.model), body.get("input"))
-        usage = Usage(prompt_tokens=tokens, counted_locally=True)
+        usage = Usage(
+            prompt_tokens=input_tokens(kit.tokens, model, body.get("input")),
+            counted_locally=True,
+        )
         served = data.get("model")
         served_model = served if isinstance(served, str) else None
-        return Charged(Reply(payload), quote.cost(usage), usage, served_model)
+        return Charged(Reply(payload), attempt.quote.cost(usage), usage, served_model)
 
 
-def input_tokens(runner: OperationRunner, model: str, value: Any) -> int:
+def input_tokens(tokens: TokenCounter, model: str, value: Any) -> int:
     """The tokens of an ``input``: text, token arrays, or moderation parts (text only)."""
     if isinstance(value, str):
-        return runner.tokens.count(model, value)
+        return tokens.count(model, value)
     if not isinstance(value, list):
         return 0
     total = 0
@@ -109,9 +116,9 @@ def input_tokens(runner: OperationRunner, model: str, value: Any) -> int:
         if isinstance(item, int):
             total += 1
         elif isinstance(item, str):
-            total += runner.tokens.count(model, item)
+            total += tokens.count(model, item)
         elif isinstance(item, list):
             total += len(item)
         elif isinstance(item, dict) and isinstance(item.get("text"), str):
-            total += runner.tokens.count(model, item["text"])
+            total += tokens.count(model, item["text"])
     return total

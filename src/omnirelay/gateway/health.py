@@ -4,7 +4,8 @@ A breaker watches a sliding window of its last ``window`` calls and opens when
 ``failures`` of them failed, so no single error opens it. Open, it refuses calls for
 ``cooldown_s``, then half-opens and lets exactly one call through as a probe: success
 closes it, failure opens it again. There is one breaker per channel and one per channel
-and model. ``Retry-After`` from an upstream puts the channel in cooldown for that long.
+and model. ``Retry-After`` from an upstream puts the channel in cooldown for that long, up to a
+ceiling (``max_cooldown_s``).
 """
 
 from __future__ import annotations
@@ -84,8 +85,9 @@ class ChannelHealth:
 
 
 class HealthBoard:
-    def __init__(self, policy: BreakerPolicy) -> None:
+    def __init__(self, policy: BreakerPolicy, max_cooldown_s: float = 300.0) -> None:
         self._policy = policy
+        self._max_cooldown_s = max_cooldown_s
         self._channels: dict[int, ChannelHealth] = {}
 
     def _health(self, channel_id: int) -> ChannelHealth:
@@ -159,8 +161,13 @@ class HealthBoard:
         self._model_breaker(health, model).probing = False
 
     def cool_down(self, channel_id: int, seconds: float, now: float) -> None:
+        """Cool a channel down for an upstream's ``Retry-After``, at most ``max_cooldown_s``:
+        the value is the upstream's, and no answer may take a channel out for ever."""
+        if not seconds > 0:  # also refuses NaN
+            return
         health = self._health(channel_id)
-        health.cooldown_until = max(health.cooldown_until, now + seconds)
+        until = now + min(seconds, self._max_cooldown_s)
+        health.cooldown_until = max(health.cooldown_until, until)
 
     def forget(self, keep: set[int]) -> None:
         """Drop the state of channels that no longer exist."""

@@ -12,14 +12,13 @@ from typing import Any
 import orjson
 
 from omnirelay.gateway.calls import Call
+from omnirelay.gateway.kit import Kit
 from omnirelay.gateway.op_checks import one_of, optional_int, required_str
-from omnirelay.gateway.operations import Charged, Operation, OperationRunner, Reply, StreamReply
+from omnirelay.gateway.operation import Attempt, Charged, Operation, Reply, StreamReply
 from omnirelay.gateway.pricing import Quote, apply_multiplier
-from omnirelay.gateway.routing import Route
 from omnirelay.gateway.uploads import check_image, require_file
 from omnirelay.providers.openai_ops import json_object
-from omnirelay.providers.operations import ImagesProvider, ImageVariationsProvider
-from omnirelay.wire.errors import UpstreamError
+from omnirelay.providers.operations import ErrorMapper, ImagesProvider, ImageVariationsProvider
 from omnirelay.wire.uploads import Upload
 
 GENERATIONS = "images.generations"
@@ -32,12 +31,12 @@ AUTO = "auto"
 
 
 class Images:
-    def __init__(self, runner: OperationRunner) -> None:
-        self._runner = runner
+    def __init__(self, kit: Kit) -> None:
+        self._kit = kit
 
     async def generate(self, call: Call, body: dict[str, Any]) -> Reply | StreamReply:
         required_str(body, "prompt")
-        return await self._run(call, body, None, variation=False)
+        return await self._kit.pipeline.run(call, self.operation(body, None, variation=False))
 
     async def edit(self, call: Call, upload: Upload) -> Reply | StreamReply:
         fields = dict(upload.fields)
@@ -49,50 +48,56 @@ class Images:
             check_image(part)
         if (mask := upload.file("mask")) is not None:
             check_image(mask)
-        return await self._run(call, fields, upload, variation=False)
+        return await self._kit.pipeline.run(call, self.operation(fields, upload, variation=False))
 
     async def vary(self, call: Call, upload: Upload) -> Reply | StreamReply:
         check_image(require_file(upload.file("image"), "image"))
-        return await self._run(call, dict(upload.fields), upload, variation=True)
+        operation = self.operation(dict(upload.fields), upload, variation=True)
+        return await self._kit.pipeline.run(call, operation)
 
-    async def _run(
-        self, call: Call, fields: dict[str, Any], upload: Upload | None, *, variation: bool
-    ) -> Reply | StreamReply:
+    def operation(
+        self, fields: dict[str, Any], upload: Upload | None, *, variation: bool
+    ) -> Operation:
         model = fields.get("model") or DEFAULT_MODEL
         one_of(fields.get("response_format"), RESPONSE_FORMATS, "response_format")
         n = optional_int(fields, "n", 1)
         size, quality = fields.get("size"), fields.get("quality")
 
-        async def attempt(route: Route, quote: Quote) -> Charged:
-            provider = self._runner.providers.provider(route.channel.type)
-            if variation:
-                if not isinstance(provider, ImageVariationsProvider) or upload is None:
-                    raise UpstreamError(f"Channel type '{route.channel.type}' has no variations.")
-                request = provider.image_variation_request(
-                    route.endpoint, upload, route.upstream_model
-                )
-            elif not isinstance(provider, ImagesProvider):
-                raise UpstreamError(f"Channel type '{route.channel.type}' cannot serve images.")
-            elif upload is None:
-                body = {**fields, **route.body_overrides}
-                request = provider.image_generation_request(
-                    route.endpoint, body, route.upstream_model
-                )
-            else:
-                request = provider.image_edit_request(route.endpoint, upload, route.upstream_model)
-            response = await self._runner.send(provider, request, route)
-            payload = await self._runner.read(call, response)
-            data = json_object(payload, "data")
-            count = len(data["data"]) if isinstance(data["data"], list) else 0
+        async def attempt(attempt: Attempt) -> Charged:
+            data = await self._attempt(attempt, fields, upload, variation)
+            # An upstream that returns more images than asked for is not paid for them.
+            count = min(len(data["data"]) if isinstance(data["data"], list) else 0, n)
             got_size = data.get("size") if data.get("size") not in (None, AUTO) else size
             got_quality = (
                 data.get("quality") if data.get("quality") not in (None, AUTO) else quality
             )
-            cost = image_cost(quote, model, got_size, got_quality, count)
+            cost = image_cost(attempt.quote, model, got_size, got_quality, count)
             return Charged(Reply(orjson.dumps(data)), cost)
 
         hold = lambda quote: image_cost(quote, model, size, quality, n)  # noqa: E731
-        return await self._runner.run(call, Operation(model, hold, attempt))
+        return Operation(model, hold, attempt)
+
+    async def _attempt(
+        self, attempt: Attempt, fields: dict[str, Any], upload: Upload | None, variation: bool
+    ) -> dict[str, Any]:
+        kit, route = self._kit, attempt.route
+        if variation:
+            varies = kit.provider(route, ImageVariationsProvider, "image variations")
+            assert upload is not None
+            request = varies.image_variation_request(route.endpoint, upload, route.upstream_model)
+            provider: ErrorMapper = varies
+        else:
+            images = kit.provider(route, ImagesProvider, "images")
+            if upload is None:
+                body = {**fields, **route.body_overrides}
+                request = images.image_generation_request(
+                    route.endpoint, body, route.upstream_model
+                )
+            else:
+                request = images.image_edit_request(route.endpoint, upload, route.upstream_model)
+            provider = images
+        response = await kit.upstream.send(provider, request, route)
+        return json_object(await kit.upstream.read(attempt.call, response), "data")
 
 
 def image_cost(quote: Quote, model: str, size: Any, quality: Any, n: int) -> int:

@@ -114,14 +114,28 @@ class KeyCache:
         state = self._by_hash.get(hash_key(secret))
         if state is None:
             raise InvalidAPIKey("Incorrect API key provided. Check the key, or ask for a new one.")
+        self.check_usable(state, now or time.time())
+        return state
+
+    @staticmethod
+    def check_usable(state: KeyState, now: float) -> None:
+        """KeyDisabled or KeyExpired when the key may not make calls any more."""
         row = state.row
         if not row.enabled:
             raise KeyDisabled("This API key has been disabled. Ask the gateway operator.")
-        if row.expires_at is not None and (now or time.time()) > row.expires_at:
+        if row.expires_at is not None and now > row.expires_at:
             raise KeyExpired(
                 "This API key expired. Ask the gateway operator to extend it or issue a new one."
             )
-        return state
+
+    @classmethod
+    def authorize_call(cls, state: KeyState, model: str, address: str | None, now: float) -> None:
+        """Whether this key may call this model now. A call that came over HTTP had its
+        address checked when it began; one made in-process (address None) has none."""
+        cls.check_usable(state, now)
+        cls.authorize_model(state, model)
+        if address is not None:
+            cls.authorize_ip(state, address)
 
     @staticmethod
     def authorize_model(state: KeyState, model: str) -> None:

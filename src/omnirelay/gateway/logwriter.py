@@ -18,10 +18,9 @@ import time
 from collections import defaultdict
 from typing import Any
 
-from sqlalchemy.exc import IntegrityError
-
 from omnirelay.gateway.background import stop
 from omnirelay.gateway.keys import KeyCache
+from omnirelay.store.errors import DuplicateEntry
 from omnirelay.store.logs import HoldChanges, LogRepository
 
 log = logging.getLogger("omnirelay.logwriter")
@@ -182,7 +181,7 @@ class LogWriter:
             try:
                 try:
                     totals = await self._repo.write_batch([row], own)
-                except IntegrityError:
+                except DuplicateEntry:
                     log.warning("log row %s was stored already; skipped", row.get("request_id"))
                     totals = {}
                 except Exception:
@@ -194,6 +193,21 @@ class LogWriter:
                 self._rows[:0] = rows[index:]
                 raise
             self._keys.flushed(own, totals)
+
+    async def write_now(self, row: dict[str, Any]) -> bool:
+        """Commit one row with its charge now, in its own transaction (a settlement that
+        happens after its call's response). False, charging nothing, when its request id is
+        stored already."""
+        request_id = row["request_id"]
+        self._live.discard(request_id)
+        self._checkpoints.pop(request_id, None)
+        self._opened.pop(request_id, None)
+        try:
+            totals = await self._repo.write_batch([row], _spend_of([row]))
+        except DuplicateEntry:
+            return False
+        self._keys.apply_used(totals)
+        return True
 
     async def _run(self) -> None:
         while True:

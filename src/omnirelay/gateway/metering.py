@@ -72,8 +72,15 @@ class Meter:
         self._logs.open_hold(request_id, row.id, hold_nano)
         return ticket
 
+    @staticmethod
+    def spend_limit(key: KeyState, hold_nano: int) -> int | None:
+        """The most a call may cost once admitted: what its key has left, and at least its
+        hold; None for a key without a quota. A stream that passes it is cut."""
+        remaining = key.remaining_nano
+        return None if remaining is None else max(remaining, hold_nano)
+
     async def settle(self, ticket: Ticket, cost_nano: int, tokens: int, now: float) -> None:
-        """The call's log row, which carries the charge, must be submitted just before."""
+        """Only ``charges.Settlement`` calls this, just after it submitted the charge."""
         await self._counters.settle(ticket, cost_nano, tokens, now)
 
     async def release(self, ticket: Ticket) -> None:

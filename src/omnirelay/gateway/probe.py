@@ -13,7 +13,7 @@ from typing import Any
 
 from omnirelay.gateway.background import stop
 from omnirelay.providers.base import Endpoint
-from omnirelay.providers.http import Timeouts, UpstreamClient, retry_after_seconds
+from omnirelay.providers.http import Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.channels import DISABLED_BY_HEALTH, ChannelRow
 from omnirelay.store.store import Store
@@ -22,7 +22,6 @@ from omnirelay.wire.errors import GatewayError, NotFound
 log = logging.getLogger("omnirelay.probe")
 
 PROBE_PROMPT = "ping"
-MAX_PROBE_BODY = 64 * 1024
 
 
 class Prober:
@@ -78,13 +77,11 @@ class Prober:
         try:
             response = await self._upstream.send(request, timeouts)
             status = response.status
-            payload = await response.content.read(MAX_PROBE_BODY)
-            response.close()
             if status >= 400:
-                retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                error = provider.error(status, payload, retry_after).message
+                payload = await response.read_error()
+                error = provider.error(status, payload, response.retry_after).message
             else:
-                provider.chat_response(payload)
+                provider.chat_response(await response.read())
         except GatewayError as exc:
             error = exc.message
         except (TimeoutError, OSError) as exc:

@@ -32,6 +32,14 @@ class ChatRequest:
     model: str
     stream: bool
     client_wants_usage: bool
+    max_output: int | None = None
+    """``max_completion_tokens``, else ``max_tokens``: the output cap of each choice."""
+    choices: int = 1
+
+    @property
+    def output_cap(self) -> int | None:
+        """``max_tokens`` x ``n``, when the request set a cap."""
+        return None if self.max_output is None else self.max_output * self.choices
 
 
 def check_chat_request(body: dict[str, Any]) -> ChatRequest:
@@ -66,7 +74,15 @@ def check_chat_request(body: dict[str, Any]) -> ChatRequest:
     for index, tool in enumerate(tools or ()):
         if not isinstance(tool, dict):
             raise InvalidType(f"'tools[{index}]' must be an object.", param=f"tools[{index}]")
-    return ChatRequest(model=model, stream=stream, client_wants_usage=wants_usage)
+    cap = body.get("max_completion_tokens") or body.get("max_tokens")
+    choices = body.get("n")
+    return ChatRequest(
+        model=model,
+        stream=stream,
+        client_wants_usage=wants_usage,
+        max_output=cap if cap and cap > 0 else None,
+        choices=choices if choices and choices > 1 else 1,
+    )
 
 
 def _required(body: dict[str, Any], name: str, kind: type, described: str) -> Any:

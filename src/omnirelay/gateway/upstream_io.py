@@ -1,78 +1,63 @@
-"""Reading an upstream's answer, one way for chat and for every other operation.
+"""What every attempt does with the upstream: send, read an answer, open a stream.
 
-Each helper closes the response when it fails, so that a broken or silent upstream never
-keeps its connection, and turns what went wrong into the gateway's own error: a timeout
-into 504, a broken connection into 502, an error answer into what its provider maps it to.
+Each step turns what went wrong into the gateway's own error and leaves no connection
+behind: an error answer becomes what its provider maps it to, a stream that stays silent
+past the first-byte timeout a 504, and a failure closes the response.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from typing import TypeVar
-
-import aiohttp
 
 from omnirelay.gateway.calls import Call
-from omnirelay.providers.http import retry_after_seconds
+from omnirelay.gateway.operation import Streaming, StreamSource
+from omnirelay.gateway.routing import Route
+from omnirelay.providers.base import UpstreamRequest
+from omnirelay.providers.http import UpstreamClient, UpstreamResponse
 from omnirelay.providers.operations import ErrorMapper
-from omnirelay.wire.errors import GatewayError, UpstreamError, UpstreamTimeout
-
-MAX_ERROR_BODY = 64 * 1024
-STREAM_READ_ERRORS = (aiohttp.ClientError, asyncio.IncompleteReadError, TimeoutError)
-
-T = TypeVar("T")
+from omnirelay.wire.errors import GatewayError, UpstreamTimeout
 
 
-async def error_of(response: aiohttp.ClientResponse, provider: ErrorMapper) -> GatewayError:
-    """The gateway's error for an error answer (status 400 and up), read in part."""
-    try:
-        payload = await response.content.read(MAX_ERROR_BODY)
-    except STREAM_READ_ERRORS:
-        payload = b""
-    finally:
-        response.close()
-    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-    return provider.error(response.status, payload, retry_after)
+class Upstream:
+    def __init__(self, client: UpstreamClient) -> None:
+        self.client = client
 
+    async def send(
+        self, provider: ErrorMapper, request: UpstreamRequest, route: Route
+    ) -> UpstreamResponse:
+        """Send one attempt's request; an error answer becomes the gateway's error."""
+        response = await self.client.send(request, route.timeouts)
+        if response.status < 400:
+            return response
+        raise await error_of(response, provider)
 
-async def read_body(call: Call, response: aiohttp.ClientResponse) -> bytes:
-    """A complete answer's body; the connection goes back to the pool."""
-    try:
+    @staticmethod
+    async def read(call: Call, response: UpstreamResponse) -> bytes:
+        """A complete answer's body (bounded); the connection goes back to the pool."""
         payload = await response.read()
-    except TimeoutError as exc:
-        response.close()
-        raise UpstreamTimeout("The upstream did not finish its response in time.") from exc
-    except STREAM_READ_ERRORS as exc:
-        response.close()
-        raise UpstreamError("The upstream connection broke during the response.") from exc
-    except BaseException:
-        response.close()
-        raise
-    response.release()
-    call.mark_first_byte()
-    return payload
+        call.mark_first_byte()
+        return payload
+
+    @staticmethod
+    async def open(source: StreamSource, route: Route) -> Streaming:
+        """Wait for the stream's first chunk; failing before it, the loop may try another
+        channel, as nothing has reached the client yet."""
+        chunks = aiter(source)
+        try:
+            async with asyncio.timeout(route.timeouts.first_byte_s):
+                first = await anext(chunks)
+        except StopAsyncIteration:
+            return Streaming(source, None, chunks)
+        except TimeoutError as exc:
+            source.close()
+            raise UpstreamTimeout("The upstream sent nothing of its stream in time.") from exc
+        except BaseException:
+            source.close()
+            raise
+        return Streaming(source, first, chunks)
 
 
-async def first_of(
-    response: aiohttp.ClientResponse, items: AsyncIterator[T], timeout_s: float, silent: str
-) -> T | None:
-    """The first item of a stream, within ``timeout_s``; None when the stream is empty.
-
-    Until it arrives nothing has reached the client, so a failure here may still move the
-    call on to another channel.
-    """
-    try:
-        async with asyncio.timeout(timeout_s):
-            return await anext(items)
-    except StopAsyncIteration:
-        return None
-    except TimeoutError as exc:
-        response.close()
-        raise UpstreamTimeout(silent) from exc
-    except STREAM_READ_ERRORS as exc:
-        response.close()
-        raise UpstreamError("The upstream connection broke before the stream began.") from exc
-    except BaseException:
-        response.close()
-        raise
+async def error_of(response: UpstreamResponse, provider: ErrorMapper) -> GatewayError:
+    """The gateway's error for an error answer (status 400 and up), read in part."""
+    payload = await response.read_error()
+    return provider.error(response.status, payload, response.retry_after)

@@ -14,25 +14,19 @@ import orjson
 
 from omnirelay.providers.anthropic_stream import AnthropicStream
 from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.errors import UpstreamFailure, error_for, error_object, text
 from omnirelay.wire import anthropic as wire
 from omnirelay.wire.chat import content_texts
 from omnirelay.wire.errors import (
     GatewayError,
     InvalidRequest,
-    UpstreamClientError,
     UpstreamError,
-    UpstreamRejectedCredentials,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    redact,
 )
 from omnirelay.wire.media import IMAGE_TYPES, is_remote, parse_data_url
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
-CLIENT_ERROR_STATUSES = frozenset({400, 404, 413, 422})
 CAPACITY_STATUSES = frozenset({429, 503, 529})
-TIMEOUT_STATUSES = frozenset({408, 504})
 # Fields of Anthropic's own that a client may send through an OpenAI SDK's extra_body.
 NATIVE_FIELDS = ("top_k", "thinking", "service_tier", "container", "output_config")
 JSON_OBJECT_INSTRUCTION = "Respond with one JSON object and nothing else."
@@ -76,30 +70,15 @@ class AnthropicProvider:
         return AnthropicStream(model, self.error)
 
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            body = {"error": {"message": payload[:200].decode(errors="replace").strip()}}
-        error = body.get("error") if isinstance(body, dict) else None
-        error = error if isinstance(error, dict) else {}
+        error = error_object(payload)
         kind = error.get("type") if isinstance(error.get("type"), str) else None
-        message = redact(str(error.get("message") or "")) or f"HTTP {status}"
-        if status in CLIENT_ERROR_STATUSES:
-            relayed = {"type": "invalid_request_error", "param": None, "code": kind}
-            return UpstreamClientError(status, message, error=relayed)
-        if status in TIMEOUT_STATUSES:
-            return UpstreamTimeout(f"The upstream timed out: {message}")
-        if status in CAPACITY_STATUSES:
-            return UpstreamUnavailable(
-                f"The upstream is over capacity: {message}", retry_after=retry_after
-            )
-        if status in (401, 403):
-            return UpstreamRejectedCredentials(
-                f"The upstream refused the gateway's credentials: {message}"
-            )
-        if status == 402 or kind == "billing_error":
-            return UpstreamRejectedCredentials(f"The upstream account cannot pay: {message}")
-        return UpstreamError(f"The upstream failed with HTTP {status}: {message}")
+        failure = UpstreamFailure(
+            status,
+            text(error.get("message")),
+            relayed={"type": "invalid_request_error", "param": None, "code": kind},
+            no_balance=status == 402 or kind == "billing_error",
+        )
+        return error_for(failure, retry_after, CAPACITY_STATUSES)
 
 
 # -- request -------------------------------------------------------------------------------

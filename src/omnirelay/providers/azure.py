@@ -17,10 +17,11 @@ from urllib.parse import quote
 import orjson
 
 from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.errors import error_object, text
 from omnirelay.providers.openai import OpenAIProvider, adapt_body, auth_headers
 from omnirelay.providers.openai_ops import OpenAIOperations
 from omnirelay.providers.presets import PLAIN
-from omnirelay.wire.errors import GatewayError, UpstreamClientError, UpstreamError, redact
+from omnirelay.wire.errors import GatewayError, UpstreamClientError, UpstreamError, clean, for_log
 
 DEFAULT_API_VERSION = "2024-10-21"
 DONE = b"[DONE]"
@@ -84,11 +85,14 @@ class AzureOpenAIProvider(OpenAIOperations):
         return AzureStream()
 
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
-        error = _error_object(payload)
+        error = error_object(payload)
         if error.get("code") == "content_filter":
-            message = redact(str(error.get("message") or "")) or "The prompt was filtered."
+            # Azure's filter answers 400 (or a 5xx); either way the prompt is the cause.
             relayed = {"type": "invalid_request_error", "param": "prompt", "code": "content_filter"}
-            return UpstreamClientError(400 if status < 500 else status, message, error=relayed)
+            said = text(error.get("message"))
+            message = clean(said) or "The prompt was filtered."
+            status = 400 if status < 500 else status
+            return UpstreamClientError(status, message, error=relayed, detail=for_log(said))
         return self._openai.error(status, payload, retry_after)
 
 
@@ -104,12 +108,3 @@ class AzureStream:
 
     def finish(self) -> list[bytes]:
         return []
-
-
-def _error_object(payload: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return {}
-    error = body.get("error") if isinstance(body, dict) else None
-    return error if isinstance(error, dict) else {}

@@ -71,7 +71,7 @@ class InlineImages(Protocol):
     """Optional: a provider whose upstream, on some channels, takes images only inline.
 
     When it answers True, the relay replaces http(s) image URLs with base64 ``data:`` URLs
-    (``providers.fetch.inline_images``) before ``chat_request``.
+    (``gateway.fetch.inline_images``) before ``chat_request``.
     """
 
     def needs_inline_images(self, endpoint: Endpoint) -> bool: ...

@@ -21,6 +21,7 @@ import orjson
 
 from omnirelay.providers import gemini_embeddings
 from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.errors import UpstreamFailure, error_for, error_object, text
 from omnirelay.providers.gemini_stream import (
     SIGNATURE_MARK,
     GeminiStream,
@@ -32,16 +33,11 @@ from omnirelay.wire.chat import content_texts
 from omnirelay.wire.errors import (
     GatewayError,
     InvalidRequest,
-    UpstreamClientError,
     UpstreamError,
-    UpstreamRejectedCredentials,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    redact,
 )
 from omnirelay.wire.media import is_remote, parse_data_url
 
-CLIENT_ERROR_STATUSES = frozenset({400, 404, 413, 422})
+CAPACITY_STATUSES = frozenset({429, 503})
 CREDENTIAL_REASONS = frozenset({"API_KEY_INVALID", "API_KEY_EXPIRED", "API_KEY_SERVICE_BLOCKED"})
 TOOL_MODES = {"auto": "AUTO", "none": "NONE", "required": "ANY"}
 
@@ -88,34 +84,19 @@ class GeminiProvider:
         return GeminiStream(model, self.error)
 
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
-        try:
-            body = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            body = {"error": {"message": payload[:200].decode(errors="replace").strip()}}
-        error = body.get("error") if isinstance(body, dict) else None
-        if isinstance(body, list) and body and isinstance(body[0], dict):
-            error = body[0].get("error")  # streamGenerateContent without alt=sse
-        error = error if isinstance(error, dict) else {}
-        message = redact(str(error.get("message") or "")) or f"HTTP {status}"
+        error = error_object(payload)
         reasons = {
             detail.get("reason")
             for detail in error.get("details") or ()
             if isinstance(detail, dict)
         }
-        if reasons & CREDENTIAL_REASONS or status in (401, 403):
-            return UpstreamRejectedCredentials(
-                f"The upstream refused the gateway's credentials: {message}"
-            )
-        if status in CLIENT_ERROR_STATUSES:
-            relayed = {"type": "invalid_request_error", "param": None, "code": error.get("status")}
-            return UpstreamClientError(status, message, error=relayed)
-        if status in (408, 504):
-            return UpstreamTimeout(f"The upstream timed out: {message}")
-        if status in (429, 503):
-            return UpstreamUnavailable(
-                f"The upstream is over capacity: {message}", retry_after=retry_after
-            )
-        return UpstreamError(f"The upstream failed with HTTP {status}: {message}")
+        failure = UpstreamFailure(
+            status,
+            text(error.get("message")),
+            relayed={"type": "invalid_request_error", "param": None, "code": error.get("status")},
+            bad_credentials=bool(reasons & CREDENTIAL_REASONS) or status in (401, 403),
+        )
+        return error_for(failure, retry_after, CAPACITY_STATUSES)
 
 
 # -- request -------------------------------------------------------------------------------

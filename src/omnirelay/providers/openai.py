@@ -12,21 +12,10 @@ from typing import Any
 import orjson
 
 from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.errors import UpstreamFailure, error_for, error_object, text
 from omnirelay.providers.openai_ops import OpenAIOperations
 from omnirelay.providers.presets import PLAIN, Quirks
-from omnirelay.wire.errors import (
-    GatewayError,
-    UpstreamClientError,
-    UpstreamError,
-    UpstreamRejectedCredentials,
-    UpstreamTimeout,
-    UpstreamUnavailable,
-    redact,
-)
-
-CLIENT_ERROR_STATUSES = frozenset({400, 404, 413, 422})
-TIMEOUT_STATUSES = frozenset({408, 504})
-CAPACITY_STATUSES = frozenset({429, 529})
+from omnirelay.wire.errors import GatewayError, UpstreamError
 
 
 class OpenAIProvider(OpenAIOperations):
@@ -71,26 +60,12 @@ class OpenAIProvider(OpenAIOperations):
         return None
 
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
-        upstream = _error_object(payload)
-        message = redact(str(upstream.get("message") or "")) or f"HTTP {status}"
-        if status in CLIENT_ERROR_STATUSES:
-            return UpstreamClientError(status, message, error=upstream)
-        if status in TIMEOUT_STATUSES:
-            return UpstreamTimeout(f"The upstream timed out: {message}")
-        if (
-            upstream.get("code") == "insufficient_quota"
-            or upstream.get("type") == "insufficient_quota"
-        ):
-            return UpstreamRejectedCredentials(f"The upstream account has no balance: {message}")
-        if status in CAPACITY_STATUSES:
-            return UpstreamUnavailable(
-                f"The upstream is over capacity: {message}", retry_after=retry_after
-            )
-        if status in (401, 403):
-            return UpstreamRejectedCredentials(
-                f"The upstream refused the gateway's credentials: {message}"
-            )
-        return UpstreamError(f"The upstream failed with HTTP {status}: {message}")
+        upstream = error_object(payload)
+        no_balance = "insufficient_quota" in (upstream.get("code"), upstream.get("type"))
+        failure = UpstreamFailure(
+            status, text(upstream.get("message")), relayed=upstream, no_balance=no_balance
+        )
+        return error_for(failure, retry_after)
 
 
 def auth_headers(style: str, api_key: str) -> dict[str, str]:
@@ -118,18 +93,3 @@ def adapt_body(body: dict[str, Any], quirks: Quirks) -> dict[str, Any]:
         for name in drop:
             adapted.pop(name, None)
     return adapted if adapted is not None else body
-
-
-def _error_object(payload: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError:
-        return {"message": payload[:200].decode(errors="replace").strip()}
-    error = body.get("error") if isinstance(body, dict) else None
-    if isinstance(error, dict):
-        return error
-    if isinstance(error, str):
-        return {"message": error}
-    if isinstance(body, dict) and isinstance(body.get("message"), str):
-        return {"message": body["message"]}
-    return {}

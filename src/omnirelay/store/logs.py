@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import bulk, changes
 from omnirelay.store.db import dialect_insert
+from omnirelay.store.errors import DuplicateEntry
 from omnirelay.store.keys import add_usage_statement
 from omnirelay.store.ledger import record_charges, record_holds, used_totals
 from omnirelay.store.tables import request_logs, usage_daily
@@ -126,14 +128,31 @@ class LogRepository:
         spend: Mapping[int, int],
         holds: HoldChanges | None = None,
     ) -> dict[int, int]:
-        """Commit log rows with their charges; returns each charged key's new ``used_nano``."""
-        if self._thread is not None:
-            loop = asyncio.get_running_loop()
-            return await loop.run_in_executor(
-                self._thread, self._write_in_thread, rows, spend, holds
-            )
-        async with self._engine.begin() as connection:
-            return await connection.run_sync(write_batch, rows, spend, holds)
+        """Commit log rows with their charges; returns each charged key's new ``used_nano``.
+
+        DuplicateEntry when a row's request id is stored already: nothing was written.
+        """
+        try:
+            if self._thread is not None:
+                loop = asyncio.get_running_loop()
+                return await loop.run_in_executor(
+                    self._thread, self._write_in_thread, rows, spend, holds
+                )
+            async with self._engine.begin() as connection:
+                return await connection.run_sync(write_batch, rows, spend, holds)
+        except IntegrityError as exc:
+            if rows and await self._any_stored(row["request_id"] for row in rows):
+                raise DuplicateEntry("a log row with this request id is stored already") from exc
+            raise
+
+    async def _any_stored(self, request_ids: Iterable[str]) -> bool:
+        query = (
+            select(request_logs.c.request_id)
+            .where(request_logs.c.request_id.in_(list(request_ids)))
+            .limit(1)
+        )
+        async with self._engine.connect() as connection:
+            return (await connection.scalar(query)) is not None
 
     def _write_in_thread(
         self,

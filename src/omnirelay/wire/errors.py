@@ -24,6 +24,7 @@ class GatewayError(Exception):
         param: str | None = None,
         code: str | None = None,
         retry_after: float | None = None,
+        detail: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -31,6 +32,13 @@ class GatewayError(Exception):
         if code is not None:
             self.code = code
         self.retry_after = retry_after
+        self.detail = detail
+        """A fuller account for the operator's log row (an upstream's own words, secrets
+        redacted); the client sees only ``message``."""
+
+    @property
+    def logged(self) -> str:
+        return self.detail or self.message
 
     def body(self) -> dict[str, Any]:
         return {
@@ -162,8 +170,15 @@ class UpstreamClientError(GatewayError):
 
     type = INVALID_REQUEST
 
-    def __init__(self, status: int, message: str, *, error: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        error: dict[str, Any] | None = None,
+        detail: str | None = None,
+    ) -> None:
+        super().__init__(message, detail=detail)
         self.status = status
         self.upstream_error = error or {}
 
@@ -192,3 +207,47 @@ def redact(message: str) -> str:
     for pattern in _SECRET_PATTERNS:
         message = pattern.sub("[redacted]", message)
     return message
+
+
+MAX_CLIENT_MESSAGE = 400
+MAX_LOGGED_MESSAGE = 2000
+_TRACEBACK = "Traceback (most recent call last)"
+_FRAME = re.compile(r'\s*File "[^"]*", line \d+[^\n]*(\n[^\n]*)?')
+_PATH = re.compile(r"(?:[A-Za-z]:\\|~?/)(?:[\w.@+-]+[/\\])+[\w.@+-]*")
+_TLDS = (
+    "com|net|org|io|ai|dev|app|cloud|co|us|uk|de|cn|jp|info|biz|internal|local|localdomain|"
+    "lan|intranet|corp|home|svc|cluster|consul|test|example|invalid|localhost"
+)
+_HOST = re.compile(
+    rf"\b(?:[A-Za-z0-9-]+\.){{2,}}[A-Za-z]{{2,}}\b(?::\d+)?"
+    rf"|\b[A-Za-z0-9-]+\.(?:{_TLDS})\b(?::\d+)?"
+    r"|\blocalhost(?::\d+)?\b"
+)
+
+
+def clean(message: str) -> str:
+    """An upstream's error message fit for the client: secrets, internal addresses, host
+    names, file paths and tracebacks removed, white space folded, and shortened."""
+    head, found, trace = message.partition(_TRACEBACK)
+    if found:
+        # A traceback's last line is the error itself; its frames are the upstream's code.
+        lines = [line.strip() for line in trace.splitlines() if line.strip()]
+        message = f"{head} {lines[-1] if lines else ''}"
+    message = _FRAME.sub(" ", message)
+    message = redact(message)
+    message = _PATH.sub("[path]", message)
+    message = _HOST.sub("[host]", message)
+    return _shortened(" ".join(message.split()), MAX_CLIENT_MESSAGE)
+
+
+def for_log(message: str) -> str:
+    """An upstream's error message as the operator's log keeps it: whole but for secrets."""
+    return _shortened(redact(message), MAX_LOGGED_MESSAGE)
+
+
+def _shortened(message: str, limit: int) -> str:
+    if len(message) <= limit:
+        return message
+    cut = message[: limit - 1]
+    space = cut.rfind(" ")
+    return (cut[:space] if space > limit // 2 else cut) + "…"

@@ -5,21 +5,34 @@ from __future__ import annotations
 from collections.abc import AsyncIterable, AsyncIterator
 
 DONE = b"[DONE]"
+UNBOUNDED = 1 << 62
 
 
-async def iter_events(chunks: AsyncIterable[bytes]) -> AsyncIterator[bytes]:
+class EventTooLarge(ValueError):
+    """One event grew past the size a reader allows: the stream is not to be trusted."""
+
+
+async def iter_events(
+    chunks: AsyncIterable[bytes], max_event_bytes: int = UNBOUNDED
+) -> AsyncIterator[bytes]:
     """Yield each complete event (its raw bytes, without the blank line that ends it)."""
-    async for batch in iter_event_batches(chunks):
+    async for batch in iter_event_batches(chunks, max_event_bytes):
         for event in batch:
             yield event
 
 
-async def iter_event_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list[bytes]]:
+async def iter_event_batches(
+    chunks: AsyncIterable[bytes], max_event_bytes: int = UNBOUNDED
+) -> AsyncIterator[list[bytes]]:
     """Yield the complete events of each read together, as soon as the read arrives.
 
     A relay that writes each batch at once makes one write for everything that arrived
     together, rather than one per event. Upstreams end events with ``\\n\\n``;
     ``\\r\\n`` framing is normalised first so a single separator search works for both.
+
+    An event still incomplete past ``max_event_bytes`` raises :class:`EventTooLarge`, so a
+    hostile upstream cannot make the reader buffer without bound. Each read is searched
+    once: only the new bytes (and the one before them) are scanned for a separator.
     """
     buffer = b""
     held_cr = False
@@ -32,17 +45,23 @@ async def iter_event_batches(chunks: AsyncIterable[bytes]) -> AsyncIterator[list
             chunk = chunk[:-1]
         if b"\r" in chunk:
             chunk = chunk.replace(b"\r\n", b"\n")
+        scan_from = max(len(buffer) - 1, 0)
         buffer += chunk
+        oversized = len(buffer) > max_event_bytes
         batch = []
         start = 0
         while True:
-            end = buffer.find(b"\n\n", start)
+            end = buffer.find(b"\n\n", max(start, scan_from))
             if end < 0:
                 break
             if end > start:
                 batch.append(buffer[start:end])
             start = end + 2
         buffer = buffer[start:]
+        if oversized and (
+            len(buffer) > max_event_bytes or any(len(e) > max_event_bytes for e in batch)
+        ):
+            raise EventTooLarge(f"an event passed {max_event_bytes} bytes")
         if batch:
             yield batch
     if buffer.strip():

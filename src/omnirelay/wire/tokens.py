@@ -9,7 +9,9 @@ error (see ``token_families`` and ``docs/token-counting.md``).
 
 from __future__ import annotations
 
+import functools
 import threading
+from collections.abc import Callable
 from typing import Protocol
 
 from omnirelay.wire.token_families import approximation
@@ -60,8 +62,17 @@ class TokenCounter:
             return estimate.count(text, self.encoding("o200k_base").encode_ordinary)
         return len(self.encoding(encoding_name(model)).encode_ordinary(text))
 
+    def counter(self, model: str) -> Callable[[str], int]:
+        """``count`` for one model, as a function of the text alone."""
+        return functools.partial(self.count, model)
+
     def count_prompt(self, model: str, text: str, messages: int) -> int:
         return self.count(model, text) + TOKENS_PER_MESSAGE * messages + TOKENS_PER_REPLY
+
+
+def utf8_length(text: str) -> int:
+    """The bytes of ``text`` in UTF-8: an upper bound of its tokens in any BPE encoding."""
+    return len(text) if text.isascii() else len(text.encode())
 
 
 def _load(name: str) -> Encoding:

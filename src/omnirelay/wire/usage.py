@@ -39,6 +39,36 @@ class Usage:
         )
 
 
+MAX_PLAUSIBLE_COUNT = 10**9
+_COUNTED_FIELDS = ("prompt_tokens", "completion_tokens", "total_tokens")
+_DETAIL_FIELDS = ("prompt_tokens_details", "completion_tokens_details")
+
+
+def implausible(usage: dict[str, Any]) -> str | None:
+    """Why an OpenAI usage object cannot be true, or None: every count present must be a
+    non-negative integer of at most 10⁹."""
+    for name in _COUNTED_FIELDS:
+        if name in usage and (problem := _bad_count(usage[name])):
+            return f"{name} {problem}"
+    for group in _DETAIL_FIELDS:
+        details = usage.get(group)
+        if isinstance(details, dict):
+            for name, value in details.items():
+                if value is not None and (problem := _bad_count(value)):
+                    return f"{group}.{name} {problem}"
+    return None
+
+
+def _bad_count(value: Any) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        return "is not an integer"
+    if value < 0:
+        return "is negative"
+    if value > MAX_PLAUSIBLE_COUNT:
+        return "is above 10^9"
+    return None
+
+
 # Where OpenAI-compatible vendors and translators put cache writes; OpenAI itself has none.
 _CACHE_WRITE_DETAILS = ("cache_write_tokens", "cache_creation_tokens")
 _CACHE_WRITE_TOP = ("cache_creation_input_tokens",)

@@ -1,8 +1,16 @@
-"""What every operation handler shares: the call's start, and sending its answer."""
+"""How every client call begins, and how its answer leaves.
+
+:func:`begin_with` is the one way in for every client path: it authenticates the key (from
+``Authorization: Bearer`` or ``x-api-key``), checks the client's address against the key's
+allowlist, reads the body within the size limit, and opens the :class:`Call` with its
+request id, endpoint, body size and client address. :func:`send` writes a pipeline's
+answer, complete or streamed.
+"""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
@@ -12,32 +20,43 @@ from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
 from omnirelay.api.state import AppState, state_of
 from omnirelay.api.uploads import read_upload
 from omnirelay.gateway.calls import Call
-from omnirelay.gateway.operations import Reply, StreamReply
+from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.operation import Reply, StreamReply
 from omnirelay.wire.uploads import Upload
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 JSONBody = dict[str, Any]
 
+T = TypeVar("T")
+Reader = Callable[[web.Request, int], Awaitable[tuple[T, int]]]
 
-async def begin_json(request: web.Request, endpoint: str) -> tuple[AppState, Call, JSONBody]:
+
+async def no_body(_request: web.Request, _limit: int) -> tuple[None, int]:
+    return None, 0
+
+
+async def upload_body(request: web.Request, limit: int) -> tuple[Upload, int]:
+    upload = await read_upload(request, limit)
+    return upload, sum(part.size for part in upload.files)
+
+
+async def begin(request: web.Request, endpoint: str) -> tuple[AppState, Call, JSONBody]:
+    """:func:`begin_with` for a JSON body."""
+    return await begin_with(request, endpoint, read_json_sized)
+
+
+async def begin_with(
+    request: web.Request, endpoint: str, reader: Reader[T]
+) -> tuple[AppState, Call, T]:
+    """Authenticate, authorize the address, read the body with ``reader``, open the call."""
     state = state_of(request)
     key = state.keys.authenticate(bearer_secret(request))
-    body, size = await read_json_sized(request, state.settings.max_body_bytes)
+    KeyCache.authorize_ip(key, request.remote)
+    body, size = await reader(request, state.settings.max_body_bytes)
     call = Call.begin(
         request[REQUEST_ID_KEY], key, endpoint, body_bytes=size, client_ip=request.remote
     )
     return state, call, body
-
-
-async def begin_upload(request: web.Request, endpoint: str) -> tuple[AppState, Call, Upload]:
-    state = state_of(request)
-    key = state.keys.authenticate(bearer_secret(request))
-    upload = await read_upload(request, state.settings.max_body_bytes)
-    size = sum(part.size for part in upload.files)
-    call = Call.begin(
-        request[REQUEST_ID_KEY], key, endpoint, body_bytes=size, client_ip=request.remote
-    )
-    return state, call, upload
 
 
 async def send(request: web.Request, result: Reply | StreamReply) -> web.StreamResponse:

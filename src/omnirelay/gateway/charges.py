@@ -1,0 +1,167 @@
+"""Settlement: the one owner of a call's money once the call has an outcome.
+
+Given a call and its final usage and cost, or its failure, :class:`Settlement` writes the
+typed charge record (the log row that carries the ledger entry), moves the key's counters
+from the hold to the charge or releases the hold, and honours ``strict_settlement``. The
+order matters and lives only here: the record is submitted (the key's spend rises at once)
+before the hold is dropped, so that a concurrent admission never sees neither.
+
+A settlement can also run later, detached from any request, in its own transaction keyed
+by its id (a task's, a batch line's): the ledger takes one entry per id, so a second
+settlement of the same id charges nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from omnirelay.gateway.calls import Call
+from omnirelay.gateway.logwriter import LogWriter
+from omnirelay.gateway.metering import Meter
+from omnirelay.store.counters import Ticket
+from omnirelay.wire.errors import GatewayError
+from omnirelay.wire.usage import Usage
+
+STATUS_CLIENT_CLOSED = 499
+CANCELLED = "client disconnected; the call was cancelled"
+MODEL_COLUMN_CHARS = 128
+MAX_COST_NANO = 1 << 62
+"""No charge may overflow its BIGINT column, whatever an upstream reported."""
+
+
+@dataclass(slots=True)
+class ChargeRecord:
+    """One call's row in the request log; its ``cost_nano`` is charged to ``key_id``."""
+
+    request_id: str
+    created_ms: int
+    key_id: int | None
+    endpoint: str
+    model: str | None
+    served_model: str | None
+    channel_id: int | None
+    prompt_tokens: int
+    completion_tokens: int
+    cached_tokens: int
+    cost_nano: int
+    latency_ms: int
+    ttfb_ms: int | None
+    status: int
+    stream: bool
+    usage_source: str | None
+    error: str | None
+    attempts: list[dict[str, Any]] | None
+
+    @classmethod
+    def of(
+        cls,
+        call: Call,
+        *,
+        status: int,
+        stream: bool,
+        usage: Usage | None = None,
+        cost_nano: int = 0,
+        error: str | None = None,
+    ) -> ChargeRecord:
+        source = None if usage is None else "counted" if usage.counted_locally else "upstream"
+        usage = usage or Usage()
+        return cls(
+            request_id=call.request_id,
+            created_ms=call.started_ms,
+            key_id=call.key.id,
+            endpoint=call.endpoint,
+            model=_clip(call.model),
+            served_model=_clip(call.served_model),
+            channel_id=call.channel_id,
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            cached_tokens=usage.cached_tokens,
+            cost_nano=min(max(cost_nano, 0), MAX_COST_NANO),
+            latency_ms=call.elapsed_ms(),
+            ttfb_ms=call.ttfb_ms,
+            status=status,
+            stream=stream,
+            usage_source=source,
+            error=error,
+            attempts=list(call.attempts) or None,
+        )
+
+    def as_row(self) -> dict[str, Any]:
+        """The record as the log writer stores it."""
+        return {
+            "request_id": self.request_id,
+            "created_ms": self.created_ms,
+            "key_id": self.key_id,
+            "endpoint": self.endpoint,
+            "model": self.model,
+            "served_model": self.served_model,
+            "channel_id": self.channel_id,
+            "prompt_tokens": self.prompt_tokens,
+            "completion_tokens": self.completion_tokens,
+            "cached_tokens": self.cached_tokens,
+            "cost_nano": self.cost_nano,
+            "latency_ms": self.latency_ms,
+            "ttfb_ms": self.ttfb_ms,
+            "status": self.status,
+            "stream": self.stream,
+            "usage_source": self.usage_source,
+            "error": self.error,
+            "attempts": self.attempts,
+        }
+
+
+class Settlement:
+    def __init__(self, meter: Meter, writer: LogWriter, *, strict: bool = False) -> None:
+        self._meter = meter
+        self._writer = writer
+        self.strict = strict
+
+    async def settle(
+        self,
+        call: Call,
+        ticket: Ticket,
+        *,
+        stream: bool,
+        usage: Usage,
+        cost_nano: int,
+        status: int = 200,
+        error: str | None = None,
+    ) -> None:
+        """The call is over: charge its cost and drop its hold."""
+        record = ChargeRecord.of(
+            call, status=status, stream=stream, usage=usage, cost_nano=cost_nano, error=error
+        )
+        self._writer.submit(record.as_row())
+        await self._meter.settle(ticket, record.cost_nano, usage.total_tokens, time.time())
+        if self.strict:
+            await self._writer.commit_submitted()
+
+    async def release(self, ticket: Ticket) -> None:
+        """The call failed after admission: its hold goes back in full."""
+        await self._meter.release(ticket)
+
+    def refused(self, call: Call, error: GatewayError, *, stream: bool) -> None:
+        """The call failed (before admission or after its hold was released): logged, free."""
+        self._submit_free(call, error.status, error.logged, stream)
+
+    def cancelled(self, call: Call, *, stream: bool) -> None:
+        """The client left before an answer started; the upstream call was dropped."""
+        self._submit_free(call, STATUS_CLIENT_CLOSED, CANCELLED, stream)
+
+    def _submit_free(self, call: Call, status: int, error: str, stream: bool) -> None:
+        record = ChargeRecord.of(call, status=status, stream=stream, error=error)
+        self._writer.submit(record.as_row())
+
+    async def settle_once(self, record: ChargeRecord) -> bool:
+        """Commit one charge now, in its own transaction, keyed by its id.
+
+        Returns False, charging nothing, when a charge with this id was settled before.
+        """
+        return await self._writer.write_now(record.as_row())
+
+
+def _clip(name: str | None) -> str | None:
+    """Model names as the log's column holds them; an upstream may report a longer one."""
+    return name[:MODEL_COLUMN_CHARS] if name else name

@@ -1,0 +1,181 @@
+"""The pipeline: one runner for every call, whatever its operation.
+
+It owns the steps every call takes: authorize (the key, the model, the client's address),
+quote the model on every candidate channel, hold the most the call may cost and admit it
+against the key's limits, run the attempt loop with failover, then settle the exact cost
+(or release the hold) and log the call, however it ends. An :class:`Operation` brings only
+what is its own: the hold, and what one attempt sends and how it reads the answer.
+
+A complete answer settles at once. A stream settles when it ends, however it ends: at its
+last event, on an upstream failure or a cut (with an error event for the client), or when
+the client leaves; while it runs, its cost so far is checkpointed every second so that a
+process that dies mid-stream is settled from it. Under strict settlement the charge is
+committed before the stream's last chunk leaves.
+
+The runner needs no HTTP request: a call built in-process (a batch line) runs the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncGenerator
+
+from omnirelay.gateway.attempts import AttemptLoop
+from omnirelay.gateway.calls import Call
+from omnirelay.gateway.charges import CANCELLED, STATUS_CLIENT_CLOSED, Settlement
+from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.metering import Meter
+from omnirelay.gateway.operation import (
+    Attempt,
+    Charged,
+    Operation,
+    Reply,
+    Streaming,
+    StreamReply,
+)
+from omnirelay.gateway.pricing import PriceBook, Quote
+from omnirelay.gateway.routing import Route
+from omnirelay.store.counters import Ticket
+from omnirelay.wire.errors import GatewayError, ModelNotPriced, UpstreamError
+
+CHECKPOINT_EVERY_S = 1.0
+FAILED_STATUSES = (502, 504)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        attempts: AttemptLoop,
+        prices: PriceBook,
+        meter: Meter,
+        settlement: Settlement,
+    ) -> None:
+        self._attempts = attempts
+        self._prices = prices
+        self._meter = meter
+        self._settlement = settlement
+
+    async def run(self, call: Call, operation: Operation) -> Reply | StreamReply:
+        call.model = operation.model
+        try:
+            return await self._run(call, operation)
+        except GatewayError as error:
+            self._settlement.refused(call, error, stream=operation.stream)
+            raise
+        except asyncio.CancelledError:
+            self._settlement.cancelled(call, stream=operation.stream)
+            raise
+
+    async def _run(self, call: Call, operation: Operation) -> Reply | StreamReply:
+        key, model = call.key, operation.model
+        now = time.time()
+        KeyCache.authorize_call(key, model, call.client_ip, now)
+        group = key.row.group_name
+        quotes, hold = self._quotes(group, operation)
+        ticket = await self._meter.admit(call.request_id, key, hold, now)
+        limit = self._meter.spend_limit(key, hold)
+
+        async def attempt(route: Route) -> Charged | Streaming:
+            quote = quotes.get(route.channel_id)
+            if quote is None:
+                # Moves on to a channel where the model has a price.
+                raise UpstreamError(f"The model has no price on channel {route.channel_id}.")
+            return await operation.attempt(Attempt(call, route, quote, limit))
+
+        try:
+            done = await self._attempts.run(call, group, model, attempt)
+        except BaseException:
+            await self._settlement.release(ticket)
+            raise
+        result = done.result
+        if isinstance(result, Charged):
+            self._attempts.finish(done.route, model)
+            call.served_model = result.served_model
+            await self._settlement.settle(
+                call, ticket, stream=False, usage=result.usage, cost_nano=result.cost
+            )
+            return result.reply
+        events = self._relay(call, ticket, done.route, model, result)
+        try:
+            head = await anext(events)
+        except StopAsyncIteration:
+            head = b""
+        return StreamReply(result.source.content_type, head, events)
+
+    def _quotes(self, group: str, operation: Operation) -> tuple[dict[int, Quote], int]:
+        """The quote of every candidate channel that can price this call, and the hold:
+        the most the call may cost on any of them."""
+        quotes: dict[int, Quote] = {}
+        hold = 0
+        refusal: ModelNotPriced | None = None
+        for route in self._attempts.candidates(group, operation.model):
+            quote = self._prices.quote(operation.model, route.channel_id, group)
+            if quote is None:
+                continue
+            try:
+                hold = max(hold, operation.hold(quote))
+            except ModelNotPriced as error:
+                refusal = error
+                continue
+            quotes[route.channel_id] = quote
+        if not quotes:
+            raise refusal or ModelNotPriced(
+                f"The model '{operation.model}' has no price on this gateway, so it cannot be "
+                "metered. Ask the operator to set one (omnirelay price set).",
+                param="model",
+            )
+        return quotes, hold
+
+    async def _relay(
+        self, call: Call, ticket: Ticket, route: Route, model: str, stream: Streaming
+    ) -> AsyncGenerator[bytes, None]:
+        source = stream.source
+        status, error = 200, None
+        settled = False
+        checkpoint_at = time.monotonic() + CHECKPOINT_EVERY_S
+        try:
+            if stream.first is not None:
+                call.mark_first_byte()
+                if source.finished and self._settlement.strict:
+                    settled = True
+                    await self._settle_stream(call, ticket, route, model, stream, 200, None)
+                yield stream.first
+            async for chunk in stream.rest:
+                if time.monotonic() >= checkpoint_at:
+                    checkpoint_at = time.monotonic() + CHECKPOINT_EVERY_S
+                    self._meter.checkpoint(ticket, source.cost_so_far())
+                if source.finished and self._settlement.strict and not settled:
+                    # Strict: the charge is durable before the stream's last chunk.
+                    settled = True
+                    await self._settle_stream(call, ticket, route, model, stream, 200, None)
+                yield chunk
+        except GatewayError as failure:
+            status, error = failure.status, failure.logged
+            tail = source.failure_tail(failure)
+            if tail:
+                yield tail
+        except (GeneratorExit, asyncio.CancelledError):
+            status, error = STATUS_CLIENT_CLOSED, CANCELLED
+            raise
+        finally:
+            source.close()
+            if not settled:
+                await self._settle_stream(call, ticket, route, model, stream, status, error)
+
+    async def _settle_stream(
+        self,
+        call: Call,
+        ticket: Ticket,
+        route: Route,
+        model: str,
+        stream: Streaming,
+        status: int,
+        error: str | None,
+    ) -> None:
+        self._attempts.finish(route, model, failed=status in FAILED_STATUSES)
+        cost, usage = stream.source.charge()
+        await self._settlement.settle(
+            call, ticket, stream=True, usage=usage, cost_nano=cost, status=status, error=error
+        )
