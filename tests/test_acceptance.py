@@ -130,16 +130,16 @@ def _walk(server: Gateway, fake: FakeOpenAI) -> None:
 
 
 def _read_bootstrap_key(server: Gateway) -> str:
-    """Read the printed key from the live process's output, line by line."""
-    assert server.process is not None and server.process.stdout is not None
-    seen = []
-    for line in server.process.stdout:
-        seen.append(line)
-        found = KEY_PATTERN.search(line)
-        if found:
-            server.output += "".join(seen)
-            return found.group(0)
-    raise AssertionError("no bootstrap admin key was printed:\n" + "".join(seen))
+    """Read the printed key from the live process's output."""
+    try:
+        wait_until(lambda: KEY_PATTERN.search(server.peek_output()), timeout=10)
+    except AssertionError:
+        raise AssertionError(
+            "no bootstrap admin key was printed:\n" + server.peek_output()
+        ) from None
+    found = KEY_PATTERN.search(server.peek_output())
+    assert found is not None
+    return found.group(0)
 
 
 def _models(server: Gateway, key: str) -> list[str]:

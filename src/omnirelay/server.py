@@ -79,6 +79,7 @@ class Runtime:
     lifecycle starts and stops."""
 
     state: AppState
+    settlement: Settlement
     upstream: UpstreamClient
     fetcher: ImageFetcher
     counters: Counters
@@ -187,6 +188,7 @@ async def build_runtime(settings: Settings) -> Runtime:
     )
     return Runtime(
         state=state,
+        settlement=settlement,
         upstream=upstream,
         fetcher=fetcher,
         counters=counters,

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -46,6 +47,8 @@ class Gateway:
             self.env["OMNIRELAY_ADMIN_KEY"] = admin_key
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
+        self._lines: list[str] = []
+        self._drain: threading.Thread | None = None
 
     @property
     def url(self) -> str:
@@ -65,10 +68,14 @@ class Gateway:
             stderr=subprocess.STDOUT,
             text=True,
         )
+        self._lines = []
+        self._drain = threading.Thread(target=self._read_output, args=(self.process,), daemon=True)
+        self._drain.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited early:\n{self.process.stdout.read()}")  # type: ignore[union-attr]
+                self._drain.join(5)
+                raise RuntimeError(f"gateway exited early:\n{self.peek_output()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
                     return
@@ -84,13 +91,44 @@ class Gateway:
             if self.process.poll() is None:
                 self.process.send_signal(signal.SIGINT)
             try:
-                out, _ = self.process.communicate(timeout=15)
+                self.process.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                out, _ = self.process.communicate()
-            self.output += out or ""
+                self.process.wait()
+            if self._drain is not None:
+                self._drain.join(5)
+            self.output += self.peek_output()
+            self._lines = []
             self.process = None
         return self.output
+
+    def _read_output(self, process: subprocess.Popen[str]) -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            self._lines.append(line)
+
+    def peek_output(self) -> str:
+        """What the running gateway has printed so far."""
+        return "".join(self._lines)
+
+    def _proc_status(self, field: str) -> int:
+        assert self.process is not None
+        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+        raise AssertionError(f"no {field} in /proc status")
+
+    def rss_bytes(self) -> int:
+        return self._proc_status("VmRSS")
+
+    def peak_rss_bytes(self) -> int:
+        return self._proc_status("VmHWM")
+
+    def reset_peak_rss(self) -> int:
+        """Start counting the peak afresh (Linux: clear_refs 5); returns the RSS now."""
+        assert self.process is not None
+        Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+        return self.rss_bytes()
 
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(

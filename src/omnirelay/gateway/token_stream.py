@@ -290,7 +290,10 @@ class TokenStream:
         if self._reported is None and self._tally.empty:
             return 0, Usage()  # a stream that generated nothing costs nothing
         usage = self.usage()
-        return self._attempt.quote.cost(usage), usage
+        cost = self._attempt.quote.cost(usage)
+        limit = self._attempt.spend_limit
+        # The chunk that would have passed the limit was cut, never relayed: not charged.
+        return (cost if limit is None else min(cost, limit)), usage
 
     def failure_tail(self, error: GatewayError) -> bytes:
         return sse.encode(orjson.dumps(error.body()))
