@@ -160,5 +160,6 @@ def test_counting_stays_linear() -> None:
             tally.add("x ")
             if n % 100 == 0:
                 _ = tally.tokens
+        assert tally.tokens == total
         sizes.append(sum(len(text) for text in recorder.texts))
     assert sizes[1] == 2 * sizes[0]
