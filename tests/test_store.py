@@ -40,7 +40,7 @@ from support.postgres import fresh_database
 BIG = 5_000_000_000_000  # 5000 USD in nano-dollars: far beyond a 32-bit integer
 TABLES = {
     "channels", "keys", "prices", "request_logs", "change_feed", "settings_kv",
-    "ledger", "holds", "group_multipliers", "usage_daily",
+    "ledger", "holds", "group_multipliers", "usage_daily", "dead_letters",
 }  # fmt: skip
 MONEY_COLUMNS = {
     "keys": ("quota_nano", "used_nano", "budget_nano"),
@@ -52,6 +52,7 @@ MONEY_COLUMNS = {
     "ledger": ("amount_nano",),
     "holds": ("amount_nano", "checkpoint_nano"),
     "usage_daily": ("cost_nano",),
+    "dead_letters": ("cost_nano",),
 }  # fmt: skip
 # A UTC midnight (2023-11-14T00:00:00Z) in unix milliseconds.
 DAY0 = 19_675 * DAY_MS
