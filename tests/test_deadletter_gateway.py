@@ -11,7 +11,9 @@ listed (CLI and admin API) and replayed through the CLI, each call charged exact
 from __future__ import annotations
 
 import sqlite3
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -268,3 +270,33 @@ def test_on_postgres_a_client_sending_a_nul_blocks_no_other_charge(
         finally:
             output = server.stop()
     assert "UntranslatableCharacterError" in output and PROMPT not in output
+
+
+def test_a_hold_beyond_the_database_blocks_no_charge(strict_gateway: Gateway) -> None:
+    """A client of a key without a quota asks for 10^18 output tokens: the call's hold is
+    beyond a BIGINT. Written while the (slow) call runs, it is refused and dropped; the
+    calls of other keys meanwhile are charged before their responses end, and so is it."""
+    server = strict_gateway
+    slow = FakeOpenAI(api_key=UPSTREAM_KEY)
+    slow.start()
+    try:
+        slow.answer_delay = 3.0
+        server.add_channel(name="slow", base_url=slow.base_url, api_key=UPSTREAM_KEY,
+                           models=["gpt-4o-mini"], group="slow")  # fmt: skip
+        absurd = server.create_key(name="absurd", group="slow")
+        other = server.create_key(name="other")
+        with ThreadPoolExecutor(1) as pool:
+            running = pool.submit(_call, server, absurd["key"], max_tokens=10**18)
+            time.sleep(1.5)  # the writer flushes every second: the hold is written now
+            served = [_call(server, other["key"]) for _ in range(2)]
+            assert not running.done()
+            held = running.result()
+    finally:
+        slow.stop()
+    assert [r.status_code for r in served] == [200, 200], served[0].text
+    assert held.status_code == 200, held.text
+    ledger = _ledger(server, other["id"])
+    assert ledger["total_nano"] == ledger["key_used_nano"] == sum(map(_cost, served))
+    assert _ledger(server, absurd["id"])["total_nano"] == _cost(held)
+    output = server.stop()
+    assert "hold change req_" in output and "refused" in output

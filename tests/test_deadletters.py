@@ -554,3 +554,79 @@ async def test_a_database_lost_while_refused_rows_are_set_apart_loses_nothing(
     spent = sum(row["cost_nano"] for row in good)
     assert await used(db, key.id) == {key.id: spent}
     assert_nothing_pending(cache, {key.id: spent})
+
+
+# --- holds the database refuses ----------------------------------------------------------------
+
+
+async def test_a_hold_the_database_refuses_is_dropped_and_blocks_nothing(
+    db: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A client's absurd ``max_tokens`` makes a hold beyond a BIGINT: it is dropped, while
+    the holds beside it, and every row, are written."""
+    key, _ = await db.keys.create(name="k")
+    writer, cache = await writer_on(db)
+    writer.open_hold("req_absurd", key.id, 2**70)
+    writer.open_hold("req_sane", key.id, 5_000)
+    rows = [log_row(key.id, 5), log_row(key.id, 7)]
+    for row in rows:
+        writer.submit(row)
+    with caplog.at_level(logging.WARNING, logger="omnirelay.logwriter"):
+        await writer.flush()
+    assert [h["request_id"] for h in await db.ledger.open_holds()] == ["req_sane"]
+    assert "hold change req_absurd refused" in caplog.text
+    assert await count(db, "request_logs") == 2
+    assert await used(db, key.id) == {key.id: 12}
+
+    writer.checkpoint("req_sane", 300)
+    writer.checkpoint("req_absurd", 400)  # no hold stored: moves nothing, fails nothing
+    writer.submit(log_row(key.id, 1))
+    await writer.flush()
+    [hold] = await db.ledger.open_holds()
+    assert hold["checkpoint_nano"] == 300
+    assert await used(db, key.id) == {key.id: 13}
+    assert_nothing_pending(cache, {key.id: 13})
+
+
+@dataclass
+class OutcomeLost:
+    """The real repository, but the first write commits and then fails, as when the
+    connection drops between COMMIT and its answer."""
+
+    real: LogRepository
+    lost: int = 0
+
+    async def write_batch(self, *args: Any, **kwargs: Any) -> dict[int, int]:
+        totals = await self.real.write_batch(*args, **kwargs)
+        if not self.lost:
+            self.lost += 1
+            raise ConnectionResetError("connection lost before the commit was confirmed")
+        return totals
+
+    async def stored(self, request_ids: Collection[str]) -> set[str]:
+        return await self.real.stored(request_ids)
+
+
+async def test_a_batch_committed_whose_outcome_was_lost_is_not_charged_twice(
+    db: Store,
+) -> None:
+    """The batch went in, holds and all; written again, its hold and its rows are stored
+    already. Nothing is charged twice, nothing is set aside, and nothing stalls."""
+    key, _ = await db.keys.create(name="k")
+    repo = OutcomeLost(db.logs)
+    writer, cache = await writer_on(db, repo)
+    writer.open_hold("req_running", key.id, 5_000)
+    rows = [log_row(key.id, 5), log_row(key.id, 7)]
+    for row in rows:
+        writer.submit(row)
+    await writer.flush()
+    writer.submit(log_row(key.id, 11))
+    await writer.flush()
+
+    assert repo.lost == 1
+    assert [h["request_id"] for h in await db.ledger.open_holds()] == ["req_running"]
+    assert await count(db, "request_logs") == 3
+    assert await db.dead_letters.recent() == []
+    assert await used(db, key.id) == {key.id: 23}
+    await assert_ledger_explains(db, key.id)
+    assert_nothing_pending(cache, {key.id: 23})

@@ -32,7 +32,8 @@ it once, when the cause is fixed.
 Holds are written here too, so that a process that dies mid-call leaves a record to settle
 from: a hold opened at admission, its checkpoint moved while a stream runs, its lease
 renewed on every flush while the call lives, and closed by the call's own log row (or by
-its dead letter, whose replay settles it).
+its dead letter, whose replay settles it). Hold changes the database refuses (a hold
+opened twice, an amount beyond a BIGINT) are dropped one by one, never retried for ever.
 
 Failures are logged with their class and the driver's message, never with the rows (the
 statement's parameters), which hold no prompt text or secrets but are not the log's.
@@ -201,7 +202,7 @@ class LogWriter:
         is queued again with every part after it, in order.
         """
         try:
-            await self._repo.write_batch([], {}, holds)
+            await self._write_holds(holds)
         except BaseException:
             self._rows[:0] = rows
             self._restore_holds(holds)
@@ -218,6 +219,37 @@ class LogWriter:
                 self._rows[:0] = [row for rest in (part, *reversed(parts)) for row in rest]
                 raise
             parts.extend(reversed(halves))
+
+    async def _write_holds(self, holds: HoldChanges) -> None:
+        """Commit hold changes; when the database refuses them, each on its own, and drop
+        those it still refuses: a hold opened twice (an earlier commit's outcome lost) or
+        beyond a BIGINT (a client's absurd ``max_tokens``) must not stall the writer. A
+        dropped hold only leaves its call without a record to settle from should this
+        process die before the call's own row settles it."""
+        try:
+            await self._repo.write_batch([], {}, holds)
+            return
+        except Exception as error:
+            if not is_refusal(error):
+                raise
+            log.warning("writing hold changes failed (%s); one by one", _named(error))
+        lease = holds.lease_until_ms
+        parts = [
+            *((str(hold["request_id"]), HoldChanges(opened=[hold])) for hold in holds.opened),
+            *(
+                (rid, HoldChanges(checkpoints={rid: nano}, lease_until_ms=lease))
+                for rid, nano in holds.checkpoints.items()
+            ),
+        ]
+        if holds.renew:
+            parts.append(("renewals", HoldChanges(renew=holds.renew, lease_until_ms=lease)))
+        for name, part in parts:
+            try:
+                await self._repo.write_batch([], {}, part)
+            except Exception as error:
+                if not is_refusal(error):
+                    raise
+                log.error("hold change %s refused (%s); dropped", name, _named(error))
 
     async def _write_part(self, part: Rows) -> list[Rows]:
         """Commit ``part``; when it holds a refused row, return its halves to write instead."""
