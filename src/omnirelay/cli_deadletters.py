@@ -44,7 +44,7 @@ def _line(letter: dict[str, Any]) -> dict[str, Any]:
 
 async def deadletter_list(_admin: Admin, store: Store, args: argparse.Namespace) -> None:
     state = None if args.state == "all" else args.state
-    letters = await store.dead_letters.recent(state=state, limit=args.limit)
+    letters = await store.dead_letters.recent(state=state, limit=max(args.limit, 1))
     if args.json:
         print(json.dumps(letters, indent=2))
         return

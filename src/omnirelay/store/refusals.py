@@ -70,5 +70,6 @@ def describe(error: BaseException) -> tuple[str, str]:
     kind = type(cause)
     module = kind.__module__
     name = kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
-    lines = str(cause).replace("\x00", "\\x00").splitlines() or [""]
+    text = str(cause).replace("\x00", "\\x00").encode("utf-8", "replace").decode("utf-8")
+    lines = text.splitlines() or [""]
     return name, lines[0].strip()[:MAX_MESSAGE_CHARS]
