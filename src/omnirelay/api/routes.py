@@ -6,6 +6,7 @@ from aiohttp import web
 
 from omnirelay.api import (
     admin,
+    admin_deadletters,
     admin_ledger,
     admin_prices,
     admin_usage,
@@ -64,6 +65,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/usage", admin_usage.usage)
     router.add_get("/admin/logs", admin.list_logs)
     router.add_get("/admin/ledger", admin_ledger.ledger)
+    router.add_get("/admin/deadletters", admin_deadletters.dead_letters)
     router.add_get("/healthz", _health)
 
 

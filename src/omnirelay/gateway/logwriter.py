@@ -1,12 +1,42 @@
 """The batched background writer for log rows, the ledger and holds.
 
 Requests only append to in-memory batches; a background task commits them at least every
-``interval`` seconds, off the critical path. A failed commit keeps the batch and retries,
-so nothing is lost while the database is briefly unavailable.
+``interval`` seconds, off the critical path.
+
+A failed batch is one of two things (``store/refusals.py`` tells them apart):
+
+- The database is unavailable (connection lost, locked, read-only, out of space): the
+  batch stays first in the queue and is written by a later flush. Nothing is lost.
+- The database refuses a row's values (an integer out of range, a value too long, a NUL
+  character, a constraint or a trigger): the batch is split in halves, and those again,
+  until each refused row stands alone; all the others commit as usual, so one bad row
+  costs a few transactions, not one per row. A refused row whose request id is stored
+  already was committed, charge and all, by an earlier attempt whose outcome was lost: it
+  is skipped, and never charged twice. Any other is set aside as a dead letter
+  (``store/deadletters.py``) and the queue goes on; under strict settlement the call
+  waiting for it returns then too.
+
+A refused row's essentials (request id, time, key, endpoint, model, cost, status) are
+still committed with its charge, in the transaction that sets the whole row aside, when
+the database takes them. This stays right with dead letters: the call was served, so its
+key pays now and its quota sees the spend; only the columns that carry no money (tokens,
+latency, error text, attempts) wait in the letter. Holding the charge back until someone
+replays the letter would let the key spend past its quota meanwhile, for columns that a
+replay cannot add later anyway (the request id is stored, so a replay only marks the
+letter). When even the essentials are refused, the letter is committed alone: its charge
+is in no ledger and no key's spend, so ``keys.used_nano`` still equals the key's ledger.
+It also leaves this process's pending spend, as this writer will never commit it; the
+letter keeps it, an error in the log says so, and ``omnirelay deadletter replay`` charges
+it once, when the cause is fixed.
 
 Holds are written here too, so that a process that dies mid-call leaves a record to settle
 from: a hold opened at admission, its checkpoint moved while a stream runs, its lease
-renewed on every flush while the call lives, and closed by the call's own log row.
+renewed on every flush while the call lives, and closed by the call's own log row (or by
+its dead letter, whose replay settles it). Hold changes the database refuses (a hold
+opened twice, an amount beyond a BIGINT) are dropped one by one, never retried for ever.
+
+Failures are logged with their class and the driver's message, never with the rows (the
+statement's parameters), which hold no prompt text or secrets but are not the log's.
 """
 
 from __future__ import annotations
@@ -15,19 +45,20 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import defaultdict
 from typing import Any
 
 from omnirelay.gateway.background import stop
 from omnirelay.gateway.keys import KeyCache
-from omnirelay.store.errors import DuplicateEntry
-from omnirelay.store.logs import HoldChanges, LogRepository
+from omnirelay.store.deadletters import letter
+from omnirelay.store.logs import HoldChanges, LogRepository, essentials_of, spend_of
+from omnirelay.store.refusals import describe, is_refusal, traceable
 
 log = logging.getLogger("omnirelay.logwriter")
 
 MAX_BATCH = 2000
 RETRY_PAUSE_S = 1.0
-ESSENTIAL = ("request_id", "created_ms", "key_id", "endpoint", "model", "cost_nano", "status")
+
+Rows = list[dict[str, Any]]
 
 
 class LogWriter:
@@ -148,51 +179,124 @@ class LogWriter:
             return
         rows, self._rows = self._rows[:MAX_BATCH], self._rows[MAX_BATCH:]
         holds = self._take_holds()
-        spend = _spend_of(rows)
+        spend = spend_of(rows)
         try:
             totals = await self._repo.write_batch(rows, spend, holds)
         except asyncio.CancelledError:
             self._rows[:0] = rows
             self._restore_holds(holds)
             raise
-        except Exception:
-            log.warning("writing a batch of %d log rows failed; trying row by row", len(rows))
-            await self._write_singly(rows, holds)
+        except Exception as error:
+            log.warning("writing a batch of %d log rows failed (%s)", len(rows), _named(error))
+            await self._write_apart(rows, holds, error)
             return
         self._keys.flushed(spend, totals)
 
-    async def _write_singly(self, rows: list[dict[str, Any]], holds: HoldChanges) -> None:
-        """Commit each row with its own charge, so one bad row cannot hold back the rest.
+    async def _write_apart(self, rows: Rows, holds: HoldChanges, error: Exception) -> None:
+        """Commit a failed batch in parts, so that refused rows cannot hold back the rest.
 
-        A row whose request id is already stored was committed, charge and all, by an
-        earlier attempt whose outcome was lost: it is skipped, so nothing is charged twice.
-        A row the database refuses while it still takes the row's essentials is bad in
-        itself: its essentials and charge are kept. When even that fails the database is
-        unreachable, and the rest of the batch is queued again for the next flush.
+        The holds go first, alone: when even they fail, the database is unavailable and
+        the whole batch is queued again. A part that fails for any reason but a refusal
+        is queued again with every part after it, in order.
         """
         try:
-            await self._repo.write_batch([], {}, holds)
+            await self._write_holds(holds)
         except BaseException:
             self._rows[:0] = rows
             self._restore_holds(holds)
             raise
-        for index, row in enumerate(rows):
-            own = _spend_of([row])
+        if not rows:
+            return
+        parts = _halves(rows) if is_refusal(error) and len(rows) > 1 else [rows]
+        parts.reverse()  # a stack: the next part to write is last
+        while parts:
+            part = parts.pop()
             try:
-                try:
-                    totals = await self._repo.write_batch([row], own)
-                except DuplicateEntry:
-                    log.warning("log row %s was stored already; skipped", row.get("request_id"))
-                    totals = {}
-                except Exception:
-                    essentials = {name: row.get(name) for name in ESSENTIAL}
-                    essentials["model"] = str(essentials["model"] or "")[:64] or None
-                    totals = await self._repo.write_batch([essentials], own)
-                    log.error("log row %s refused; kept its essentials", row.get("request_id"))
+                halves = await self._write_part(part)
             except BaseException:
-                self._rows[:0] = rows[index:]
+                self._rows[:0] = [row for rest in (part, *reversed(parts)) for row in rest]
                 raise
-            self._keys.flushed(own, totals)
+            parts.extend(reversed(halves))
+
+    async def _write_holds(self, holds: HoldChanges) -> None:
+        """Commit hold changes; when the database refuses them, each on its own, and drop
+        those it still refuses: a hold opened twice (an earlier commit's outcome lost) or
+        beyond a BIGINT (a client's absurd ``max_tokens``) must not stall the writer. A
+        dropped hold only leaves its call without a record to settle from should this
+        process die before the call's own row settles it."""
+        try:
+            await self._repo.write_batch([], {}, holds)
+            return
+        except Exception as error:
+            if not is_refusal(error):
+                raise
+            log.warning("writing hold changes failed (%s); one by one", _named(error))
+        lease = holds.lease_until_ms
+        parts = [
+            *((str(hold["request_id"]), HoldChanges(opened=[hold])) for hold in holds.opened),
+            *(
+                (rid, HoldChanges(checkpoints={rid: nano}, lease_until_ms=lease))
+                for rid, nano in holds.checkpoints.items()
+            ),
+        ]
+        if holds.renew:
+            parts.append(("renewals", HoldChanges(renew=holds.renew, lease_until_ms=lease)))
+        for name, part in parts:
+            try:
+                await self._repo.write_batch([], {}, part)
+            except Exception as error:
+                if not is_refusal(error):
+                    raise
+                log.error("hold change %s refused (%s); dropped", name, _named(error))
+
+    async def _write_part(self, part: Rows) -> list[Rows]:
+        """Commit ``part``; when it holds a refused row, return its halves to write instead."""
+        spend = spend_of(part)
+        try:
+            totals = await self._repo.write_batch(part, spend)
+        except Exception as error:
+            if not is_refusal(error):
+                raise
+            if len(part) > 1:
+                return _halves(part)
+            totals = await self._settle_refused(part[0], error)
+        self._keys.flushed(spend, totals)
+        return []
+
+    async def _settle_refused(self, row: dict[str, Any], error: Exception) -> dict[int, int]:
+        """Skip a row stored already, or set it aside with its essentials or without.
+
+        Returns the charged keys' ``used_nano`` when the essentials went in with the charge.
+        """
+        request_id = str(row["request_id"])
+        if await self._repo.stored([request_id]):
+            log.warning("log row %s was stored already; skipped", request_id)
+            return {}
+        spend = spend_of([row])
+        kept = [letter(row, error, charged=True)]
+        try:
+            totals = await self._repo.write_batch([essentials_of(row)], spend, dead=kept)
+        except Exception as again:
+            if not is_refusal(again):
+                raise
+        else:
+            log.error(
+                "log row %s refused (%s); set aside as a dead letter, its essentials and "
+                "charge kept",
+                request_id,
+                _named(error),
+            )
+            return totals
+        await self._repo.write_batch([], {}, dead=[letter(row, error, charged=False)])
+        log.error(
+            "log row %s refused (%s); set aside as a dead letter, its charge of %s nano to "
+            "key %s not committed until it is replayed (omnirelay deadletter replay)",
+            request_id,
+            _named(error),
+            row.get("cost_nano"),
+            row.get("key_id"),
+        )
+        return {}
 
     async def write_now(self, row: dict[str, Any]) -> bool:
         """Commit one row with its charge now, in its own transaction (a settlement that
@@ -202,9 +306,8 @@ class LogWriter:
         self._live.discard(request_id)
         self._checkpoints.pop(request_id, None)
         self._opened.pop(request_id, None)
-        try:
-            totals = await self._repo.write_batch([row], _spend_of([row]))
-        except DuplicateEntry:
+        totals = await self._repo.write_once(row, spend_of([row]))
+        if totals is None:
             return False
         self._keys.apply_used(totals)
         return True
@@ -218,15 +321,22 @@ class LogWriter:
                 await self.flush()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                log.exception("writing the request log failed; retrying")
+            except Exception as error:
+                trace = traceable(error)
+                log.error(
+                    "writing the request log failed (%s); retrying in %s s",
+                    _named(error),
+                    RETRY_PAUSE_S,
+                    exc_info=trace,
+                )
                 await asyncio.sleep(RETRY_PAUSE_S)
 
 
-def _spend_of(rows: list[dict[str, Any]]) -> dict[int, int]:
-    spend: dict[int, int] = defaultdict(int)
-    for row in rows:
-        key_id, cost = row.get("key_id"), row.get("cost_nano", 0)
-        if key_id is not None and cost:
-            spend[key_id] += cost
-    return dict(spend)
+def _halves(rows: Rows) -> list[Rows]:
+    middle = len(rows) // 2
+    return [rows[:middle], rows[middle:]]
+
+
+def _named(error: BaseException) -> str:
+    """A failure's class and message, as the log shows it."""
+    return ": ".join(describe(error))

@@ -3,6 +3,8 @@
 A batch of log rows commits in one transaction with everything that follows from it: the
 ledger entries, the spend added to each key, the holds closed, opened or checkpointed, and
 the daily usage aggregate. So ``keys.used_nano`` always equals the sum of the key's ledger.
+Rows the database refused are set aside in the same kind of transaction, as dead letters
+(``store/deadletters.py``), with whatever of them is still committed.
 
 On SQLite the whole transaction runs in one worker thread, on a synchronous connection of
 its own. Through the async driver each statement was a round trip between the event loop
@@ -14,25 +16,31 @@ grew without bound. One thread hop per batch keeps it in step.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, union
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from omnirelay.store import bulk, changes
+from omnirelay.store import bulk, changes, deadletters
 from omnirelay.store.db import dialect_insert
-from omnirelay.store.errors import DuplicateEntry
 from omnirelay.store.keys import add_usage_statement
-from omnirelay.store.ledger import record_charges, record_holds, used_totals
-from omnirelay.store.tables import request_logs, usage_daily
+from omnirelay.store.ledger import CHARGE, record_charges, record_holds, used_totals
+from omnirelay.store.tables import ledger, request_logs, usage_daily
 
 DAY_MS = 86_400_000
+
+ESSENTIAL = ("request_id", "created_ms", "key_id", "endpoint", "model", "cost_nano", "status")
+"""The columns that identify a call and carry its charge; the rest only describe it."""
+MODEL_CHARS = deadletters.chars(request_logs.c.model)
+
+P = ParamSpec("P")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +56,16 @@ def write_batch(
     rows: Sequence[Mapping[str, Any]],
     spend: Mapping[int, int],
     holds: HoldChanges | None = None,
+    dead: Sequence[Mapping[str, Any]] = (),
 ) -> dict[int, int]:
-    """One batch, inside the caller's transaction; returns the charged keys' ``used_nano``."""
+    """One batch, inside the caller's transaction; returns the charged keys' ``used_nano``.
+
+    ``dead`` are letters of rows set aside (``deadletters.letter``), committed with it.
+    """
     charged = dict(spend)
     if holds is not None:
         record_holds(connection, holds.opened, holds.checkpoints, holds.renew, holds.lease_until_ms)
+    deadletters.record(connection, dead)
     if rows:
         bulk.insert_many(connection, request_logs, rows)
         for key_id, refund in record_charges(connection, rows).items():
@@ -68,6 +81,35 @@ def write_batch(
     totals = used_totals(connection, charged.keys())
     changes.record_sync(connection, changes.KEY_USAGE, *sorted(totals))
     return totals
+
+
+def spend_of(rows: Iterable[Mapping[str, Any]]) -> dict[int, int]:
+    """What log rows charge each key."""
+    spend: dict[int, int] = defaultdict(int)
+    for row in rows:
+        key_id, cost = row.get("key_id"), row.get("cost_nano", 0)
+        if key_id is not None and cost:
+            spend[key_id] += cost
+    return dict(spend)
+
+
+def essentials_of(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row's essential columns, its model name cleaned to what the column takes."""
+    essentials = {name: row.get(name) for name in ESSENTIAL}
+    model = essentials["model"]
+    essentials["model"] = None if model is None else deadletters.clean(model, MODEL_CHARS) or None
+    return essentials
+
+
+def stored_request_ids(connection: Connection, request_ids: Collection[str]) -> set[str]:
+    """Which of these calls are settled already: their log row is stored, or (the row
+    pruned since) their charge is in the ledger."""
+    wanted = list(request_ids)
+    logged = select(request_logs.c.request_id).where(request_logs.c.request_id.in_(wanted))
+    charged = select(ledger.c.request_id).where(
+        ledger.c.request_id.in_(wanted), ledger.c.kind == CHARGE
+    )
+    return {str(request_id) for request_id in connection.scalars(union(logged, charged))}
 
 
 def add_daily_usage(connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
@@ -127,42 +169,53 @@ class LogRepository:
         rows: Sequence[Mapping[str, Any]],
         spend: Mapping[int, int],
         holds: HoldChanges | None = None,
+        dead: Sequence[Mapping[str, Any]] = (),
     ) -> dict[int, int]:
         """Commit log rows with their charges; returns each charged key's new ``used_nano``.
 
-        DuplicateEntry when a row's request id is stored already: nothing was written.
+        ``dead`` are letters of refused rows, set aside in the same transaction.
         """
+        if dead:
+            return await self._transaction(write_batch, rows, spend, holds, dead)
+        return await self._transaction(write_batch, rows, spend, holds)
+
+    async def write_once(
+        self, row: Mapping[str, Any], spend: Mapping[int, int]
+    ) -> dict[int, int] | None:
+        """Commit one settled call in its own transaction, like :meth:`write_batch`; None,
+        writing nothing, when a row with its request id is stored already."""
+        request_id = str(row["request_id"])
+        if await self.stored([request_id]):
+            return None
         try:
-            if self._thread is not None:
-                loop = asyncio.get_running_loop()
-                return await loop.run_in_executor(
-                    self._thread, self._write_in_thread, rows, spend, holds
-                )
-            async with self._engine.begin() as connection:
-                return await connection.run_sync(write_batch, rows, spend, holds)
-        except IntegrityError as exc:
-            if rows and await self._any_stored(row["request_id"] for row in rows):
-                raise DuplicateEntry("a log row with this request id is stored already") from exc
+            return await self.write_batch([row], spend)
+        except Exception:
+            # Another process settled the same id between the look and the write.
+            if await self.stored([request_id]):
+                return None
             raise
 
-    async def _any_stored(self, request_ids: Iterable[str]) -> bool:
-        query = (
-            select(request_logs.c.request_id)
-            .where(request_logs.c.request_id.in_(list(request_ids)))
-            .limit(1)
-        )
-        async with self._engine.connect() as connection:
-            return (await connection.scalar(query)) is not None
+    async def stored(self, request_ids: Collection[str]) -> set[str]:
+        """Which of these calls are settled already (``stored_request_ids``)."""
+        return await self._transaction(stored_request_ids, request_ids)
 
-    def _write_in_thread(
-        self,
-        rows: Sequence[Mapping[str, Any]],
-        spend: Mapping[int, int],
-        holds: HoldChanges | None,
-    ) -> dict[int, int]:
+    async def _transaction(
+        self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``work`` in a transaction: on SQLite in the writer's thread, else on the loop."""
+        if self._thread is not None:
+            loop = asyncio.get_running_loop()
+            bound = functools.partial(self._in_thread, work, *args, **kwargs)
+            return await loop.run_in_executor(self._thread, bound)
+        async with self._engine.begin() as connection:
+            return await connection.run_sync(work, *args, **kwargs)
+
+    def _in_thread(
+        self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
         assert self._writer is not None
         with self._writer.begin() as connection:
-            return write_batch(connection, rows, spend, holds)
+            return work(connection, *args, **kwargs)
 
     def close(self) -> None:
         if self._thread is not None:

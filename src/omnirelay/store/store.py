@@ -11,6 +11,7 @@ from omnirelay.config import Settings
 from omnirelay.store.changes import ChangeFeed
 from omnirelay.store.channels import ChannelRepository
 from omnirelay.store.db import create_engine, migrate, sqlite_writer_engine
+from omnirelay.store.deadletters import DeadLetterRepository
 from omnirelay.store.keys import KeyRepository
 from omnirelay.store.ledger import LedgerRepository
 from omnirelay.store.logs import LogRepository
@@ -31,6 +32,7 @@ class Store:
     changes: ChangeFeed
     settings: SettingsRepository
     usage: UsageRepository
+    dead_letters: DeadLetterRepository
     writer_engine: Engine | None = None  # SQLite: the log writer's own, synchronous
 
     @classmethod
@@ -50,6 +52,7 @@ class Store:
             changes=ChangeFeed(engine),
             settings=SettingsRepository(engine),
             usage=UsageRepository(engine),
+            dead_letters=DeadLetterRepository(engine),
             writer_engine=writer,
         )
 

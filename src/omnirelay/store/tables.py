@@ -159,6 +159,23 @@ request_logs = Table(
     Index("ix_request_logs_created", "created_ms"),
 )
 
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("request_id", String(64), nullable=False, unique=True),
+    Column("key_id", BigInteger),  # NULL also when the row's value does not fit
+    Column("cost_nano", BigInteger),  # NULL also when the row's value does not fit
+    Column("row_json", Text, nullable=False),  # the log row as submitted, as JSON
+    Column("error_class", String(128), nullable=False),
+    Column("error_message", Text, nullable=False),
+    Column("charged", Boolean, nullable=False),  # its essentials and charge were committed
+    Column("state", String(16), nullable=False),  # pending | replayed
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    sqlite_autoincrement=True,
+)
+
 change_feed = Table(
     "change_feed",
     metadata,
