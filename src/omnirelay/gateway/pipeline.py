@@ -23,7 +23,12 @@ from collections.abc import AsyncGenerator
 
 from omnirelay.gateway.attempts import AttemptLoop
 from omnirelay.gateway.calls import Call
-from omnirelay.gateway.charges import CANCELLED, STATUS_CLIENT_CLOSED, Settlement
+from omnirelay.gateway.charges import (
+    CANCELLED,
+    MAX_COST_NANO,
+    STATUS_CLIENT_CLOSED,
+    Settlement,
+)
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.operation import (
@@ -126,7 +131,8 @@ class Pipeline:
                 "metered. Ask the operator to set one (omnirelay price set).",
                 param="model",
             )
-        return quotes, hold
+        # A client's absurd max_tokens must not make a hold no column can store.
+        return quotes, min(hold, MAX_COST_NANO)
 
     async def _relay(
         self, call: Call, ticket: Ticket, route: Route, model: str, stream: Streaming
