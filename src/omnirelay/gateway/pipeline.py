@@ -1,9 +1,10 @@
 """The pipeline: one runner for every call, whatever its operation.
 
-It owns the steps every call takes: authorize (the key, the model, the client's address),
-quote the model on every candidate channel, hold the most the call may cost and admit it
-against the key's limits, run the attempt loop with failover, then settle the exact cost
-(or release the hold) and log the call, however it ends. An :class:`Operation` brings only
+It owns the steps every call takes: authorize (the key and the model; the client's address
+was checked where the call arrived, ``api.begin``), quote the model on every candidate
+channel, hold the most the call may cost and admit it against the key's limits, run the
+attempt loop with failover, then settle the exact cost (or release the hold) and log the
+call, however it ends. An :class:`Operation` brings only
 what is its own: the hold, and what one attempt sends and how it reads the answer.
 
 A complete answer settles at once. A stream settles when it ends, however it ends: at its
@@ -76,7 +77,7 @@ class Pipeline:
     async def _run(self, call: Call, operation: Operation) -> Reply | StreamReply:
         key, model = call.key, operation.model
         now = time.time()
-        KeyCache.authorize_call(key, model, call.client_ip, now)
+        KeyCache.authorize_call(key, model, now)
         group = key.row.group_name
         quotes, hold = self._quotes(group, operation)
         ticket = await self._meter.admit(call.request_id, key, hold, now)

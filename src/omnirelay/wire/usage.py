@@ -48,11 +48,13 @@ def implausible(usage: dict[str, Any]) -> str | None:
     """Why an OpenAI usage object cannot be true, or None: every count present must be a
     non-negative integer of at most 10⁹."""
     for name in _COUNTED_FIELDS:
-        if name in usage and (problem := _bad_count(usage[name])):
-            return f"{name} {problem}"
+        value = usage.get(name)
+        # The common case first: a plain int in range (bool is a subclass, so type() is).
+        if value is not None and not (type(value) is int and 0 <= value <= MAX_PLAUSIBLE_COUNT):
+            return f"{name} {_bad_count(value)}"
     for group in _DETAIL_FIELDS:
         details = usage.get(group)
-        if isinstance(details, dict):
+        if details and type(details) is dict:
             for name, value in details.items():
                 if value is not None and (problem := _bad_count(value)):
                     return f"{group}.{name} {problem}"
