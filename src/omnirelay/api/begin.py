@@ -9,8 +9,8 @@ answer, complete or streamed.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol, TypeVar
 
 from aiohttp import web
 from aiohttp.client_exceptions import ClientConnectionResetError
@@ -22,6 +22,7 @@ from omnirelay.api.uploads import read_upload
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.operation import Reply, StreamReply
+from omnirelay.wire import sse
 from omnirelay.wire.uploads import Upload
 
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -59,26 +60,58 @@ async def begin_with(
     return state, call, body
 
 
-async def send(request: web.Request, result: Reply | StreamReply) -> web.StreamResponse:
+class Retelling(Protocol):
+    """Turns a stream of OpenAI chunk payloads into another dialect's events."""
+
+    def feed(self, data: bytes) -> list[bytes]: ...
+
+    def finish(self) -> list[bytes]: ...
+
+
+async def send(
+    request: web.Request,
+    result: Reply | StreamReply,
+    *,
+    headers: Mapping[str, str] | None = None,
+    retell: Retelling | None = None,
+) -> web.StreamResponse:
+    """Write a pipeline's answer: complete, or streamed as it comes (told in another
+    dialect's events when ``retell`` is given; the chunks of one read leave in one write)."""
     if isinstance(result, Reply):
-        response = web.Response(status=200, body=result.body)
+        response = web.Response(status=200, body=result.body, headers=headers)
         response.headers["Content-Type"] = result.content_type
         return response
-    headers = {
-        **STREAM_HEADERS,
-        "Content-Type": result.content_type,
-        REQUEST_ID_HEADER: request[REQUEST_ID_KEY],
-    }
-    stream = web.StreamResponse(headers=headers)
+    stream = web.StreamResponse(
+        headers={
+            **STREAM_HEADERS,
+            "Content-Type": result.content_type,
+            REQUEST_ID_HEADER: request[REQUEST_ID_KEY],
+            **(headers or {}),
+        }
+    )
     try:
         await stream.prepare(request)
         if result.first:
-            await stream.write(result.first)
+            await stream.write(_retold(result.first, retell))
         async for chunk in result.rest:
-            await stream.write(chunk)
+            await stream.write(_retold(chunk, retell))
+        if retell is not None:
+            await stream.write(b"".join(retell.finish()))
         await stream.write_eof()
     except (ConnectionResetError, ClientConnectionResetError):
         pass  # The client went away; closing the stream below cancels the upstream.
     finally:
         await result.rest.aclose()
     return stream
+
+
+def _retold(chunk: bytes, retell: Retelling | None) -> bytes:
+    """A chunk of whole ``data:`` events as the client's dialect tells it."""
+    if retell is None:
+        return chunk
+    out: list[bytes] = []
+    for event in chunk.split(b"\n\n"):
+        data = sse.event_data(event)
+        if data is not None:
+            out.extend(retell.feed(data))
+    return b"".join(out)

@@ -12,14 +12,12 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from aiohttp.client_exceptions import ClientConnectionResetError
 
-from omnirelay.api.begin import begin
+from omnirelay.api.begin import begin, send
 from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
 from omnirelay.gateway.keys import KeyCache
-from omnirelay.gateway.operation import Reply, StreamReply
+from omnirelay.gateway.operation import Reply
 from omnirelay.wire import anthropic as shared
-from omnirelay.wire import sse
 from omnirelay.wire.anthropic_events import MessageEvents
 from omnirelay.wire.anthropic_inbound import to_message, to_openai
 from omnirelay.wire.chat import message_count, prompt_text
@@ -62,7 +60,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
             content_type="application/json",
             headers={"request-id": request_id},
         )
-    return await _relay_stream(request, result, MessageEvents(body["model"]), request_id)
+    retell = MessageEvents(body["model"])
+    return await send(request, result, headers={"request-id": request_id}, retell=retell)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -78,35 +77,3 @@ async def count_tokens(request: web.Request) -> web.Response:
     count = counter.count_prompt(body["model"], prompt_text(body), message_count(body))
     payload: dict[str, Any] = {"input_tokens": count}
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
-
-
-async def _relay_stream(
-    request: web.Request, result: StreamReply, events: MessageEvents, request_id: str
-) -> web.StreamResponse:
-    response = web.StreamResponse(
-        headers={**SSE_HEADERS, REQUEST_ID_HEADER: request_id, "request-id": request_id}
-    )
-    try:
-        await response.prepare(request)
-        if result.first:
-            await _write(response, events, result.first)
-        async for event in result.rest:
-            await _write(response, events, event)
-        for tail in events.finish():
-            await response.write(tail)
-        await response.write_eof()
-    except (ConnectionResetError, ClientConnectionResetError):
-        pass  # The client went away; closing the events below cancels the upstream.
-    finally:
-        await result.rest.aclose()
-    return response
-
-
-async def _write(response: web.StreamResponse, events: MessageEvents, chunk: bytes) -> None:
-    """Translate a chunk of the relay's output, which holds one or more whole events."""
-    for event in chunk.split(b"\n\n"):
-        data = sse.event_data(event)
-        if data is None:
-            continue
-        for out in events.feed(data):
-            await response.write(out)
