@@ -19,6 +19,7 @@ The runner needs no HTTP request: a call built in-process (a batch line) runs th
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncGenerator
 
@@ -44,6 +45,9 @@ from omnirelay.gateway.pricing import PriceBook, Quote
 from omnirelay.gateway.routing import Route
 from omnirelay.store.counters import Ticket
 from omnirelay.wire.errors import GatewayError, ModelNotPriced, UpstreamError
+from omnirelay.wire.usage import Usage
+
+log = logging.getLogger("omnirelay.pipeline")
 
 CHECKPOINT_EVERY_S = 1.0
 FAILED_STATUSES = (502, 504)
@@ -182,7 +186,12 @@ class Pipeline:
         error: str | None,
     ) -> None:
         self._attempts.finish(route, model, failed=status in FAILED_STATUSES)
-        cost, usage = stream.source.charge()
+        try:
+            cost, usage = stream.source.charge()
+        except Exception:
+            # The hold must still be settled: at what the stream had cost by its checkpoint.
+            log.exception("metering stream %s failed; charging its cost so far", call.request_id)
+            cost, usage = stream.source.cost_so_far(), Usage()
         await self._settlement.settle(
             call, ticket, stream=True, usage=usage, cost_nano=cost, status=status, error=error
         )
