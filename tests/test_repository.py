@@ -1,0 +1,47 @@
+"""The repository stands on its own: what its tests and docs read is inside it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+from support import openapi
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+DATA = REPO_ROOT / "tests" / "data"
+# Where project text lives; generated and third-party trees are left out.
+SCANNED = ("src", "tests", "bench", "tools", "docs", "README.md", "Makefile", "pyproject.toml")
+TEXT_SUFFIXES = {".py", ".md", ".toml", ".ini", ".cfg", ".txt", ".json", ".yaml", ".yml", ""}
+SKIPPED_DIRS = {"__pycache__", ".venv", ".litellm-venv", "results", ".mypy_cache"}
+# Split so that this file does not name what it looks for.
+OUTSIDE_REFERENCES = ("../" + "shared", "OMNIRELAY_" + "SHARED_DIR", "/work/" + "shared")
+
+
+def _project_files() -> Iterator[Path]:
+    for name in SCANNED:
+        top = REPO_ROOT / name
+        if top.is_file():
+            yield top
+            continue
+        for path in sorted(top.rglob("*")):
+            parts = path.relative_to(REPO_ROOT).parts
+            if SKIPPED_DIRS.intersection(parts) or any(p.endswith(".egg-info") for p in parts):
+                continue
+            if path.is_file() and path.suffix in TEXT_SUFFIXES:
+                yield path
+
+
+def test_the_openai_spec_is_vendored_with_its_licence_and_source() -> None:
+    assert openapi.SPEC_PATH == DATA / "openai-openapi.yaml"
+    licence = (DATA / "openai-openapi.LICENSE").read_text()
+    assert licence.startswith("The MIT License") and "Copyright (c) OpenAI" in licence
+    source = (DATA / "openai-openapi.SOURCE.md").read_text()
+    assert "github.com/openai/openai-openapi" in source
+    assert "f85dbe223d40e1a31cba812ab2d755c7e98a92a3" in source and "2026-08-21" in source
+    # The file is the one the source note describes, not a local edit of it.
+    digest = hashlib.sha256(openapi.SPEC_PATH.read_bytes()).hexdigest()
+    assert re.search(rf"`{digest}`", source), "the checksum in SOURCE.md is not the file's"
+    assert openapi.spec()["openapi"].startswith("3.1")
+
