@@ -12,12 +12,12 @@ import httpx
 import openai
 import pytest
 
-from conftest import UPSTREAM_KEY
 from support import openapi
+from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 from support.seed import SEED_REQUEST, SEED_RESPONSE
-from tests_helpers import chunks_of
+from support.sse import chunks_of
 
 KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{40,}")
 SEED_COST_NANO = 65 * 2_500 + 16 * 10_000  # gpt-4o: $2.50 in, $10.00 out per 1M tokens

@@ -16,7 +16,7 @@ from support import openapi
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 from support.seed import SEED_REQUEST, SEED_RESPONSE
-from tests_helpers import chunks_of
+from support.sse import chunks_of
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:

@@ -11,10 +11,11 @@ import httpx
 import openai
 import pytest
 
-from conftest import BODY_LIMIT, UPSTREAM_KEY, Lane
 from support import openapi
+from support.constants import BODY_LIMIT, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, free_port
+from support.keys import Lane
 from support.seed import SEED_REQUEST
 
 CHAT = "/chat/completions"

@@ -21,8 +21,8 @@ import openai
 import pytest
 from openai.types import ModerationImageURLInputParam
 
-from conftest import UPSTREAM_KEY
 from support import openapi
+from support.constants import UPSTREAM_KEY
 from support.fake_openai_more import PNG, FakeOpenAIMore
 from support.gateway import Gateway, wait_until
 

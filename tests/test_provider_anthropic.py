@@ -17,7 +17,7 @@ from support import openapi
 from support.fake_anthropic import FakeAnthropic
 from support.gateway import Gateway
 from support.media import PNG_BASE64 as PNG
-from tests_helpers import chunks_of
+from support.sse import chunks_of
 
 MODEL = "claude-sonnet-4-0"
 EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)

@@ -15,7 +15,7 @@ from support import openapi
 from support.fake_gemini import SIGNATURE, FakeGemini
 from support.gateway import Gateway
 from support.media import PNG_BASE64 as PNG
-from tests_helpers import chunks_of
+from support.sse import chunks_of
 
 MODEL = "gemini-2.5-flash"
 TOOLS: Any = [

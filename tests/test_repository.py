@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import re
 from collections.abc import Iterator
@@ -10,7 +11,8 @@ from pathlib import Path
 from support import openapi
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA = REPO_ROOT / "tests" / "data"
+TESTS = REPO_ROOT / "tests"
+DATA = TESTS / "data"
 # Where project text lives; generated and third-party trees are left out.
 SCANNED = ("src", "tests", "bench", "tools", "docs", "README.md", "Makefile", "pyproject.toml")
 TEXT_SUFFIXES = {".py", ".md", ".toml", ".ini", ".cfg", ".txt", ".json", ".yaml", ".yml", ""}
@@ -45,3 +47,44 @@ def test_the_openai_spec_is_vendored_with_its_licence_and_source() -> None:
     assert re.search(rf"`{digest}`", source), "the checksum in SOURCE.md is not the file's"
     assert openapi.spec()["openapi"].startswith("3.1")
 
+
+def _imported_modules(tree: ast.Module) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names.add(node.module)
+    return names
+
+
+def test_test_modules_share_code_only_through_support() -> None:
+    """A test module imports neither another test module nor conftest."""
+    offenders = {
+        path.name: sorted(
+            name
+            for name in _imported_modules(ast.parse(path.read_text()))
+            if name.split(".")[0] == "conftest" or name.split(".")[0].startswith("test")
+        )
+        for path in sorted(TESTS.rglob("*.py"))
+    }
+    assert not {name: found for name, found in offenders.items() if found}
+
+
+def _is_fixture(node: ast.expr) -> bool:
+    target = node.func if isinstance(node, ast.Call) else node
+    return isinstance(target, ast.Attribute) and target.attr == "fixture"
+
+
+def test_conftest_holds_only_fixtures() -> None:
+    tree = ast.parse((TESTS / "conftest.py").read_text())
+    others = [
+        getattr(node, "name", type(node).__name__)
+        for node in tree.body[1:]  # after the docstring
+        if not isinstance(node, ast.Import | ast.ImportFrom)
+        and not (
+            isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and any(_is_fixture(decorator) for decorator in node.decorator_list)
+        )
+    ]
+    assert not others, f"conftest.py defines more than fixtures: {others}"

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import UPSTREAM_KEY
+from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, free_port, wait_until
 

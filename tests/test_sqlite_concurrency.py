@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import UPSTREAM_KEY
+from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 

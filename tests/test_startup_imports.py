@@ -22,10 +22,9 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from omnirelay.store.db import HEAD_REVISION, MIGRATIONS, at_head, create_engine, migrate
+from support.constants import REDIS_URL
+from support.gateway import ADMIN_KEY
 from support.postgres import fresh_database
-from test_metering import REDIS_URL
-
-ADMIN_KEY = "sk-admin-test-0123456789abcdef0123456789abcdef"
 
 # What a worker does on start: the `omnirelay serve` imports, then the state built in the
 # app's lifecycle (store opened and migrated, counters made). Prints what it loaded.
