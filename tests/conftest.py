@@ -10,11 +10,20 @@ from typing import Any
 import pytest
 from cryptography.fernet import Fernet
 
+from support import processes
 from support.constants import BODY_LIMIT, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 from support.keys import IssuedKey, Lane
 from support.store_backend import KINDS, Backend, database_of
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_run() -> Iterator[None]:
+    """SIGINT or SIGTERM to pytest, or its end, kills every process a test started."""
+    processes.install()
+    yield
+    processes.kill_all()
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import httpx
 import openai
 import pytest
 
-from support import openapi
+from support import openapi, processes
 from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
@@ -150,13 +149,13 @@ def _models(server: Gateway, key: str) -> list[str]:
 
 
 def _curl(server: Gateway, key: str, body: object) -> str:
-    result = subprocess.run(
+    result = processes.run(
         [
             "curl", "-sS", "-N", "--fail-with-body", server.base_url + "/chat/completions",
             "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {key}",
             "--data-raw", json.dumps(body),
         ],
-        capture_output=True, text=True, check=True,
+        check=True,
     )  # fmt: skip
     return result.stdout
 

@@ -12,7 +12,7 @@ import httpx
 import openai
 import pytest
 
-from support import openapi
+from support import openapi, processes
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 from support.seed import SEED_REQUEST, SEED_RESPONSE
@@ -227,9 +227,7 @@ def _last_log(gateway: Gateway, key: Any) -> dict[str, Any]:
 
 
 def test_seed_request_with_curl(gateway: Gateway, api_key: str) -> None:
-    import subprocess
-
-    result = subprocess.run(
+    result = processes.run(
         [
             "curl",
             "-sS",
@@ -242,12 +240,10 @@ def test_seed_request_with_curl(gateway: Gateway, api_key: str) -> None:
             "--data-raw",
             json.dumps(SEED_REQUEST),
         ],
-        capture_output=True,
-        text=True,
         check=True,
     )
     assert json.loads(result.stdout) == SEED_RESPONSE
-    streamed = subprocess.run(
+    streamed = processes.run(
         [
             "curl",
             "-sS",
@@ -259,8 +255,6 @@ def test_seed_request_with_curl(gateway: Gateway, api_key: str) -> None:
             "--data-raw",
             json.dumps({**SEED_REQUEST, "stream": True}),
         ],
-        capture_output=True,
-        text=True,
         check=True,
     )
     events = chunks_of(streamed.stdout)

@@ -6,7 +6,6 @@ were in flight are settled from their last checkpoint by the reconciler.
 
 from __future__ import annotations
 
-import signal
 import threading
 import time
 from pathlib import Path
@@ -75,10 +74,7 @@ def test_sigkill_mid_stream_settles_from_checkpoints(tmp_path: Path, fake: FakeO
     wait_until(lambda: len(streaming) == 3, timeout=5)
     time.sleep(2.0)  # long enough for checkpoints to be taken and flushed
     late = [_call(server, key) for _ in range(3)]  # finished just before the kill
-    assert server.process is not None
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait()
-    server.process = None
+    server.kill()
     for thread in threads:
         thread.join(timeout=5)
 

@@ -1,4 +1,8 @@
-"""Runs the real gateway as a subprocess on a free port, plus the CLI beside it."""
+"""Runs the real gateway as a subprocess on a free port, plus the CLI beside it.
+
+Both go through :mod:`support.processes`: each in a process group of its own that does
+not outlive the test run.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from support import processes
 
 ADMIN_KEY = "sk-admin-test-0123456789abcdef0123456789abcdef"
 BIN = Path(sys.executable).parent
@@ -46,6 +52,8 @@ class Gateway:
             self.env["OMNIRELAY_ADMIN_KEY"] = admin_key
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
+        self.returncode: int | None = None  # of the last process stopped
+        self.stragglers: list[int] = []  # its group's processes that outlived it (killed)
 
     @property
     def url(self) -> str:
@@ -55,20 +63,24 @@ class Gateway:
     def base_url(self) -> str:
         return self.url + "/v1"
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0, *, workers: int = 1) -> None:
+        """Start ``omnirelay serve`` (``--workers N`` when more than one) and wait until up."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [str(BIN / "omnirelay"), "serve"],
+        command = [str(BIN / "omnirelay"), "serve"]
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        self.process = process = processes.spawn(
+            command,
             cwd=self.workdir,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited early:\n{self.process.stdout.read()}")  # type: ignore[union-attr]
+            if process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"gateway exited early:\n{self.output}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
                     return
@@ -78,28 +90,28 @@ class Gateway:
         self.stop()
         raise RuntimeError(f"gateway did not start in {timeout}s:\n{self.output}")
 
-    def stop(self) -> str:
-        """Stop gracefully (SIGINT, as Ctrl-C) and return everything it printed."""
+    def stop(self, signum: int = signal.SIGINT, timeout: float = 15.0) -> str:
+        """Stop gracefully (SIGINT, as Ctrl-C) and return everything it printed.
+
+        What is left of its process group once it exited is killed, and noted in
+        ``stragglers``.
+        """
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-            try:
-                out, _ = self.process.communicate(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                out, _ = self.process.communicate()
-            self.output += out or ""
+            stopped = processes.stop(self.process, signum, timeout)
+            self.output += stopped.output
+            self.returncode, self.stragglers = stopped.returncode, stopped.stragglers
             self.process = None
         return self.output
 
+    def kill(self) -> None:
+        """SIGKILL its whole process group at once, as a crash would."""
+        if self.process is not None:
+            processes.kill(self.process)
+            self.process = None
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(BIN / "omnirelay"), *args],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = processes.run(
+            [str(BIN / "omnirelay"), *args], cwd=self.workdir, env=self.env, timeout=60
         )
         if check and result.returncode != 0:
             raise AssertionError(f"omnirelay {' '.join(args)} failed:\n{result.stderr}")
