@@ -12,7 +12,7 @@ import openai
 import pytest
 
 from support import openapi, processes
-from support.constants import UPSTREAM_KEY
+from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 from support.seed import SEED_REQUEST, SEED_RESPONSE
@@ -65,7 +65,9 @@ def _walk(server: Gateway, fake: FakeOpenAI) -> None:
     )  # fmt: skip
     key = created.stdout.strip()
     assert KEY_PATTERN.fullmatch(key), created.stdout
-    client = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+    client = openai.OpenAI(
+        base_url=server.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
     # The running gateway learns of both within a second.
     wait_until(lambda: _models(server, key) == ["gpt-4o"], timeout=1.0)
 

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from support.constants import SHARED_FERNET_KEY, UPSTREAM_KEY
+from support.constants import CLIENT_TIMEOUT_S, SHARED_FERNET_KEY, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 from support.postgres import fresh_database
@@ -44,7 +44,9 @@ def test_two_processes_share_keys_channels_and_spend(
     )  # fmt: skip
     created = first.create_key(name="shared", quota_usd="1")
     key = created["key"]
-    second_client = openai.OpenAI(base_url=second.base_url, api_key=key, max_retries=0)
+    second_client = openai.OpenAI(
+        base_url=second.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
 
     def served_by_second() -> bool:
         try:

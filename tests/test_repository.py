@@ -8,6 +8,8 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
+
 from support import openapi
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -88,3 +90,26 @@ def test_conftest_holds_only_fixtures() -> None:
         )
     ]
     assert not others, f"conftest.py defines more than fixtures: {others}"
+
+
+def test_every_test_has_a_time_limit(pytestconfig: pytest.Config) -> None:
+    assert pytestconfig.pluginmanager.hasplugin("timeout")
+    assert 60 <= float(pytestconfig.getini("timeout")) <= 300
+
+
+# Clients that wait for an answer, and the keyword that bounds the wait.
+_CLIENTS = {"OpenAI", "AsyncOpenAI", "Anthropic", "AsyncAnthropic", "Client", "AsyncClient",
+            "create_connection"}  # fmt: skip
+
+
+def test_every_client_a_test_makes_has_a_timeout() -> None:
+    """SDK defaults wait ten minutes; a silent peer must fail a test, not stall the suite."""
+    missing = []
+    for path in sorted(TESTS.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "attr", getattr(node.func, "id", None))
+            if name in _CLIENTS and "timeout" not in {k.arg for k in node.keywords}:
+                missing.append(f"{path.relative_to(REPO_ROOT)}:{node.lineno}: {name}")
+    assert not missing, "\n".join(missing)
