@@ -25,6 +25,7 @@ from omnirelay.store.retention import prune_request_logs
 from omnirelay.store.store import Store
 from omnirelay.store.tables import ledger, request_logs, usage_daily
 from omnirelay.store.usage import UsageRow, day_date, day_number
+from support.gateway import wait_until_async
 from support.store_backend import BIG, Backend, count
 
 UNITS = {"images": {"1024x1024/hd": 80_000_000}, "audio_second": 100_000}
@@ -239,7 +240,11 @@ async def test_concurrent_first_calls_of_a_key_share_one_budget_seed_read(db: St
     now = time.time()
     # One early caller gives up (its client left) while the read is under way.
     early = asyncio.ensure_future(meter.admit("req_early", state, 1, now))
-    await asyncio.sleep(0.01)
+
+    async def reading() -> bool:
+        return bool(reads)
+
+    await wait_until_async(reading)
     early.cancel()
     tickets = await asyncio.gather(*(meter.admit(f"req_{n}", state, 1, now) for n in range(32)))
     assert len(tickets) == 32

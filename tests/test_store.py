@@ -32,6 +32,7 @@ from omnirelay.store.logs import DAY_MS, DailyCost
 from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
 from omnirelay.store.tables import change_feed, keys, metadata
+from support.gateway import wait_until_async
 from support.store_backend import BIG, Backend, count, fetch
 
 TABLES = {
@@ -779,11 +780,11 @@ async def test_log_writer_background_task_flushes_and_close_drains(store: Store)
     writer.start()
     try:
         writer.submit(log_row(key.id, 100))
-        for _ in range(100):
-            if await store.keys.used_by_ids([key.id]) == {key.id: 100}:
-                break
-            await asyncio.sleep(0.02)
-        assert await store.keys.used_by_ids([key.id]) == {key.id: 100}
+
+        async def flushed() -> bool:
+            return await store.keys.used_by_ids([key.id]) == {key.id: 100}
+
+        await wait_until_async(flushed, timeout=2.0, interval=0.02)
         writer.submit(log_row(key.id, 23))
     finally:
         await writer.close()

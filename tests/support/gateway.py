@@ -6,6 +6,7 @@ not outlive the test run.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -149,3 +150,14 @@ def wait_until(predicate: Any, timeout: float = 1.0, interval: float = 0.02) -> 
         if time.monotonic() - start > timeout:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+async def wait_until_async(predicate: Any, timeout: float = 1.0, interval: float = 0.005) -> float:
+    """:func:`wait_until` for a coroutine: ``await predicate()`` while other tasks run."""
+    start = time.monotonic()
+    while True:
+        if await predicate():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)
