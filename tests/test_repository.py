@@ -50,6 +50,76 @@ def test_the_openai_spec_is_vendored_with_its_licence_and_source() -> None:
     assert openapi.spec()["openapi"].startswith("3.1")
 
 
+def test_nothing_in_the_project_reads_from_outside_the_repository() -> None:
+    offenders = [
+        f"{path.relative_to(REPO_ROOT)}:{number}: {line.strip()}"
+        for path in _project_files()
+        for number, line in enumerate(path.read_text(errors="replace").splitlines(), 1)
+        if any(needle in line for needle in OUTSIDE_REFERENCES)
+    ]
+    assert not offenders, "\n".join(offenders)
+
+
+# Written on the lead's branch at the same time as this one; drop it here once merged.
+PENDING_DOCS = {"docs/architecture.md"}
+# Paths the harness writes, which are not in the repository.
+GENERATED = ("bench/results/", "bench/.litellm-venv")
+_LINK = re.compile(r"\]\(([^)#\s]+)[^)]*\)")
+_NAMED_PATH = re.compile(r"`((?:\.\./|(?:src|tests|docs|bench|tools|\.ci)/)[^`\s]*)`")
+
+
+def _doc_files() -> list[Path]:
+    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+
+
+def test_the_docs_name_only_files_in_the_repository() -> None:
+    """Links resolve from the file that holds them, named paths from the repository root."""
+    missing = []
+    for doc in _doc_files():
+        text = doc.read_text()
+        named = [(REPO_ROOT / path, path) for path in _NAMED_PATH.findall(text)]
+        links = [(doc.parent / target, target) for target in _LINK.findall(text)]
+        for target, written in named + links:
+            if "://" in written or written.startswith("mailto:"):
+                continue
+            resolved = target.resolve()
+            inside = resolved.is_relative_to(REPO_ROOT)
+            relative = resolved.relative_to(REPO_ROOT).as_posix() if inside else written
+            if inside and (relative in PENDING_DOCS or relative.startswith(GENERATED)):
+                continue
+            if not inside or not resolved.exists():
+                missing.append(f"{doc.relative_to(REPO_ROOT)}: {written}")
+    assert not missing, "\n".join(missing)
+
+
+def _served_routes() -> list[tuple[str, str]]:
+    from aiohttp import web
+
+    from omnirelay.api.routes import add_routes
+
+    app = web.Application()
+    add_routes(app)
+    return sorted(
+        {
+            (route.method, re.sub(r"\{[^}]*\}", "{}", route.resource.canonical))
+            for route in app.router.routes()
+            if route.resource is not None and route.method != "HEAD"
+        }
+    )
+
+
+def test_every_path_the_gateway_serves_is_in_the_api_reference() -> None:
+    reference = re.sub(r"\{[^}]*\}", "{}", (REPO_ROOT / "docs" / "api.md").read_text())
+    reference = reference.replace("`", "").replace("*", "")
+    undocumented = [
+        f"{method} {path}"
+        for method, path in _served_routes()
+        if not re.search(rf"{method} {re.escape(path)}(?![\w/{{}}-])", reference)
+    ]
+    assert len(_served_routes()) > 40  # the routes were read
+    assert not undocumented, undocumented
+
+
 def _imported_modules(tree: ast.Module) -> set[str]:
     names: set[str] = set()
     for node in ast.walk(tree):
