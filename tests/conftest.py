@@ -3,18 +3,27 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.fernet import Fernet
 
+from support import processes
+from support.constants import BODY_LIMIT, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
+from support.keys import IssuedKey, Lane
+from support.store_backend import KINDS, Backend, database_of
 
-UPSTREAM_KEY = "sk-upstream-secret-7f3a9c"
-BODY_LIMIT = 2 * 1024 * 1024
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_process_outlives_the_run() -> Iterator[None]:
+    """SIGINT or SIGTERM to pytest, or its end, kills every process a test started."""
+    processes.install()
+    yield
+    processes.kill_all()
 
 
 @pytest.fixture(scope="session")
@@ -49,12 +58,6 @@ def gateway(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Itera
     server.stop()
 
 
-class IssuedKey(str):
-    """A key's secret, which also knows the key's id."""
-
-    id: int
-
-
 @pytest.fixture
 def make_key(gateway: Gateway) -> Any:
     def create(**fields: Any) -> IssuedKey:
@@ -77,19 +80,6 @@ def workdir(tmp_path: Path) -> Path:
     return tmp_path
 
 
-@dataclass
-class Lane:
-    """A channel of its own, in a group of its own, and a key of that group.
-
-    Failures injected through a lane open breakers and cool down only its channel, so
-    they cannot leak into other tests that share the gateway.
-    """
-
-    key: IssuedKey
-    channel: dict[str, Any]
-    group: str
-
-
 @pytest.fixture
 def lane(gateway: Gateway, fake: FakeOpenAI, make_key: Any) -> Iterator[Lane]:
     group = "lane-" + secrets.token_hex(4)
@@ -102,3 +92,16 @@ def lane(gateway: Gateway, fake: FakeOpenAI, make_key: Any) -> Iterator[Lane]:
     )
     yield Lane(make_key(group=group), channel, group)
     gateway.admin("DELETE", f"/admin/channels/{channel['id']}")
+
+
+@pytest.fixture(params=KINDS)
+async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+    """A fresh database of each kind for one test, with a store opened on it."""
+    kind: str = request.param
+    with database_of(kind) as database_url:
+        setup = Backend(kind, tmp_path, database_url, Fernet.generate_key().decode())
+        try:
+            setup.store = await setup.open()
+            yield setup
+        finally:
+            await setup.close()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -12,12 +11,12 @@ import httpx
 import openai
 import pytest
 
-from conftest import UPSTREAM_KEY
-from support import openapi
+from support import openapi, processes
+from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 from support.seed import SEED_REQUEST, SEED_RESPONSE
-from tests_helpers import chunks_of
+from support.sse import chunks_of
 
 KEY_PATTERN = re.compile(r"sk-[A-Za-z0-9_\-]{40,}")
 SEED_COST_NANO = 65 * 2_500 + 16 * 10_000  # gpt-4o: $2.50 in, $10.00 out per 1M tokens
@@ -66,7 +65,9 @@ def _walk(server: Gateway, fake: FakeOpenAI) -> None:
     )  # fmt: skip
     key = created.stdout.strip()
     assert KEY_PATTERN.fullmatch(key), created.stdout
-    client = openai.OpenAI(base_url=server.base_url, api_key=key, max_retries=0)
+    client = openai.OpenAI(
+        base_url=server.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
     # The running gateway learns of both within a second.
     wait_until(lambda: _models(server, key) == ["gpt-4o"], timeout=1.0)
 
@@ -150,13 +151,13 @@ def _models(server: Gateway, key: str) -> list[str]:
 
 
 def _curl(server: Gateway, key: str, body: object) -> str:
-    result = subprocess.run(
+    result = processes.run(
         [
             "curl", "-sS", "-N", "--fail-with-body", server.base_url + "/chat/completions",
             "-H", "Content-Type: application/json", "-H", f"Authorization: Bearer {key}",
             "--data-raw", json.dumps(body),
         ],
-        capture_output=True, text=True, check=True,
+        check=True,
     )  # fmt: skip
     return result.stdout
 

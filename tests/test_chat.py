@@ -12,15 +12,18 @@ import httpx
 import openai
 import pytest
 
-from support import openapi
+from support import openapi, processes
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 from support.seed import SEED_REQUEST, SEED_RESPONSE
-from tests_helpers import chunks_of
+from support.sse import chunks_of
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    return openai.OpenAI(
+        base_url=gateway.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
 
 
 def test_seed_request_returns_the_documented_response(
@@ -69,7 +72,9 @@ def test_stream_usage_chunk_is_kept_when_the_client_asks(gateway: Gateway, api_k
 
 
 async def test_async_client_stream_and_non_stream(gateway: Gateway, api_key: str) -> None:
-    async with openai.AsyncOpenAI(base_url=gateway.base_url, api_key=api_key) as aclient:
+    async with openai.AsyncOpenAI(
+        base_url=gateway.base_url, api_key=api_key, timeout=CLIENT_TIMEOUT_S
+    ) as aclient:
         completion = await aclient.chat.completions.create(
             model="gpt-4o-mini", messages=[{"role": "user", "content": "hello there"}]
         )
@@ -227,9 +232,7 @@ def _last_log(gateway: Gateway, key: Any) -> dict[str, Any]:
 
 
 def test_seed_request_with_curl(gateway: Gateway, api_key: str) -> None:
-    import subprocess
-
-    result = subprocess.run(
+    result = processes.run(
         [
             "curl",
             "-sS",
@@ -242,12 +245,10 @@ def test_seed_request_with_curl(gateway: Gateway, api_key: str) -> None:
             "--data-raw",
             json.dumps(SEED_REQUEST),
         ],
-        capture_output=True,
-        text=True,
         check=True,
     )
     assert json.loads(result.stdout) == SEED_RESPONSE
-    streamed = subprocess.run(
+    streamed = processes.run(
         [
             "curl",
             "-sS",
@@ -259,8 +260,6 @@ def test_seed_request_with_curl(gateway: Gateway, api_key: str) -> None:
             "--data-raw",
             json.dumps({**SEED_REQUEST, "stream": True}),
         ],
-        capture_output=True,
-        text=True,
         check=True,
     )
     events = chunks_of(streamed.stdout)

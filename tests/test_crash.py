@@ -6,15 +6,15 @@ were in flight are settled from their last checkpoint by the reconciler.
 
 from __future__ import annotations
 
-import signal
+import sqlite3
 import threading
-import time
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from conftest import UPSTREAM_KEY
+from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 
@@ -56,6 +56,19 @@ def _call(server: Gateway, key: str) -> httpx.Response:
     )
 
 
+def _committed(server: Gateway, query: str, request_ids: set[str] | list[str]) -> int:
+    """How many of ``request_ids`` match ``query`` in the database, as committed so far.
+
+    Read straight from the file: the admin API would flush the gateway's pending batch,
+    and what is on disk without that push is the point here.
+    """
+    marks = ", ".join("?" * len(request_ids))
+    database = server.workdir / "data" / "omnirelay.db"
+    with closing(sqlite3.connect(database, timeout=30)) as connection:
+        row = connection.execute(query.format(ids=marks), list(request_ids)).fetchone()
+    return int(row[0])
+
+
 def test_sigkill_mid_stream_settles_from_checkpoints(tmp_path: Path, fake: FakeOpenAI) -> None:
     server = Gateway(tmp_path, env=ENV)
     server.start()
@@ -67,18 +80,19 @@ def test_sigkill_mid_stream_settles_from_checkpoints(tmp_path: Path, fake: FakeO
     assert all(r.status_code == 200 for r in early)
     early_ids = {r.headers["x-request-id"] for r in early}
     early_costs = {r.headers["x-request-id"]: _cost_of(r.json()) for r in early}
-    time.sleep(1.2)  # these finished at least a second before the kill
+    charged = "SELECT COUNT(*) FROM ledger WHERE kind = 'charge' AND request_id IN ({ids})"
+    # These are charged on disk well before the kill.
+    wait_until(lambda: _committed(server, charged, early_ids) == len(early_ids), timeout=10)
 
     fake.stream_delay = 0.25
     streaming: list[str] = []
     threads = [_stream_in_background(server, key, streaming) for _ in range(3)]
     wait_until(lambda: len(streaming) == 3, timeout=5)
-    time.sleep(2.0)  # long enough for checkpoints to be taken and flushed
+    checkpointed = "SELECT COUNT(*) FROM holds WHERE checkpoint_nano > 0 AND request_id IN ({ids})"
+    # Each stream has had a checkpoint taken and flushed.
+    wait_until(lambda: _committed(server, checkpointed, streaming) == 3, timeout=10)
     late = [_call(server, key) for _ in range(3)]  # finished just before the kill
-    assert server.process is not None
-    server.process.send_signal(signal.SIGKILL)
-    server.process.wait()
-    server.process = None
+    server.kill()
     for thread in threads:
         thread.join(timeout=5)
 

@@ -22,8 +22,8 @@ import httpx
 import pytest
 from cryptography.fernet import Fernet
 
-from conftest import UPSTREAM_KEY
 from support import refusing
+from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 from support.postgres import fresh_database
@@ -273,9 +273,11 @@ def test_on_postgres_a_client_sending_a_nul_blocks_no_other_charge(
 
 
 def test_a_hold_beyond_the_database_blocks_no_charge(strict_gateway: Gateway) -> None:
-    """A client of a key without a quota asks for 10^18 output tokens: the call's hold is
-    beyond a BIGINT. Written while the (slow) call runs, it is refused and dropped; the
-    calls of other keys meanwhile are charged before their responses end, and so is it."""
+    """A client of a key without a quota asks for 10^18 output tokens: the call's hold
+    would be beyond a BIGINT. The pipeline caps a hold at what the column holds, so it is
+    written while the (slow) call runs; the calls of other keys meanwhile are charged
+    before their responses end, and so is it. (A hold the database refuses all the same
+    is dropped without stalling the writer: tests/test_deadletters.py.)"""
     server = strict_gateway
     slow = FakeOpenAI(api_key=UPSTREAM_KEY)
     slow.start()
@@ -299,4 +301,4 @@ def test_a_hold_beyond_the_database_blocks_no_charge(strict_gateway: Gateway) ->
     assert ledger["total_nano"] == ledger["key_used_nano"] == sum(map(_cost, served))
     assert _ledger(server, absurd["id"])["total_nano"] == _cost(held)
     output = server.stop()
-    assert "hold change req_" in output and "refused" in output
+    assert "refused" not in output

@@ -32,17 +32,17 @@ from omnirelay.store.logs import HoldChanges, LogRepository
 from omnirelay.store.replay import CHARGED, NOT_PENDING, SETTLED_ALREADY, STILL_REFUSED, replay
 from omnirelay.store.store import Store
 from support import refusing
-from test_store import Backend, backend, count, log_row  # noqa: F401 (backend: a fixture)
+from support.store_backend import Backend, count, log_row
 
 
-# test_store's ``backend`` fixture gives each test a fresh SQLite and PostgreSQL database.
+# The ``backend`` fixture (conftest.py) gives each test a fresh SQLite and PostgreSQL database.
 @pytest.fixture
-def databases(backend: Backend) -> Backend:  # noqa: F811 (the fixture imported above)
+def databases(backend: Backend) -> Backend:
     return backend
 
 
 @pytest.fixture
-def db(backend: Backend) -> Store:  # noqa: F811
+def db(backend: Backend) -> Store:
     return backend.store
 
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import gzip
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from omnirelay.wire import encodings
+from support import processes
 
 TEXTS = [
     "Hello, world!",
@@ -49,9 +49,7 @@ counter = TokenCounter()
 print(counter.count("gpt-4o", "Hello, world!"), counter.count("gpt-4", "Hello, world!"))
 print(sorted(name for name in sys.modules if name.startswith("bpe_openai")))
 """
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=True
-    )
+    done = processes.run([sys.executable, "-c", script], timeout=120, check=True)
     assert done.stdout.splitlines() == ["4 4", "[]"]
 
 

@@ -11,10 +11,11 @@ import httpx
 import openai
 import pytest
 
-from conftest import BODY_LIMIT, UPSTREAM_KEY, Lane
 from support import openapi
+from support.constants import BODY_LIMIT, CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, free_port
+from support.keys import Lane
 from support.seed import SEED_REQUEST
 
 CHAT = "/chat/completions"
@@ -131,7 +132,9 @@ def test_spent_quota_gets_429_but_can_still_see_its_balance(
 ) -> None:
     # The seed call costs 65 x 2500 + 16 x 10000 = 322,500 nano-dollars at gpt-4o's price.
     key = make_key(quota_usd="1")
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    client = openai.OpenAI(
+        base_url=gateway.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
     client.chat.completions.create(**SEED_REQUEST)
     # The operator lowers the quota below what was spent.
     lowered = gateway.admin("PATCH", f"/admin/keys/{key.id}", {"quota_usd": "0.0003"})
@@ -206,7 +209,9 @@ def test_stream_cut_by_the_upstream_ends_with_an_error_event(
 ) -> None:
     key = lane.key
     fake.drop_next_stream_after(4)
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    client = openai.OpenAI(
+        base_url=gateway.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
     received: list[str] = []
     with pytest.raises(openai.APIError) as raised:
         for chunk in client.chat.completions.create(
@@ -230,13 +235,13 @@ def test_stream_cut_by_the_upstream_ends_with_an_error_event(
 def silent_upstream() -> Iterator[int]:
     """A TCP server that accepts connections and never answers."""
     listener = socket.socket()
+    listener.settimeout(0.2)  # so that the accepting thread sees the stop in time
     listener.bind(("127.0.0.1", 0))
     listener.listen(64)
     held: list[socket.socket] = []
     stop = threading.Event()
 
     def accept() -> None:
-        listener.settimeout(0.2)
         while not stop.is_set():
             try:
                 held.append(listener.accept()[0])

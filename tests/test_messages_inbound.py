@@ -11,6 +11,7 @@ import pytest
 from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 from support.media import PNG_BASE64 as PNG
@@ -26,7 +27,9 @@ TOOLS: Any = [
 
 
 def claude(gateway: Gateway, key: str) -> anthropic.Anthropic:
-    return anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0)
+    return anthropic.Anthropic(
+        base_url=gateway.url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
 
 
 def raw_events(gateway: Gateway, key: str, body: dict[str, Any]) -> list[dict[str, Any]]:

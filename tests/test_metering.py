@@ -10,14 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import UPSTREAM_KEY
+from support.constants import REDIS_URL, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
-OUTPUT_USD_PER_M = "10"  # 10,000 nano-dollars per output token; input is free
-NANO_PER_OUTPUT_TOKEN = 10_000
-MAX_TOKENS = 5
+from support.metering import MAX_TOKENS, NANO_PER_OUTPUT_TOKEN, OUTPUT_USD_PER_M, metered_body
 
 
 def metering_env(backend: str) -> dict[str, str]:
@@ -43,14 +39,8 @@ def metered(
     server.stop()
 
 
-def _body(**extra: Any) -> dict[str, Any]:
-    words = " ".join(["word"] * 40)
-    return {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": words}],
-            "max_tokens": MAX_TOKENS, **extra}  # fmt: skip
-
-
 def _call(server: Gateway, key: str, **extra: Any) -> httpx.Response:
-    return httpx.post(server.base_url + "/chat/completions", json=_body(**extra),
+    return httpx.post(server.base_url + "/chat/completions", json=metered_body(**extra),
                       headers={"Authorization": f"Bearer {key}"}, timeout=30)  # fmt: skip
 
 
@@ -60,7 +50,7 @@ async def _burst(server: Gateway, key: str, count: int) -> list[httpx.Response]:
         calls = [
             client.post(
                 server.base_url + "/chat/completions",
-                json=_body(),
+                json=metered_body(),
                 headers={"Authorization": f"Bearer {key}"},
             )
             for _ in range(count)
@@ -123,7 +113,7 @@ def test_calls_in_flight(metered: Gateway, fake: FakeOpenAI) -> None:
     key = metered.create_key(name="conc", limits={"max_concurrency": 1})["key"]
     fake.stall_after = 1
     with httpx.stream("POST", metered.base_url + "/chat/completions",
-                      json=_body(stream=True), headers={"Authorization": f"Bearer {key}"},
+                      json=metered_body(stream=True), headers={"Authorization": f"Bearer {key}"},
                       timeout=10) as held:  # fmt: skip
         assert held.status_code == 200
         refused = _call(metered, key)

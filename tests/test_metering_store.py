@@ -1,5 +1,5 @@
 """Channel-scoped prices, group multipliers, usage reports and log retention, on SQLite and
-PostgreSQL (the ``backend`` fixture of test_store.py: a fresh database per test).
+PostgreSQL (the ``backend`` fixture: a fresh database per test).
 
 usage_daily rows are inserted directly here: the log writer's upsert is tested elsewhere.
 """
@@ -25,20 +25,20 @@ from omnirelay.store.retention import prune_request_logs
 from omnirelay.store.store import Store
 from omnirelay.store.tables import ledger, request_logs, usage_daily
 from omnirelay.store.usage import UsageRow, day_date, day_number
-from test_store import BIG, Backend, backend, count  # noqa: F401 (backend: a fixture)
+from support.gateway import wait_until_async
+from support.store_backend import BIG, Backend, count
 
 UNITS = {"images": {"1024x1024/hd": 80_000_000}, "audio_second": 100_000}
 D0 = day_number(date(2025, 8, 1))
 
 
-# test_store's ``backend`` fixture gives each test a fresh SQLite and PostgreSQL database.
 @pytest.fixture
-def databases(backend: Backend) -> Backend:  # noqa: F811 (the fixture imported above)
+def databases(backend: Backend) -> Backend:
     return backend
 
 
 @pytest.fixture
-def db(backend: Backend) -> Store:  # noqa: F811
+def db(backend: Backend) -> Store:
     return backend.store
 
 
@@ -240,7 +240,11 @@ async def test_concurrent_first_calls_of_a_key_share_one_budget_seed_read(db: St
     now = time.time()
     # One early caller gives up (its client left) while the read is under way.
     early = asyncio.ensure_future(meter.admit("req_early", state, 1, now))
-    await asyncio.sleep(0.01)
+
+    async def reading() -> bool:
+        return bool(reads)
+
+    await wait_until_async(reading)
     early.cancel()
     tickets = await asyncio.gather(*(meter.admit(f"req_{n}", state, 1, now) for n in range(32)))
     assert len(tickets) == 32

@@ -10,17 +10,24 @@ import openai
 import pytest
 
 from support import openapi
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 
 
 def test_models_are_filtered_to_the_key(gateway: Gateway, make_key: Any) -> None:
-    everything = openai.OpenAI(base_url=gateway.base_url, api_key=make_key())
+    everything = openai.OpenAI(
+        base_url=gateway.base_url, api_key=make_key(), timeout=CLIENT_TIMEOUT_S
+    )
     listed = everything.models.list()
     assert {m.id for m in listed.data} >= {"gpt-4o", "gpt-4o-mini"}
     openapi.validate_response("GET", "/v1/models", 200, listed.model_dump(mode="json"))
 
-    narrow = openai.OpenAI(base_url=gateway.base_url, api_key=make_key(models=["gpt-4o-mini"]))
+    narrow = openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key=make_key(models=["gpt-4o-mini"]),
+        timeout=CLIENT_TIMEOUT_S,
+    )
     assert [m.id for m in narrow.models.list().data] == ["gpt-4o-mini"]
     model = narrow.models.retrieve("gpt-4o-mini")
     openapi.validate_response("GET", "/v1/models/gpt-4o-mini", 200, model.model_dump(mode="json"))

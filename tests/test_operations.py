@@ -21,8 +21,8 @@ import openai
 import pytest
 from openai.types import ModerationImageURLInputParam
 
-from conftest import UPSTREAM_KEY
 from support import openapi
+from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai_more import PNG, FakeOpenAIMore
 from support.gateway import Gateway, wait_until
 
@@ -42,7 +42,9 @@ class Surface:
         return created["key"], created["id"]
 
     def client(self, key: str) -> openai.OpenAI:
-        return openai.OpenAI(base_url=self.gateway.base_url, api_key=key, max_retries=0)
+        return openai.OpenAI(
+            base_url=self.gateway.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+        )
 
     def charges(self, key_id: int) -> list[dict[str, Any]]:
         def logged() -> bool:

@@ -9,7 +9,7 @@ import httpx
 import openai
 import pytest
 
-from conftest import UPSTREAM_KEY
+from support.constants import CLIENT_TIMEOUT_S, SHARED_FERNET_KEY, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 from support.postgres import fresh_database
@@ -21,7 +21,7 @@ SEED_COST_NANO = 65 * 2_500 + 16 * 10_000
 @pytest.fixture(scope="module")
 def pg_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, Gateway]]:
     with fresh_database() as url:
-        env = {"OMNIRELAY_DATABASE_URL": url, "OMNIRELAY_SECRET_KEY": _FERNET_KEY}
+        env = {"OMNIRELAY_DATABASE_URL": url, "OMNIRELAY_SECRET_KEY": SHARED_FERNET_KEY}
         first = Gateway(tmp_path_factory.mktemp("pg-a"), env=env)
         second = Gateway(tmp_path_factory.mktemp("pg-b"), env=env)
         first.start()
@@ -31,10 +31,6 @@ def pg_pair(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway,
         finally:
             first.stop()
             second.stop()
-
-
-# A fixed Fernet key shared by both processes, as an operator would set it on every node.
-_FERNET_KEY = "q0Wr6XuB9o6tx0JQ1yq0mZ2pYp1bS8Z1m5e9nQG7Zx4="
 
 
 def test_two_processes_share_keys_channels_and_spend(
@@ -48,7 +44,9 @@ def test_two_processes_share_keys_channels_and_spend(
     )  # fmt: skip
     created = first.create_key(name="shared", quota_usd="1")
     key = created["key"]
-    second_client = openai.OpenAI(base_url=second.base_url, api_key=key, max_retries=0)
+    second_client = openai.OpenAI(
+        base_url=second.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
 
     def served_by_second() -> bool:
         try:

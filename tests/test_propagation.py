@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from conftest import UPSTREAM_KEY
+from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
 

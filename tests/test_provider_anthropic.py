@@ -14,10 +14,11 @@ from anthropic.types import Message, RawMessageStreamEvent
 from pydantic import TypeAdapter
 
 from support import openapi
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_anthropic import FakeAnthropic
 from support.gateway import Gateway
 from support.media import PNG_BASE64 as PNG
-from tests_helpers import chunks_of
+from support.sse import chunks_of
 
 MODEL = "claude-sonnet-4-0"
 EVENTS: TypeAdapter[Any] = TypeAdapter(RawMessageStreamEvent)
@@ -58,7 +59,9 @@ def _reset(claude: FakeAnthropic) -> None:
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    return openai.OpenAI(
+        base_url=gateway.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
 
 
 def validate_chunks(chunks: list[Any]) -> None:
@@ -73,7 +76,9 @@ def validate_chunks(chunks: list[Any]) -> None:
 def test_fake_speaks_the_sdk_types_and_rejects_what_anthropic_rejects(
     claude: FakeAnthropic,
 ) -> None:
-    sdk = anthropic.Anthropic(base_url=claude.url, api_key=claude.api_key, max_retries=0)
+    sdk = anthropic.Anthropic(
+        base_url=claude.url, api_key=claude.api_key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
     message = sdk.messages.create(
         model=MODEL, max_tokens=64, messages=[{"role": "user", "content": "hi there"}]
     )
@@ -389,7 +394,9 @@ def test_error_event_mid_stream_reaches_the_client(
 
 
 def test_sdk_message_types_validate_the_fake(claude: FakeAnthropic) -> None:
-    sdk = anthropic.Anthropic(base_url=claude.url, api_key=claude.api_key, max_retries=0)
+    sdk = anthropic.Anthropic(
+        base_url=claude.url, api_key=claude.api_key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
     raw = sdk.messages.with_raw_response.create(
         model=MODEL,
         max_tokens=64,

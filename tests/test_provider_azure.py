@@ -10,6 +10,7 @@ import openai
 import pytest
 
 from support import openapi
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_azure import FakeAzure
 from support.gateway import Gateway
 
@@ -48,7 +49,10 @@ def _reset(azure: FakeAzure) -> None:
 @pytest.fixture
 def chat(gateway: Gateway, make_key: Any) -> Any:
     return openai.OpenAI(
-        base_url=gateway.base_url, api_key=make_key(group="azure"), max_retries=0
+        base_url=gateway.base_url,
+        api_key=make_key(group="azure"),
+        max_retries=0,
+        timeout=CLIENT_TIMEOUT_S,
     ).chat.completions
 
 

@@ -11,6 +11,7 @@ import openai
 import pytest
 
 from support import openapi
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_azure import FakeAzure
 from support.gateway import Gateway
 
@@ -46,7 +47,10 @@ def azure_ops(gateway: Gateway) -> Iterator[FakeAzure]:
 def client(gateway: Gateway, make_key: Any, azure_ops: FakeAzure) -> openai.OpenAI:
     azure_ops.reset()
     return openai.OpenAI(
-        base_url=gateway.base_url, api_key=make_key(group="azure-ops"), max_retries=0
+        base_url=gateway.base_url,
+        api_key=make_key(group="azure-ops"),
+        max_retries=0,
+        timeout=CLIENT_TIMEOUT_S,
     )
 
 

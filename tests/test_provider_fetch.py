@@ -56,7 +56,7 @@ class ImageHost(ThreadedServer):
         return response
 
     async def _slow(self, _request: web.Request) -> web.Response:
-        await asyncio.sleep(2)
+        await asyncio.sleep(2)  # longer than the fetch timeouts the tests set
         return web.Response(body=PNG, content_type="image/png")
 
 

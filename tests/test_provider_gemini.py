@@ -12,10 +12,11 @@ import pytest
 from google.genai import types
 
 from support import openapi
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_gemini import SIGNATURE, FakeGemini
 from support.gateway import Gateway
 from support.media import PNG_BASE64 as PNG
-from tests_helpers import chunks_of
+from support.sse import chunks_of
 
 MODEL = "gemini-2.5-flash"
 TOOLS: Any = [
@@ -65,7 +66,9 @@ def _reset(gemini: FakeGemini) -> None:
 
 
 def client(gateway: Gateway, key: str) -> openai.OpenAI:
-    return openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    return openai.OpenAI(
+        base_url=gateway.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
 
 
 def validate(completion: Any) -> None:

@@ -13,6 +13,7 @@ import pytest
 from google.genai import types
 
 from support import openapi
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_gemini import EMBEDDING_SIZE, FakeGemini
 from support.gateway import Gateway, wait_until
 
@@ -32,7 +33,9 @@ def gemini(gateway: Gateway) -> Iterator[FakeGemini]:
 
 def test_embeddings_through_gemini(gateway: Gateway, gemini: FakeGemini, make_key: Any) -> None:
     key = make_key()
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0)
+    client = openai.OpenAI(
+        base_url=gateway.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
     texts = ["the quick brown fox", "jumps over the lazy dog"]
 
     def priced() -> bool:
@@ -75,7 +78,9 @@ def test_embeddings_through_gemini(gateway: Gateway, gemini: FakeGemini, make_ke
 def test_gemini_embeddings_error_is_mapped(
     gateway: Gateway, gemini: FakeGemini, make_key: Any
 ) -> None:
-    client = openai.OpenAI(base_url=gateway.base_url, api_key=make_key(), max_retries=0)
+    client = openai.OpenAI(
+        base_url=gateway.base_url, api_key=make_key(), max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
     with pytest.raises(openai.BadRequestError) as raised:
         client.embeddings.create(model=MODEL, input=[[1, 2, 3]])
     assert raised.value.body is not None

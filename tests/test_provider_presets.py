@@ -12,6 +12,7 @@ from omnirelay.providers.base import Endpoint
 from omnirelay.providers.openai import OpenAIProvider
 from omnirelay.providers.presets import Quirks, default_base_url, presets
 from omnirelay.providers.registry import ProviderRegistry
+from support.constants import CLIENT_TIMEOUT_S
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 
@@ -88,7 +89,9 @@ def test_preset_channel_through_the_gateway(
         group=group,
     )
     key = make_key(group=group)
-    chat = openai.OpenAI(base_url=gateway.base_url, api_key=key, max_retries=0).chat.completions
+    chat = openai.OpenAI(
+        base_url=gateway.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    ).chat.completions
     text = "".join(
         c.choices[0].delta.content or ""
         for c in chat.create(

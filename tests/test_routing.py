@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from conftest import UPSTREAM_KEY
+from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, free_port, wait_until
 
@@ -185,8 +185,10 @@ def test_breaker_opens_after_failures_and_closes_after_a_passing_probe(
     assert refused.json()["error"]["code"] == "upstream_unavailable"
     assert 1 <= int(refused.headers["Retry-After"]) <= BREAKER_COOLDOWN_S + 1
     assert chat_requests(fakes[0]) == 2, "an open breaker let a call through"
-    time.sleep(BREAKER_COOLDOWN_S + 0.1)
-    assert group.channel(0)["live"]["breaker"] == "half_open"
+    # The cooldown runs out: the breaker lets one probe call through.
+    wait_until(
+        lambda: group.channel(0)["live"]["breaker"] == "half_open", timeout=BREAKER_COOLDOWN_S + 2
+    )
     assert group.call().status_code == 200  # the probe passes
     assert group.channel(0)["live"]["breaker"] == "closed"
     assert group.call().status_code == 200
@@ -217,10 +219,16 @@ def test_client_disconnect_cancels_a_silent_upstream_at_once(
 ) -> None:
     fake = fakes[2]
     group.add(fake.base_url)
+    # First a stream whose usage the gateway counts itself: loading the token encodings
+    # on first use blocks its loop for a while, which must not be timed below when this
+    # test runs on its own.
+    fake.omit_stream_usage = True
+    assert group.call(stream=True).status_code == 200
+    fake.omit_stream_usage = False
     fake.stall_after = 2
     body = {"model": "gpt-4o", "messages": [{"role": "user", "content": "a b c d e f"}],
             "stream": True}  # fmt: skip
-    conn = socket.create_connection(("127.0.0.1", group.gateway.port))
+    conn = socket.create_connection(("127.0.0.1", group.gateway.port), timeout=10)
     payload = httpx.Request(
         "POST",
         group.gateway.base_url + "/chat/completions",
@@ -233,8 +241,10 @@ def test_client_disconnect_cancels_a_silent_upstream_at_once(
     conn.sendall(head.encode() + b"\r\n" + payload.read())
     received = b""
     while received.count(b"data: ") < 2:
-        received += conn.recv(65536)
-    time.sleep(0.2)  # the fake is silent now
+        chunk = conn.recv(65536)
+        assert chunk, f"the gateway closed the stream early: {received!r}"
+        received += chunk
+    wait_until(lambda: fake.stalls == 1, timeout=2)  # the fake is silent now
     closed_at = time.monotonic()
     conn.close()
 

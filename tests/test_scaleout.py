@@ -10,14 +10,13 @@ from itertools import cycle
 import httpx
 import pytest
 
-from conftest import UPSTREAM_KEY
+from support.constants import REDIS_URL, SHARED_FERNET_KEY, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
+from support.metering import MAX_TOKENS, NANO_PER_OUTPUT_TOKEN, OUTPUT_USD_PER_M, metered_body
 from support.postgres import fresh_database
-from test_metering import MAX_TOKENS, NANO_PER_OUTPUT_TOKEN, OUTPUT_USD_PER_M, REDIS_URL, _body
 
 PROCESSES = 4
-FERNET_KEY = "q0Wr6XuB9o6tx0JQ1yq0mZ2pYp1bS8Z1m5e9nQG7Zx4="
 
 
 @pytest.fixture(scope="module")
@@ -25,7 +24,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory, fake: FakeOpenAI) -> Iterato
     with fresh_database() as url:
         env = {
             "OMNIRELAY_DATABASE_URL": url,
-            "OMNIRELAY_SECRET_KEY": FERNET_KEY,
+            "OMNIRELAY_SECRET_KEY": SHARED_FERNET_KEY,
             "OMNIRELAY_REDIS_URL": REDIS_URL,
             "OMNIRELAY_REDIS_PREFIX": "fleet-" + secrets.token_hex(6),
         }
@@ -49,7 +48,7 @@ async def _spread(gateways: list[Gateway], key: str, count: int) -> list[httpx.R
         calls = [
             c.post(
                 next(targets) + "/chat/completions",
-                json=_body(),
+                json=metered_body(),
                 headers={"Authorization": f"Bearer {key}"},
             )
             for _ in range(count)

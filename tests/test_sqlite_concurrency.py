@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import UPSTREAM_KEY
+from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 
@@ -89,7 +89,7 @@ async def test_read_then_write_transactions_never_see_locked(tmp_path: Path) -> 
     async def read_then_write(engine_index: int, n: int) -> None:
         async with engines[engine_index].begin() as connection:
             count = await connection.scalar(select(func.count()).select_from(settings_kv))
-            await asyncio.sleep(0.001)
+            await asyncio.sleep(0.001)  # the other engine may commit in between: the race
             await connection.execute(
                 insert(settings_kv).values(name=f"e{engine_index}-{n}", value=str(count))
             )

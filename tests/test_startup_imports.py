@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,10 +21,10 @@ from sqlalchemy import inspect
 from sqlalchemy.engine import Connection
 
 from omnirelay.store.db import HEAD_REVISION, MIGRATIONS, at_head, create_engine, migrate
+from support import processes
+from support.constants import REDIS_URL
+from support.gateway import ADMIN_KEY
 from support.postgres import fresh_database
-from test_metering import REDIS_URL
-
-ADMIN_KEY = "sk-admin-test-0123456789abcdef0123456789abcdef"
 
 # What a worker does on start: the `omnirelay serve` imports, then the state built in the
 # app's lifecycle (store opened and migrated, counters made). Prints what it loaded.
@@ -81,15 +80,7 @@ def run_python(code: str, workdir: Path, **env: str) -> dict[str, object]:
     """Run ``code`` in a fresh interpreter in ``workdir``; it prints one JSON object."""
     clean = {name: value for name, value in os.environ.items() if not name.startswith("OMNIRELAY_")}
     clean.update(OMNIRELAY_DATA_DIR=str(workdir / "data"), OMNIRELAY_ADMIN_KEY=ADMIN_KEY, **env)
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        cwd=workdir,
-        env=clean,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = processes.run([sys.executable, "-c", code], cwd=workdir, env=clean, timeout=60)
     assert done.returncode == 0, done.stderr
     result: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
     return result

@@ -11,9 +11,6 @@ import hashlib
 import secrets
 import time
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +18,7 @@ import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
-from sqlalchemy import BigInteger, insert, inspect, select, text, update
+from sqlalchemy import BigInteger, insert, inspect, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -35,9 +32,9 @@ from omnirelay.store.logs import DAY_MS, DailyCost
 from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
 from omnirelay.store.tables import change_feed, keys, metadata
-from support.postgres import fresh_database
+from support.gateway import wait_until_async
+from support.store_backend import BIG, Backend, count, fetch, log_row
 
-BIG = 5_000_000_000_000  # 5000 USD in nano-dollars: far beyond a 32-bit integer
 TABLES = {
     "channels", "keys", "prices", "request_logs", "change_feed", "settings_kv",
     "ledger", "holds", "group_multipliers", "usage_daily", "dead_letters",
@@ -58,109 +55,12 @@ MONEY_COLUMNS = {
 DAY0 = 19_675 * DAY_MS
 
 
-@dataclass
-class Backend:
-    """One database for one test, and the stores opened on it."""
-
-    kind: str
-    data_dir: Path
-    database_url: str
-    secret_key: str
-    store: Store = field(init=False)
-    _opened: list[Store] = field(default_factory=list)
-
-    @property
-    def url(self) -> str:
-        return self.settings().resolved_database_url
-
-    def settings(self, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "data_dir": self.data_dir,
-            "database_url": self.database_url,
-            "secret_key": self.secret_key,
-        }
-        values.update(overrides)
-        return Settings(**values)
-
-    async def open(self, **overrides: Any) -> Store:
-        """Another Store on the same database: its own engine and connection pool."""
-        store = await Store.open(self.settings(**overrides))
-        self._opened.append(store)
-        return store
-
-    async def close(self) -> None:
-        for store in reversed(self._opened):
-            await store.close()
-
-
-@contextmanager
-def _database(kind: str) -> Iterator[str]:
-    if kind == "postgres":
-        with fresh_database() as url:
-            yield url
-    else:
-        yield ""  # the default: sqlite+aiosqlite:///<data_dir>/omnirelay.db
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-async def backend(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
-    kind: str = request.param
-    with _database(kind) as database_url:
-        setup = Backend(kind, tmp_path, database_url, Fernet.generate_key().decode())
-        try:
-            setup.store = await setup.open()
-            yield setup
-        finally:
-            await setup.close()
-
-
 @pytest.fixture
 def store(backend: Backend) -> Store:
     return backend.store
 
 
 # --- helpers -----------------------------------------------------------------------------
-
-
-async def fetch(store: Store, sql: str, **params: Any) -> list[dict[str, Any]]:
-    """Rows of a plain SQL query, bypassing the repositories."""
-    async with store.engine.connect() as connection:
-        result = await connection.execute(text(sql), params)
-        return [dict(row) for row in result.mappings().all()]
-
-
-async def count(store: Store, table: str) -> int:
-    rows = await fetch(store, f"SELECT COUNT(*) AS n FROM {table}")
-    return int(rows[0]["n"])
-
-
-def log_row(
-    key_id: int | None,
-    cost_nano: int,
-    *,
-    created_ms: int | None = None,
-    model: str = "gpt-4o",
-    request_id: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "request_id": request_id or "req_" + secrets.token_hex(12),
-        "created_ms": created_ms if created_ms is not None else int(time.time() * 1000),
-        "key_id": key_id,
-        "endpoint": "chat.completions",
-        "model": model,
-        "served_model": model,
-        "channel_id": None,
-        "prompt_tokens": 11,
-        "completion_tokens": 7,
-        "cached_tokens": 0,
-        "cost_nano": cost_nano,
-        "latency_ms": 25,
-        "ttfb_ms": 9,
-        "status": 200,
-        "stream": False,
-        "usage_source": "upstream",
-        "error": None,
-    }
 
 
 def head_revision() -> str:
@@ -852,11 +752,11 @@ async def test_log_writer_background_task_flushes_and_close_drains(store: Store)
     writer.start()
     try:
         writer.submit(log_row(key.id, 100))
-        for _ in range(100):
-            if await store.keys.used_by_ids([key.id]) == {key.id: 100}:
-                break
-            await asyncio.sleep(0.02)
-        assert await store.keys.used_by_ids([key.id]) == {key.id: 100}
+
+        async def flushed() -> bool:
+            return await store.keys.used_by_ids([key.id]) == {key.id: 100}
+
+        await wait_until_async(flushed, timeout=2.0, interval=0.02)
         writer.submit(log_row(key.id, 23))
     finally:
         await writer.close()

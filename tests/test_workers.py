@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
+from support import processes
 from support.gateway import BIN, Gateway, wait_until
 
 WORKER_HEADER = "x-omnirelay-worker"
@@ -18,16 +17,6 @@ WORKER_HEADER = "x-omnirelay-worker"
 def _workers_of(parent: int) -> set[int]:
     children = Path(f"/proc/{parent}/task/{parent}/children")
     return {int(pid) for pid in children.read_text().split()}
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # A child that exited but was not reaped yet is a zombie: it no longer serves.
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    return stat[stat.rindex(")") + 2] != "Z"
 
 
 def _answering_pids(gateway: Gateway, calls: int = 200) -> set[int]:
@@ -42,39 +31,15 @@ def _answering_pids(gateway: Gateway, calls: int = 200) -> set[int]:
     return pids
 
 
-def _start(gateway: Gateway) -> subprocess.Popen[str]:
-    """Start ``serve --workers 2`` (the fixture's Gateway starts a plain ``serve``)."""
-    gateway.workdir.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(
-        [str(BIN / "omnirelay"), "serve", "--workers", "2"],
-        cwd=gateway.workdir,
-        env=gateway.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    gateway.process = process
-
-    def up() -> bool:
-        if process.poll() is not None:
-            raise AssertionError(f"serve --workers 2 exited:\n{process.stdout.read()}")  # type: ignore[union-attr]
-        try:
-            return httpx.get(gateway.url + "/healthz", timeout=0.5).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_until(up, timeout=30, interval=0.05)
-    return process
-
-
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
 def test_two_workers_answer_on_one_port_and_a_signal_stops_them_all(
     tmp_path: Path, stop_signal: signal.Signals
 ) -> None:
     gateway = Gateway(tmp_path)
-    process = _start(gateway)
+    gateway.start(timeout=30, workers=2)
+    assert gateway.process is not None
     try:
-        workers = _workers_of(process.pid)
+        workers = _workers_of(gateway.process.pid)
         assert len(workers) == 2, workers
         # Both workers serve the one port; each names itself on its responses.
         assert _answering_pids(gateway) == workers
@@ -95,16 +60,12 @@ def test_two_workers_answer_on_one_port_and_a_signal_stops_them_all(
 
         wait_until(every_worker_knows_the_key, timeout=3.0)
     finally:
-        process.send_signal(stop_signal)
-        try:
-            output, _ = process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            output, _ = process.communicate()
-    assert process.returncode == 0, output
+        output = gateway.stop(stop_signal, timeout=30)
+    assert gateway.returncode == 0, output
     assert "2 workers without OMNIRELAY_REDIS_URL" in output  # limits are per worker: said once
     assert output.count("without OMNIRELAY_REDIS_URL") == 1
-    assert not [pid for pid in workers if _alive(pid)], output
+    # Checked before the stragglers were killed: the workers ended with their parent.
+    assert not gateway.stragglers, output
     with pytest.raises(httpx.ConnectError):
         httpx.get(gateway.url + "/healthz", timeout=2)
 
@@ -114,13 +75,8 @@ def test_the_port_in_use_is_reported(tmp_path: Path) -> None:
     first.start()
     try:
         env = {**first.env}
-        result = subprocess.run(
-            [str(BIN / "omnirelay"), "serve", "--workers", "2"],
-            cwd=first.workdir,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = processes.run(
+            [str(BIN / "omnirelay"), "serve", "--workers", "2"], cwd=first.workdir, env=env
         )
     finally:
         first.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -85,9 +86,15 @@ class Runtime:
     counters: Counters
     reconciler: Reconciler
     retention: LogRetention
+    _warming: asyncio.Future[object] | None = None
 
     async def start(self) -> None:
         state = self.state
+        # Loading the tokenizer takes ~0.4 s: in a thread, so the first calls to need it
+        # do not stall the event loop (they wait for the load only if it is not done yet).
+        self._warming = asyncio.get_running_loop().run_in_executor(
+            None, state.tokens.encoding, "o200k_base"
+        )
         await state.sync.load_all()
         await self.upstream.start()
         await self.fetcher.start()
@@ -100,6 +107,8 @@ class Runtime:
 
     async def close(self) -> None:
         state = self.state
+        if self._warming is not None:
+            await self._warming
         await self.retention.close()
         await state.prober.close()
         await self.reconciler.close()

@@ -206,7 +206,7 @@ class FakeAnthropic(ThreadedServer):
                     await abort(request)
                     return response
                 await response.write(_frame(event))
-                await asyncio.sleep(0)
+                await asyncio.sleep(0)  # yield between events, as a real stream does
         except ConnectionError:
             pass
         return response

@@ -30,7 +30,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .fake_threaded import LoopbackServer
+from .fake_threaded import LoopbackServer, abort
 from .openapi import leaf_error, openai_wording, property_names, schema_errors
 from .seed import SEED_REQUEST, SEED_RESPONSE
 
@@ -176,6 +176,7 @@ class FakeOpenAI(LoopbackServer):
         self.stream_delay: float = 0.0  # seconds between stream events
         self.answer_delay: float = 0.0  # seconds before the status line of a chat answer
         self.stall_after: int | None = None  # stream: after this many events, go silent
+        self.stalls = 0  # streams that went silent so far
         self.stream_ends: list[tuple[float, str]] = []  # (monotonic time, "done" | "gone")
         self.omit_stream_usage: bool = False  # ignore stream_options like some vendors do
         self.sparse_response: bool = False  # non-stream: leave out the optional-looking fields
@@ -406,12 +407,13 @@ class FakeOpenAI(LoopbackServer):
                 if drop_after is not None and sent >= drop_after:
                     break
                 if stall_after is not None and sent >= stall_after:
+                    self.stalls += 1
                     await asyncio.sleep(3600)  # silent until the client goes away
                 if sent and delay > 0:
                     await asyncio.sleep(delay)
                 await response.write(f"data: {event}\n\n".encode())
             if drop_after is not None:
-                await _abort(request)
+                await abort(request)
             self.stream_ends.append((time.monotonic(), "done"))
         except ConnectionError:
             self.stream_ends.append((time.monotonic(), "gone"))
@@ -432,18 +434,6 @@ def _json_response(obj: Any, headers: dict[str, str]) -> web.Response:
         content_type="application/json",
         headers=headers,
     )
-
-
-async def _abort(request: web.Request) -> None:
-    """Let what was written reach the socket, then drop the connection without a proper end."""
-    transport = request.transport
-    if transport is None:
-        return
-    for _ in range(200):
-        if transport.get_write_buffer_size() == 0:
-            break
-        await asyncio.sleep(0.005)
-    transport.abort()
 
 
 def _mask_key(key: str) -> str:

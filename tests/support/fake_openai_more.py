@@ -208,7 +208,7 @@ async def _speech(request: web.Request, body: dict[str, Any]) -> web.StreamRespo
             await response.write(_event(delta))
         else:
             await response.write(piece)
-        await asyncio.sleep(0.01)
+        await asyncio.sleep(0.01)  # audio arrives in pieces over time, as from OpenAI
     if sse:
         chars = len(body["input"])
         usage = {"input_tokens": chars, "output_tokens": 3, "total_tokens": chars + 3}

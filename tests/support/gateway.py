@@ -1,7 +1,12 @@
-"""Runs the real gateway as a subprocess on a free port, plus the CLI beside it."""
+"""Runs the real gateway as a subprocess on a free port, plus the CLI beside it.
+
+Both go through :mod:`support.processes`: each in a process group of its own that does
+not outlive the test run.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -14,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+
+from support import processes
 
 ADMIN_KEY = "sk-admin-test-0123456789abcdef0123456789abcdef"
 BIN = Path(sys.executable).parent
@@ -47,7 +54,9 @@ class Gateway:
             self.env["OMNIRELAY_ADMIN_KEY"] = admin_key
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
-        self._lines: list[str] = []
+        self.returncode: int | None = None  # of the last process stopped
+        self.stragglers: list[int] = []  # its group's processes that outlived it (killed)
+        self._lines: list[str] = []  # what the running process printed so far
         self._drain: threading.Thread | None = None
 
     @property
@@ -58,24 +67,27 @@ class Gateway:
     def base_url(self) -> str:
         return self.url + "/v1"
 
-    def start(self, timeout: float = 20.0) -> None:
+    def start(self, timeout: float = 20.0, *, workers: int = 1) -> None:
+        """Start ``omnirelay serve`` (``--workers N`` when more than one) and wait until up."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [str(BIN / "omnirelay"), "serve"],
+        command = [str(BIN / "omnirelay"), "serve"]
+        if workers > 1:
+            command += ["--workers", str(workers)]
+        self.process = process = processes.spawn(
+            command,
             cwd=self.workdir,
             env=self.env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
-            text=True,
         )
         self._lines = []
-        self._drain = threading.Thread(target=self._read_output, args=(self.process,), daemon=True)
+        self._drain = threading.Thread(target=self._read_output, args=(process,), daemon=True)
         self._drain.start()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                self._drain.join(5)
-                raise RuntimeError(f"gateway exited early:\n{self.peek_output()}")
+            if process.poll() is not None:
+                self.stop()
+                raise RuntimeError(f"gateway exited early:\n{self.output}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
                     return
@@ -85,20 +97,16 @@ class Gateway:
         self.stop()
         raise RuntimeError(f"gateway did not start in {timeout}s:\n{self.output}")
 
-    def stop(self) -> str:
-        """Stop gracefully (SIGINT, as Ctrl-C) and return everything it printed."""
+    def stop(self, signum: int = signal.SIGINT, timeout: float = 15.0) -> str:
+        """Stop gracefully (SIGINT, as Ctrl-C) and return everything it printed.
+
+        What is left of its process group once it exited is killed, and noted in
+        ``stragglers``.
+        """
         if self.process is not None:
-            if self.process.poll() is None:
-                self.process.send_signal(signal.SIGINT)
-            try:
-                self.process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-            if self._drain is not None:
-                self._drain.join(5)
-            self.output += self.peek_output()
-            self._lines = []
+            stopped = processes.stop(self.process, signum, timeout, read_output=False)
+            self._collect()
+            self.returncode, self.stragglers = stopped.returncode, stopped.stragglers
             self.process = None
         return self.output
 
@@ -106,6 +114,13 @@ class Gateway:
         assert process.stdout is not None
         for line in process.stdout:
             self._lines.append(line)
+
+    def _collect(self) -> None:
+        if self._drain is not None:
+            self._drain.join(5)
+            self._drain = None
+        self.output += self.peek_output()
+        self._lines = []
 
     def peek_output(self) -> str:
         """What the running gateway has printed so far."""
@@ -130,14 +145,16 @@ class Gateway:
         Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
         return self.rss_bytes()
 
+    def kill(self) -> None:
+        """SIGKILL its whole process group at once, as a crash would."""
+        if self.process is not None:
+            processes.kill(self.process, read_output=False)
+            self._collect()
+            self.process = None
+
     def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        result = subprocess.run(
-            [str(BIN / "omnirelay"), *args],
-            cwd=self.workdir,
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
+        result = processes.run(
+            [str(BIN / "omnirelay"), *args], cwd=self.workdir, env=self.env, timeout=60
         )
         if check and result.returncode != 0:
             raise AssertionError(f"omnirelay {' '.join(args)} failed:\n{result.stderr}")
@@ -175,3 +192,14 @@ def wait_until(predicate: Any, timeout: float = 1.0, interval: float = 0.02) -> 
         if time.monotonic() - start > timeout:
             raise AssertionError(f"condition not met within {timeout}s")
         time.sleep(interval)
+
+
+async def wait_until_async(predicate: Any, timeout: float = 1.0, interval: float = 0.005) -> float:
+    """:func:`wait_until` for a coroutine: ``await predicate()`` while other tasks run."""
+    start = time.monotonic()
+    while True:
+        if await predicate():
+            return time.monotonic() - start
+        if time.monotonic() - start > timeout:
+            raise AssertionError(f"condition not met within {timeout}s")
+        await asyncio.sleep(interval)

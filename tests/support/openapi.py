@@ -1,4 +1,6 @@
-"""Validation against OpenAI's official OpenAPI spec (`<shared>/specs/openai-openapi.yaml`).
+"""Validation against OpenAI's official OpenAPI spec (`tests/data/openai-openapi.yaml`).
+
+The spec is vendored: `tests/data/openai-openapi.SOURCE.md` says where and when it was taken.
 
 The spec is parsed once per process (libyaml) and cached as JSON in the temp dir, keyed by
 the yaml's size and mtime, so later processes load it in a fraction of the time.
@@ -26,9 +28,7 @@ from jsonschema.exceptions import ValidationError, best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SHARED_DIR = Path(os.environ.get("OMNIRELAY_SHARED_DIR") or REPO_ROOT.parent / "shared")
-SPEC_PATH = SHARED_DIR / "specs" / "openai-openapi.yaml"
+SPEC_PATH = Path(__file__).resolve().parents[1] / "data" / "openai-openapi.yaml"
 
 _SPEC_URI = "urn:openai:openapi"
 _PATH_PREFIX = "/v1"  # the spec's servers entry is https://api.openai.com/v1

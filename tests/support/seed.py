@@ -1,8 +1,8 @@
-"""The seed's documented chat-completions example (`shared/seed/000_36ba704ce77df802.txt`).
+"""The chat-completions example of the document the project started from (its "seed").
 
-The seed file is documentation prose, so the request and the response are written out in
-``tests/data/seed_example.json`` (which the benchmark harness reads too), matching it
-exactly. Treat both dicts as read-only; deep-copy before changing them.
+That document is prose kept outside the repository, so its request and response were
+written out, exactly, in ``tests/data/seed_example.json`` (which the benchmark harness
+reads too). Treat both dicts as read-only; deep-copy before changing them.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Small helpers shared by test modules."""
+"""Reading server-sent events as the tests receive them."""
 
 from __future__ import annotations
 
