@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import os
+import select
 import signal
+import socket
 import subprocess
+import time
 from pathlib import Path
 
 import httpx
@@ -126,3 +129,46 @@ def test_the_port_in_use_is_reported(tmp_path: Path) -> None:
         first.stop()
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
+
+
+def test_workers_apply_the_connection_limits(tmp_path: Path) -> None:
+    cap = 20
+    gateway = Gateway(
+        tmp_path,
+        env={"OMNIRELAY_MAX_CONNECTIONS": str(cap), "OMNIRELAY_HEADER_TIMEOUT_S": "3"},
+    )
+    process = _start(gateway)
+    sockets: list[socket.socket] = []
+    try:
+        wait_until(lambda: len(_answering_pids(gateway)) == 2, timeout=30)  # both listen
+        time.sleep(0.5)  # and have let go of those probing connections
+        # The kernel spreads 100 connections over both workers; each takes `cap` of them.
+        for _ in range(100):
+            sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+            sock.settimeout(10)
+            sockets.append(sock)
+        time.sleep(1.0)  # the refusals arrive at once; the header deadline is further off
+        refused = select.select(sockets, [], [], 0)[0]
+        assert len(refused) == 100 - 2 * cap
+        for sock in refused:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        # Those held are closed at the header deadline, having sent nothing.
+        held = [sock for sock in sockets if sock not in refused]
+        started = time.monotonic()
+        for sock in held:
+            assert select.select([sock], [], [], 10)[0]
+            assert sock.recv(65536) == b""
+        assert time.monotonic() - started < 10
+        response = httpx.get(gateway.base_url + "/models/" + "m" * 9000, timeout=5)
+        assert response.status_code == 414
+        assert response.json()["error"]["code"] == "uri_too_long"
+        assert response.headers["Server"] == "omnirelay"
+    finally:
+        for sock in sockets:
+            sock.close()
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()

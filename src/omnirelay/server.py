@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import sys
 from collections.abc import AsyncIterator
@@ -9,6 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from omnirelay.api.errors import error_middleware
+from omnirelay.api.listener import loop_factory, name_server, serve_until_stopped
 from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
@@ -164,6 +166,7 @@ async def build_state(settings: Settings) -> AppState:
 def build_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     add_routes(app)
+    app.on_response_prepare.append(name_server)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         state = await build_state(settings)
@@ -194,22 +197,7 @@ def build_app(settings: Settings) -> web.Application:
 
 
 def serve(settings: Settings) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
     app = build_app(settings)
     log.info("starting on http://%s:%s", settings.host, settings.port)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=lambda message: print(message, flush=True),
-        loop=loop_factory() if loop_factory else None,
-        handle_signals=True,
-        # A client that goes away cancels its handler at once, which closes the upstream.
-        handler_cancellation=True,
-    )
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(serve_until_stopped(app, settings))
