@@ -122,6 +122,10 @@ def test_unknown_path_and_method(gateway: Gateway, api_key: str) -> None:
     assert_error(response, 404, "not_found")
     response = httpx.get(gateway.base_url + CHAT, headers={"Authorization": f"Bearer {api_key}"})
     assert_error(response, 405, "method_not_allowed")
+    assert response.headers["Allow"] == "POST"
+    response = httpx.delete(gateway.url + "/admin/channels", headers={"Authorization": "x"})
+    assert_error(response, 405, "method_not_allowed")
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
 
 
 # -- what the HTTP parser refuses before routing ---------------------------------------------
