@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
+from omnirelay.api import cors
 from omnirelay.api.errors import error_middleware
 from omnirelay.api.listener import loop_factory, name_server, serve_until_stopped
 from omnirelay.api.routes import add_routes
@@ -167,6 +168,7 @@ def build_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     add_routes(app)
     app.on_response_prepare.append(name_server)
+    cors.install(app, settings.cors_origins, settings.cors_max_age_s)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         state = await build_state(settings)
