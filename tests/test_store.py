@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
+import stat
 import time
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
@@ -35,6 +37,7 @@ from omnirelay.store.logs import DAY_MS, DailyCost
 from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
 from omnirelay.store.tables import change_feed, keys, metadata
+from support.gateway import Gateway
 from support.postgres import fresh_database
 
 BIG = 5_000_000_000_000  # 5000 USD in nano-dollars: far beyond a 32-bit integer
@@ -256,6 +259,65 @@ async def test_reopening_the_store_is_a_no_op(backend: Backend, store: Store) ->
     assert kept.quota_nano == BIG
     assert [price.model for price in await again.prices.list_all()] == ["gpt-4o"]
     assert await count(again, "keys") == 1
+
+
+# --- the SQLite files ----------------------------------------------------------------------
+
+
+def _modes(data_dir: Path) -> dict[str, int]:
+    return {
+        path.name: stat.S_IMODE(path.stat().st_mode)
+        for path in data_dir.iterdir()
+        if path.name.startswith("omnirelay.db")
+    }
+
+
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+async def test_sqlite_files_are_created_private_and_tightened_at_open(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, secret_key=Fernet.generate_key().decode())
+    with _umask(0o022):  # a common umask: files 0644 unless made otherwise
+        store = await Store.open(settings)
+        try:
+            await store.keys.create(name="k")  # a write: the -wal and -shm files exist
+            assert _modes(tmp_path) == {
+                "omnirelay.db": 0o600,
+                "omnirelay.db-wal": 0o600,
+                "omnirelay.db-shm": 0o600,
+            }
+            # Files an older version left readable by others are tightened at the next open.
+            for name in _modes(tmp_path):
+                os.chmod(tmp_path / name, 0o644)
+            again = await Store.open(settings)
+            await again.close()
+            assert set(_modes(tmp_path).values()) == {0o600}
+        finally:
+            await store.close()
+    assert (tmp_path / "secret.key").exists() is False  # the key came from the settings
+
+
+def test_the_cli_and_the_server_keep_the_database_private(tmp_path: Path) -> None:
+    gateway = Gateway(tmp_path)
+    with _umask(0o022):
+        gateway.cli("migrate")  # the CLI creates the database first
+        assert _modes(tmp_path / "data")["omnirelay.db"] == 0o600
+        os.chmod(tmp_path / "data" / "omnirelay.db", 0o664)
+        gateway.start()
+    try:
+        gateway.create_key(name="k")
+        modes = _modes(tmp_path / "data")
+        assert {"omnirelay.db", "omnirelay.db-wal", "omnirelay.db-shm"} <= set(modes)
+        assert set(modes.values()) == {0o600}
+        assert stat.S_IMODE((tmp_path / "data" / "secret.key").stat().st_mode) == 0o600
+    finally:
+        gateway.stop()
 
 
 # --- channels -----------------------------------------------------------------------------
