@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
@@ -415,6 +416,81 @@ async def test_channel_api_key_is_encrypted_at_rest(backend: Backend, store: Sto
         await other.channels.get(channel.id)
     with pytest.raises(ValueError):
         await other.channels.list_all()
+
+
+async def test_channel_headers_are_encrypted_at_rest_and_masked(
+    backend: Backend, store: Store
+) -> None:
+    secret = "org-" + secrets.token_hex(16)
+    channel = await store.channels.create(
+        name="with-headers",
+        type="azure",
+        base_url="http://x",
+        api_key="k",
+        models=["m"],
+        options={"api_version": "v1", "headers": {"X-Org-Secret": secret, "X-Team": "a"}},
+    )
+    headers = {"X-Org-Secret": secret, "X-Team": "a"}
+    assert channel.options == {"api_version": "v1", "headers": headers}  # what routing reads
+    assert channel.public()["options"] == {
+        "api_version": "v1",
+        "headers": {"X-Org-Secret": "****", "X-Team": "****"},
+    }
+    assert secret not in repr(channel) and secret not in str(channel.public())
+    raw = (await fetch(store, "SELECT * FROM channels WHERE id = :id", id=channel.id))[0]
+    assert str(raw["headers_enc"]).startswith("gAAAAA")
+    for value in raw.values():
+        assert secret not in str(value)
+
+    # An update that leaves the options alone keeps the headers; one that sets them without
+    # headers drops them.
+    kept = await store.channels.update(channel.id, {"priority": 3})
+    assert kept is not None and kept.options["headers"] == headers
+    again = await backend.open()
+    reread = await again.channels.get(channel.id)
+    assert reread is not None and reread.options == channel.options
+    dropped = await store.channels.update(channel.id, {"options": {"api_version": "v2"}})
+    assert dropped is not None and dropped.options == {"api_version": "v2"}
+    raw = (await fetch(store, "SELECT headers_enc FROM channels WHERE id = :id", id=channel.id))[0]
+    assert raw["headers_enc"] is None
+
+
+def _alembic(connection: Connection, action: str, revision: str) -> None:
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    getattr(command, action)(config, revision)
+
+
+async def test_clear_headers_from_before_0004_are_encrypted_at_open(
+    backend: Backend, store: Store
+) -> None:
+    secret = "sk-in-a-header-" + secrets.token_hex(8)
+    async with store.engine.begin() as connection:
+        await connection.run_sync(_alembic, "downgrade", "0003")
+    # A row as 0003 kept it: the headers in clear in the options.
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO channels (name, type, base_url, api_key_enc, models, "
+                "model_mapping, group_name, priority, weight, enabled, options, created_at, "
+                "updated_at) VALUES ('old', 'openai', 'http://x', :key, '[\"m\"]', '{}', "
+                "'default', 0, 1, true, :options, 1, 1)"
+            ),
+            {
+                "key": Fernet(backend.secret_key.encode()).encrypt(b"k").decode(),
+                "options": orjson.dumps({"headers": {"X-Key": secret}, "x": 1}).decode(),
+            },
+        )
+    opened = await backend.open()  # migrates to 0004, then moves the headers
+    raw = (await fetch(opened, "SELECT options, headers_enc FROM channels"))[0]
+    assert secret not in str(raw["options"]) and secret not in str(raw["headers_enc"])
+    assert str(raw["headers_enc"]).startswith("gAAAAA")
+    (row,) = await opened.channels.list_all()
+    assert row.options == {"x": 1, "headers": {"X-Key": secret}}
+    assert await opened.channels.seal_headers() == 0  # nothing left in clear
 
 
 # --- keys ---------------------------------------------------------------------------------
