@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import openai
+import orjson
 import pytest
 
 from support import openapi
@@ -122,6 +123,61 @@ def test_unknown_path_and_method(gateway: Gateway, api_key: str) -> None:
     assert_error(response, 404, "not_found")
     response = httpx.get(gateway.base_url + CHAT, headers={"Authorization": f"Bearer {api_key}"})
     assert_error(response, 405, "method_not_allowed")
+    assert response.headers["Allow"] == "POST"
+    response = httpx.delete(gateway.url + "/admin/channels", headers={"Authorization": "x"})
+    assert_error(response, 405, "method_not_allowed")
+    assert set(response.headers["Allow"].split(",")) == {"GET", "HEAD", "POST"}
+
+
+# -- what the HTTP parser refuses before routing ---------------------------------------------
+
+
+def test_a_url_too_long_gets_414_in_json(gateway: Gateway, api_key: str) -> None:
+    response = httpx.get(gateway.base_url + "/models/" + "m" * 9000, timeout=10)
+    assert_error(response, 414, "uri_too_long")
+
+
+def test_headers_too_large_get_431_in_json(gateway: Gateway, api_key: str) -> None:
+    secret = "sk-" + "s" * 20_000
+    response = httpx.get(
+        gateway.base_url + "/models", headers={"Authorization": f"Bearer {secret}"}, timeout=10
+    )
+    assert_error(response, 431, "headers_too_large")
+    many = {f"x-filler-{i}": "v" for i in range(200)}
+    response = httpx.get(gateway.base_url + "/models", headers=many, timeout=10)
+    assert_error(response, 431, "headers_too_large")
+    # Under the limit, a long header is fine.
+    headers = {"Authorization": f"Bearer {api_key}", "x-long": "l" * 12_000}
+    assert httpx.get(gateway.base_url + "/models", headers=headers).status_code == 200
+
+
+def test_bytes_that_are_not_http_get_400_in_json(gateway: Gateway) -> None:
+    with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
+        sock.settimeout(10)
+        sock.sendall(b"GARBAGE\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.split(b"\r\n")[0].split()[1] == b"400"
+    assert b"Content-Type: application/json" in head
+    assert orjson.loads(body)["error"]["code"] == "invalid_http"
+
+
+def test_no_response_names_the_server_software(
+    gateway: Gateway, fake: FakeOpenAI, api_key: str
+) -> None:
+    headers = {"Authorization": f"Bearer {api_key}"}
+    responses = [
+        httpx.get(gateway.url + "/healthz"),
+        post(gateway, api_key, hello()),
+        post(gateway, api_key, {**hello(), "stream": True}),
+        post(gateway, None, hello()),
+        httpx.get(gateway.base_url + "/nope", headers=headers),
+        httpx.get(gateway.base_url + "/models/" + "m" * 9000),
+    ]
+    for response in responses:
+        assert response.headers.get("Server") == "omnirelay", response.headers
 
 
 # -- quota ---------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import secrets
 from typing import Any
 
 import openai
@@ -12,7 +13,7 @@ from omnirelay.providers.base import Endpoint
 from omnirelay.providers.openai import OpenAIProvider
 from omnirelay.providers.presets import Quirks, default_base_url, presets
 from omnirelay.providers.registry import ProviderRegistry
-from support.constants import CLIENT_TIMEOUT_S
+from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
 
@@ -165,10 +166,64 @@ def test_patching_options_replaces_the_dialects_and_keeps_the_rest(gateway: Gate
     assert created["options"] == {
         "api_version": "2024-10-21",
         "deployment": "d1",
-        "headers": {"X-Team": "a"},
+        "headers": {"X-Team": "****"},  # header values are secrets: never shown
     }
     path = f"/admin/channels/{created['id']}"
     patched = gateway.admin("PATCH", path, {"options": {"api_version": "v1"}}).json()
-    assert patched["options"] == {"api_version": "v1", "headers": {"X-Team": "a"}}
-    patched = gateway.admin("PATCH", path, {"headers": {"X-Team": "b"}}).json()
-    assert patched["options"] == {"api_version": "v1", "headers": {"X-Team": "b"}}
+    assert patched["options"] == {"api_version": "v1", "headers": {"X-Team": "****"}}
+    patched = gateway.admin("PATCH", path, {"headers": {"X-Group": "b"}}).json()
+    assert patched["options"] == {"api_version": "v1", "headers": {"X-Group": "****"}}
+
+
+def test_channel_headers_are_sent_upstream_but_never_shown(
+    gateway: Gateway, fake: FakeOpenAI, make_key: Any
+) -> None:
+    secret = "org-" + secrets.token_hex(12)
+    group = "headers-" + secrets.token_hex(4)
+    created = gateway.add_channel(
+        name=group,
+        base_url=fake.base_url,
+        api_key=UPSTREAM_KEY,
+        models=["gpt-4o"],
+        group=group,
+        headers={"OpenAI-Organization": secret},
+    )
+    path = f"/admin/channels/{created['id']}"
+    assert created["options"] == {"headers": {"OpenAI-Organization": "****"}}
+    for view in (gateway.admin("GET", path), gateway.admin("GET", "/admin/channels")):
+        assert view.status_code == 200 and secret not in view.text
+    client = openai.OpenAI(
+        base_url=gateway.base_url, api_key=make_key(group=group), max_retries=0, timeout=30
+    )
+
+    def sent_upstream() -> str | None:
+        client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "x"}])
+        return fake.received[-1].headers.get("openai-organization")
+
+    assert sent_upstream() == secret
+    # An update without headers keeps them; one with headers replaces them.
+    patched = gateway.admin("PATCH", path, {"priority": 2})
+    assert secret not in patched.text and patched.json()["priority"] == 2
+    assert sent_upstream() == secret
+    rotated = "org-" + secrets.token_hex(12)
+    patched = gateway.admin("PATCH", path, {"headers": {"OpenAI-Organization": rotated}})
+    assert rotated not in patched.text
+    assert sent_upstream() == rotated
+    gateway.admin("PATCH", path, {"headers": {}})
+    assert sent_upstream() is None
+    gateway.admin("DELETE", path)
+
+    # The CLI sets them too, and lists their names only.
+    gateway.cli(
+        "channel", "add", "--name", group + "-cli", "--group", group + "-cli",
+        "--api-key", "k", "--models", "gpt-4o", "--header", f"X-Cli-Secret: {secret}",
+    )  # fmt: skip
+    listed = gateway.cli("channel", "list").stdout
+    assert "X-Cli-Secret: ****" in listed and secret not in listed
+    (cli_channel,) = [
+        c
+        for c in gateway.admin("GET", "/admin/channels").json()["data"]
+        if c["name"] == group + "-cli"
+    ]
+    assert cli_channel["options"] == {"headers": {"X-Cli-Secret": "****"}}
+    gateway.admin("DELETE", f"/admin/channels/{cli_channel['id']}")

@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import secrets
+import stat
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
 from cryptography.fernet import Fernet
-from sqlalchemy import BigInteger, insert, inspect, select, update
+from sqlalchemy import BigInteger, insert, inspect, select, text, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 
@@ -32,7 +37,7 @@ from omnirelay.store.logs import DAY_MS, DailyCost
 from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
 from omnirelay.store.tables import change_feed, keys, metadata
-from support.gateway import wait_until_async
+from support.gateway import Gateway, wait_until_async
 from support.store_backend import BIG, Backend, count, fetch, log_row
 
 TABLES = {
@@ -159,6 +164,65 @@ async def test_reopening_the_store_is_a_no_op(backend: Backend, store: Store) ->
     assert await count(again, "keys") == 1
 
 
+# --- the SQLite files ----------------------------------------------------------------------
+
+
+def _modes(data_dir: Path) -> dict[str, int]:
+    return {
+        path.name: stat.S_IMODE(path.stat().st_mode)
+        for path in data_dir.iterdir()
+        if path.name.startswith("omnirelay.db")
+    }
+
+
+@contextmanager
+def _umask(mask: int) -> Iterator[None]:
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+async def test_sqlite_files_are_created_private_and_tightened_at_open(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path, secret_key=Fernet.generate_key().decode())
+    with _umask(0o022):  # a common umask: files 0644 unless made otherwise
+        store = await Store.open(settings)
+        try:
+            await store.keys.create(name="k")  # a write: the -wal and -shm files exist
+            assert _modes(tmp_path) == {
+                "omnirelay.db": 0o600,
+                "omnirelay.db-wal": 0o600,
+                "omnirelay.db-shm": 0o600,
+            }
+            # Files an older version left readable by others are tightened at the next open.
+            for name in _modes(tmp_path):
+                os.chmod(tmp_path / name, 0o644)
+            again = await Store.open(settings)
+            await again.close()
+            assert set(_modes(tmp_path).values()) == {0o600}
+        finally:
+            await store.close()
+    assert (tmp_path / "secret.key").exists() is False  # the key came from the settings
+
+
+def test_the_cli_and_the_server_keep_the_database_private(tmp_path: Path) -> None:
+    gateway = Gateway(tmp_path)
+    with _umask(0o022):
+        gateway.cli("migrate")  # the CLI creates the database first
+        assert _modes(tmp_path / "data")["omnirelay.db"] == 0o600
+        os.chmod(tmp_path / "data" / "omnirelay.db", 0o664)
+        gateway.start()
+    try:
+        gateway.create_key(name="k")
+        modes = _modes(tmp_path / "data")
+        assert {"omnirelay.db", "omnirelay.db-wal", "omnirelay.db-shm"} <= set(modes)
+        assert set(modes.values()) == {0o600}
+        assert stat.S_IMODE((tmp_path / "data" / "secret.key").stat().st_mode) == 0o600
+    finally:
+        gateway.stop()
+
+
 # --- channels -----------------------------------------------------------------------------
 
 
@@ -254,6 +318,81 @@ async def test_channel_api_key_is_encrypted_at_rest(backend: Backend, store: Sto
         await other.channels.get(channel.id)
     with pytest.raises(ValueError):
         await other.channels.list_all()
+
+
+async def test_channel_headers_are_encrypted_at_rest_and_masked(
+    backend: Backend, store: Store
+) -> None:
+    secret = "org-" + secrets.token_hex(16)
+    channel = await store.channels.create(
+        name="with-headers",
+        type="azure",
+        base_url="http://x",
+        api_key="k",
+        models=["m"],
+        options={"api_version": "v1", "headers": {"X-Org-Secret": secret, "X-Team": "a"}},
+    )
+    headers = {"X-Org-Secret": secret, "X-Team": "a"}
+    assert channel.options == {"api_version": "v1", "headers": headers}  # what routing reads
+    assert channel.public()["options"] == {
+        "api_version": "v1",
+        "headers": {"X-Org-Secret": "****", "X-Team": "****"},
+    }
+    assert secret not in repr(channel) and secret not in str(channel.public())
+    raw = (await fetch(store, "SELECT * FROM channels WHERE id = :id", id=channel.id))[0]
+    assert str(raw["headers_enc"]).startswith("gAAAAA")
+    for value in raw.values():
+        assert secret not in str(value)
+
+    # An update that leaves the options alone keeps the headers; one that sets them without
+    # headers drops them.
+    kept = await store.channels.update(channel.id, {"priority": 3})
+    assert kept is not None and kept.options["headers"] == headers
+    again = await backend.open()
+    reread = await again.channels.get(channel.id)
+    assert reread is not None and reread.options == channel.options
+    dropped = await store.channels.update(channel.id, {"options": {"api_version": "v2"}})
+    assert dropped is not None and dropped.options == {"api_version": "v2"}
+    raw = (await fetch(store, "SELECT headers_enc FROM channels WHERE id = :id", id=channel.id))[0]
+    assert raw["headers_enc"] is None
+
+
+def _alembic(connection: Connection, action: str, revision: str) -> None:
+    from alembic import command
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["connection"] = connection
+    getattr(command, action)(config, revision)
+
+
+async def test_clear_headers_from_before_0005_are_encrypted_at_open(
+    backend: Backend, store: Store
+) -> None:
+    secret = "sk-in-a-header-" + secrets.token_hex(8)
+    async with store.engine.begin() as connection:
+        await connection.run_sync(_alembic, "downgrade", "0004")
+    # A row as 0004 kept it: the headers in clear in the options.
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            text(
+                "INSERT INTO channels (name, type, base_url, api_key_enc, models, "
+                "model_mapping, group_name, priority, weight, enabled, options, created_at, "
+                "updated_at) VALUES ('old', 'openai', 'http://x', :key, '[\"m\"]', '{}', "
+                "'default', 0, 1, true, :options, 1, 1)"
+            ),
+            {
+                "key": Fernet(backend.secret_key.encode()).encrypt(b"k").decode(),
+                "options": orjson.dumps({"headers": {"X-Key": secret}, "x": 1}).decode(),
+            },
+        )
+    opened = await backend.open()  # migrates to 0004, then moves the headers
+    raw = (await fetch(opened, "SELECT options, headers_enc FROM channels"))[0]
+    assert secret not in str(raw["options"]) and secret not in str(raw["headers_enc"])
+    assert str(raw["headers_enc"]).startswith("gAAAAA")
+    (row,) = await opened.channels.list_all()
+    assert row.options == {"x": 1, "headers": {"X-Key": secret}}
+    assert await opened.channels.seal_headers() == 0  # nothing left in clear
 
 
 # --- keys ---------------------------------------------------------------------------------

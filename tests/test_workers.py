@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import select
 import signal
+import socket
+import time
 from pathlib import Path
 
 import httpx
@@ -82,3 +85,41 @@ def test_the_port_in_use_is_reported(tmp_path: Path) -> None:
         first.stop()
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
+
+
+def test_workers_apply_the_connection_limits(tmp_path: Path) -> None:
+    cap = 20
+    gateway = Gateway(
+        tmp_path,
+        env={"OMNIRELAY_MAX_CONNECTIONS": str(cap), "OMNIRELAY_HEADER_TIMEOUT_S": "3"},
+    )
+    gateway.start(timeout=30, workers=2)
+    sockets: list[socket.socket] = []
+    try:
+        wait_until(lambda: len(_answering_pids(gateway)) == 2, timeout=30)  # both listen
+        time.sleep(0.5)  # and have let go of those probing connections
+        # The kernel spreads 100 connections over both workers; each takes `cap` of them.
+        for _ in range(100):
+            sock = socket.create_connection(("127.0.0.1", gateway.port), timeout=10)
+            sock.settimeout(10)
+            sockets.append(sock)
+        time.sleep(1.0)  # the refusals arrive at once; the header deadline is further off
+        refused = select.select(sockets, [], [], 0)[0]
+        assert len(refused) == 100 - 2 * cap
+        for sock in refused:
+            assert sock.recv(65536).startswith(b"HTTP/1.1 503 Service Unavailable\r\n")
+        # Those held are closed at the header deadline, having sent nothing.
+        held = [sock for sock in sockets if sock not in refused]
+        started = time.monotonic()
+        for sock in held:
+            assert select.select([sock], [], [], 10)[0]
+            assert sock.recv(65536) == b""
+        assert time.monotonic() - started < 10
+        response = httpx.get(gateway.base_url + "/models/" + "m" * 9000, timeout=5)
+        assert response.status_code == 414
+        assert response.json()["error"]["code"] == "uri_too_long"
+        assert response.headers["Server"] == "omnirelay"
+    finally:
+        for sock in sockets:
+            sock.close()
+        gateway.stop(signal.SIGTERM, timeout=30)

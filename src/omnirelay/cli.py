@@ -49,6 +49,16 @@ def _mapping(values: Sequence[str] | None) -> dict[str, str]:
     return mapping
 
 
+def _headers(values: Sequence[str] | None) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in values or ():
+        name, sep, value = item.partition(":")
+        if not sep or not name.strip():
+            raise SystemExit(f"--header takes 'NAME: VALUE', got {item!r}")
+        headers[name.strip()] = value.strip()
+    return headers
+
+
 def _options(values: Sequence[str] | None) -> dict[str, Any]:
     options: dict[str, Any] = {}
     for item in values or ():
@@ -78,6 +88,7 @@ async def channel_add(admin: ops.Admin, _store: Store, args: argparse.Namespace)
             "group": args.group,
             "priority": args.priority,
             "weight": args.weight,
+            "headers": _headers(args.header),
             "options": _options(args.option),
         },
     )
@@ -88,10 +99,18 @@ async def channel_add(admin: ops.Admin, _store: Store, args: argparse.Namespace)
 
 
 async def channel_list(_admin: ops.Admin, store: Store, _args: argparse.Namespace) -> None:
-    rows = [row.public() for row in await store.channels.list_all()]
+    rows = []
+    for row in await store.channels.list_all():
+        view = row.public()
+        view["headers"] = [
+            f"{name}: {value}" for name, value in view["options"].get("headers", {}).items()
+        ]
+        rows.append(view)
     _print_table(
-        rows, ("id", "name", "type", "base_url", "models", "group", "priority", "weight", "enabled")
-    )
+        rows,
+        ("id", "name", "type", "base_url", "models", "group", "priority", "weight", "enabled",
+         "headers"),
+    )  # fmt: skip
 
 
 async def _channel_by_name(store: Store, name: str) -> int:
@@ -302,6 +321,12 @@ def _parser() -> argparse.ArgumentParser:
     add.add_argument("--group", default="default")
     add.add_argument("--priority", type=int, default=0)
     add.add_argument("--weight", type=int, default=1)
+    add.add_argument(
+        "--header",
+        action="append",
+        metavar="'NAME: VALUE'",
+        help="an extra header sent upstream, stored encrypted (repeatable)",
+    )
     add.add_argument(
         "--option",
         action="append",

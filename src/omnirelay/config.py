@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import (
     BaseSettings,
+    NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -40,6 +41,20 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"
 
     max_body_bytes: int = Field(default=64 * 1024 * 1024, gt=0)
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """A new connection must have sent its first request's headers within this."""
+    keepalive_timeout_s: float = Field(default=75.0, gt=0)
+    """An idle keep-alive connection is closed after this."""
+    max_connections: int = Field(default=4096, ge=1)
+    """Open client connections per process; more are answered 503 and closed at once."""
+    max_url_bytes: int = Field(default=8192, ge=256)
+    """A longer URL gets 414."""
+    max_header_bytes: int = Field(default=16384, ge=256)
+    """A longer header line (name and value) gets 431."""
+    cors_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    """Browser origins allowed to call the gateway (CORS), or ``*``; empty turns CORS off."""
+    cors_max_age_s: int = Field(default=600, ge=0)
+    """How long a browser may cache a preflight answer."""
     upstream_timeout_s: float = Field(default=600.0, gt=0)
     """Default total time for one upstream call, stream included; channels may override."""
     upstream_connect_timeout_s: float = Field(default=10.0, gt=0)
@@ -85,6 +100,16 @@ class Settings(BaseSettings):
     @classmethod
     def _lower(cls, value: Any) -> Any:
         return value.lower() if isinstance(value, str) else value
+
+    @field_validator("cors_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        """A comma-separated string (as environment variables give it) or a list."""
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            return [str(item).strip().rstrip("/").lower() for item in value if str(item).strip()]
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from omnirelay.api import cors
 from omnirelay.api.errors import error_middleware
+from omnirelay.api.listener import loop_factory, name_server, serve_until_stopped
 from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
@@ -211,6 +213,8 @@ async def build_runtime(settings: Settings) -> Runtime:
 def build_app(settings: Settings) -> web.Application:
     app = web.Application(client_max_size=settings.max_body_bytes, middlewares=[error_middleware])
     add_routes(app)
+    app.on_response_prepare.append(name_server)
+    cors.install(app, settings.cors_origins, settings.cors_max_age_s)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         runtime = await build_runtime(settings)
@@ -224,22 +228,7 @@ def build_app(settings: Settings) -> web.Application:
 
 
 def serve(settings: Settings) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
     app = build_app(settings)
     log.info("starting on http://%s:%s", settings.host, settings.port)
-    web.run_app(
-        app,
-        host=settings.host,
-        port=settings.port,
-        access_log=None,
-        print=lambda message: print(message, flush=True),
-        loop=loop_factory() if loop_factory else None,
-        handle_signals=True,
-        # A client that goes away cancels its handler at once, which closes the upstream.
-        handler_cancellation=True,
-    )
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
+        runner.run(serve_until_stopped(app, settings))

@@ -33,6 +33,7 @@ from typing import cast
 
 from aiohttp import web
 
+from omnirelay.api.listener import listening, loop_factory
 from omnirelay.config import Settings
 from omnirelay.server import admin_key_hash, build_app, serve
 from omnirelay.store.store import Store
@@ -182,13 +183,7 @@ def _worker_main(settings: Settings, index: int, reserved_fd: int) -> None:
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.pthread_sigmask(signal.SIG_UNBLOCK, STOP_SIGNALS)
     os.close(reserved_fd)  # the parent's copy keeps the port
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency on Linux
-        loop_factory = None
-    else:
-        loop_factory = uvloop.new_event_loop
-    with asyncio.Runner(loop_factory=loop_factory) as runner:
+    with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(_worker(settings, index, os.getppid()))
 
 
@@ -202,14 +197,9 @@ async def _worker(settings: Settings, index: int, parent: int) -> None:
     app.on_response_prepare.append(name_worker)
     stop = asyncio.Event()
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
-    runner = web.AppRunner(app, access_log=None, handle_signals=False, handler_cancellation=True)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, settings.host, settings.port, reuse_port=True, backlog=1024)
-        await site.start()
+    # The same connection limits as a single process: each worker counts its own.
+    async with listening(app, settings, reuse_port=True):
         log.info("worker %d (pid %s) serving", index, worker_id)
         while not stop.is_set() and os.getppid() == parent:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), PARENT_CHECK_S)
-    finally:
-        await runner.cleanup()

@@ -9,7 +9,7 @@ import secrets
 from collections.abc import Awaitable, Callable
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from omnirelay.logs import REQUEST_ID
 from omnirelay.wire.errors import GatewayError, InvalidRequest, NotFound, RequestTooLarge
@@ -88,7 +88,10 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return error_response(_from_http_exception(exc), request_id)
+        response = error_response(_from_http_exception(exc), request_id)
+        if allow := exc.headers.get(hdrs.ALLOW):  # a 405 says which methods would do
+            response.headers[hdrs.ALLOW] = allow
+        return response
     except Exception:
         log.exception("unhandled error")
         failure = GatewayError("The gateway failed to handle this request; it has been logged.")

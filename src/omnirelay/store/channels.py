@@ -1,4 +1,9 @@
-"""Upstream channels. The upstream API key is encrypted before it reaches the database."""
+"""Upstream channels. Their secrets — the upstream API key and the extra upstream headers
+(``options["headers"]``, which often carry one) — are encrypted before they reach the
+database, and the admin view shows neither: header names only, values masked.
+
+A ``ChannelRow`` holds them in clear, for routing: ``options["headers"]`` reads as it was set.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -32,6 +38,8 @@ UPDATABLE = (
 
 DISABLED_BY_OPERATOR = "operator"
 DISABLED_BY_HEALTH = "health"
+HEADERS = "headers"
+MASKED = "****"
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +56,7 @@ class ChannelRow:
     weight: int
     enabled: bool
     disabled_reason: str | None
-    options: dict[str, Any]
+    options: dict[str, Any] = field(repr=False)
     created_at: int
     updated_at: int
     disabled_by: str | None = None
@@ -69,11 +77,18 @@ class ChannelRow:
             "enabled": self.enabled,
             "disabled_reason": self.disabled_reason,
             "disabled_by": self.disabled_by,
-            "options": self.options,
+            "options": _masked(self.options),
             "last_probe": self.last_probe,
             "created_at": self.created_at,
             "updated_at": self.updated_at,
         }
+
+
+def _masked(options: dict[str, Any]) -> dict[str, Any]:
+    headers = options.get(HEADERS)
+    if not headers:
+        return options
+    return {**options, HEADERS: dict.fromkeys(headers, MASKED)}
 
 
 class ChannelRepository:
@@ -82,6 +97,10 @@ class ChannelRepository:
         self._box = box
 
     def _row(self, row: Row[Any]) -> ChannelRow:
+        options = dict(row.options or {})
+        # Headers still in clear were written by a version before 0004 and are the newer.
+        if row.headers_enc and HEADERS not in options:
+            options[HEADERS] = orjson.loads(self._box.decrypt(row.headers_enc))
         return ChannelRow(
             id=row.id,
             name=row.name,
@@ -95,7 +114,7 @@ class ChannelRepository:
             weight=row.weight,
             enabled=bool(row.enabled),
             disabled_reason=row.disabled_reason,
-            options=dict(row.options or {}),
+            options=options,
             created_at=row.created_at,
             updated_at=row.updated_at,
             disabled_by=row.disabled_by,
@@ -129,7 +148,7 @@ class ChannelRepository:
             "priority": priority,
             "weight": weight,
             "enabled": enabled,
-            "options": dict(options or {}),
+            **self._sealed(options or {}),
             "created_at": now,
             "updated_at": now,
         }
@@ -164,6 +183,8 @@ class ChannelRepository:
             values["base_url"] = str(values["base_url"]).rstrip("/")
         if "models" in values:
             values["models"] = list(values["models"])
+        if "options" in values:
+            values.update(self._sealed(values["options"]))
         values["updated_at"] = int(time.time())
         async with self._engine.begin() as connection:
             result = await connection.execute(
@@ -177,6 +198,34 @@ class ChannelRepository:
                 return None
             await changes.record(connection, changes.CHANNEL, channel_id)
         return self._row(row)
+
+    def _sealed(self, options: Mapping[str, Any]) -> dict[str, Any]:
+        """The ``options`` and ``headers_enc`` columns for these options: headers encrypted."""
+        kept = dict(options)
+        headers = kept.pop(HEADERS, None)
+        sealed = self._box.encrypt(orjson.dumps(headers).decode()) if headers else None
+        return {"options": kept, "headers_enc": sealed}
+
+    async def seal_headers(self) -> int:
+        """Encrypt the headers that rows written before 0004 keep in clear; how many moved.
+
+        Run at every store open, as it needs the Fernet key, which a migration has not. Rows
+        are locked while read (PostgreSQL; SQLite transactions here take the write lock up
+        front), so two processes opening at once move each row once.
+        """
+        query = select(channels.c.id, channels.c.options).with_for_update()
+        moved = 0
+        async with self._engine.begin() as connection:
+            for row in (await connection.execute(query)).all():
+                if HEADERS not in (row.options or {}):
+                    continue
+                await connection.execute(
+                    update(channels)
+                    .where(channels.c.id == row.id)
+                    .values(**self._sealed(row.options))
+                )
+                moved += 1
+        return moved
 
     async def record_probe(self, channel_id: int, probe: dict[str, Any]) -> None:
         """Store a health probe's outcome; it is shown with the channel."""

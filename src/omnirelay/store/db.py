@@ -3,11 +3,14 @@
 SQLite runs in WAL mode with a busy timeout, and every transaction starts with
 ``BEGIN IMMEDIATE``. A deferred transaction that reads and then writes can fail with
 "database is locked" without waiting on the busy handler; taking the write lock up front
-makes every writer queue on the timeout instead.
+makes every writer queue on the timeout instead. The SQLite file and its ``-wal`` and
+``-shm`` files are readable by their owner only (0600), as they hold hashed client keys,
+encrypted upstream keys and the request log.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,12 +22,14 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 """The newest revision in ``migrations/versions``; bump it with every new migration (a test
 checks it against alembic's own head). A database already there is not handed to alembic,
 so a process that needs no migration never imports it."""
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 MIGRATION_LOCK_ID = 0x0E1A_7001
+PRIVATE_MODE = 0o600
+SQLITE_SIDE_FILES = ("-wal", "-shm", "-journal")
 
 
 def dialect_insert(connection: AsyncConnection | Connection) -> Callable[[Table], Any]:
@@ -47,10 +52,29 @@ def create_engine(url: str) -> AsyncEngine:
 def _sqlite_engine(url: str) -> AsyncEngine:
     database = make_url(url).database
     if database and database != ":memory:":
-        Path(database).parent.mkdir(parents=True, exist_ok=True)
+        make_private(Path(database))
     engine = create_async_engine(url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
     _configure_sqlite(engine.sync_engine)
     return engine
+
+
+def make_private(database: Path) -> None:
+    """The SQLite file and its side files readable by this user only, like ``secret.key``.
+
+    The file is created here, 0600, before SQLite opens it (SQLite takes an empty file for a
+    new database). SQLite gives the ``-wal`` and ``-shm`` files it creates the database
+    file's mode whatever the umask, so new ones are private too; files an older version
+    left looser are tightened.
+    """
+    database.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(database, os.O_RDWR | os.O_CREAT, PRIVATE_MODE))
+    for path in (database, *(database.with_name(database.name + s) for s in SQLITE_SIDE_FILES)):
+        try:
+            mode = path.stat().st_mode
+        except FileNotFoundError:
+            continue
+        if mode & 0o077:
+            os.chmod(path, PRIVATE_MODE)
 
 
 def sqlite_writer_engine(url: str) -> Engine | None:

@@ -42,9 +42,11 @@ class Store:
         await migrate(engine)
         writer = sqlite_writer_engine(settings.resolved_database_url)
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir / "secret.key")
+        channels = ChannelRepository(engine, box)
+        await channels.seal_headers()
         return cls(
             engine=engine,
-            channels=ChannelRepository(engine, box),
+            channels=channels,
             keys=KeyRepository(engine),
             prices=PriceRepository(engine),
             logs=LogRepository(engine, writer),

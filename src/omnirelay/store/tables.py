@@ -44,6 +44,7 @@ channels = Table(
     Column("disabled_reason", String(512)),
     Column("disabled_by", String(16)),
     Column("options", JSON, nullable=False),
+    Column("headers_enc", Text),  # Fernet token of the JSON object of extra upstream headers
     Column("last_probe", JSON),
     Column("created_at", BigInteger, nullable=False),
     Column("updated_at", BigInteger, nullable=False),
