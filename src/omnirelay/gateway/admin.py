@@ -16,11 +16,11 @@ from typing import Any, Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy.exc import IntegrityError
 
 from omnirelay.gateway.pricing import usd_to_nano
 from omnirelay.providers.presets import default_base_url
 from omnirelay.store.channels import DISABLED_BY_OPERATOR, ChannelRow
+from omnirelay.store.errors import NameTaken
 from omnirelay.store.keys import KeyRow
 from omnirelay.store.store import Store
 from omnirelay.wire.errors import Conflict, InvalidRequest, NotFound
@@ -252,7 +252,7 @@ class Admin:
                 enabled=spec.enabled,
                 options={**spec.options, **_options(dict(spec))},
             )
-        except IntegrityError as exc:
+        except NameTaken as exc:
             raise Conflict(f"A channel named '{spec.name}' already exists.", param="name") from exc
 
     async def update_channel(self, channel_id: int, patch: ChannelPatch) -> ChannelRow:
@@ -278,7 +278,7 @@ class Admin:
             fields["disabled_by"] = DISABLED_BY_OPERATOR
         try:
             row = await self._store.channels.update(channel_id, fields)
-        except IntegrityError as exc:
+        except NameTaken as exc:
             raise Conflict("Another channel already has that name.", param="name") from exc
         if row is None:
             raise NotFound(f"No channel has id {channel_id}.")

@@ -15,9 +15,11 @@ from typing import Any
 import orjson
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Row
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import changes
+from omnirelay.store.errors import NameTaken
 from omnirelay.store.secrets import SecretBox
 from omnirelay.store.tables import channels
 
@@ -152,10 +154,13 @@ class ChannelRepository:
             "created_at": now,
             "updated_at": now,
         }
-        async with self._engine.begin() as connection:
-            result = await connection.execute(insert(channels).values(**values).returning(channels))
-            row = self._row(result.one())
-            await changes.record(connection, changes.CHANNEL, row.id)
+        try:
+            async with self._engine.begin() as connection:
+                statement = insert(channels).values(**values).returning(channels)
+                row = self._row((await connection.execute(statement)).one())
+                await changes.record(connection, changes.CHANNEL, row.id)
+        except IntegrityError as exc:
+            raise NameTaken(f"a channel named {name!r} exists") from exc
         return row
 
     async def list_all(self) -> list[ChannelRow]:
@@ -186,17 +191,20 @@ class ChannelRepository:
         if "options" in values:
             values.update(self._sealed(values["options"]))
         values["updated_at"] = int(time.time())
-        async with self._engine.begin() as connection:
-            result = await connection.execute(
-                update(channels)
-                .where(channels.c.id == channel_id)
-                .values(**values)
-                .returning(channels)
-            )
-            row = result.first()
-            if row is None:
-                return None
-            await changes.record(connection, changes.CHANNEL, channel_id)
+        try:
+            async with self._engine.begin() as connection:
+                result = await connection.execute(
+                    update(channels)
+                    .where(channels.c.id == channel_id)
+                    .values(**values)
+                    .returning(channels)
+                )
+                row = result.first()
+                if row is None:
+                    return None
+                await changes.record(connection, changes.CHANNEL, channel_id)
+        except IntegrityError as exc:
+            raise NameTaken("another channel has that name") from exc
         return self._row(row)
 
     def _sealed(self, options: Mapping[str, Any]) -> dict[str, Any]:
