@@ -33,6 +33,7 @@ from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.store import changes
 from omnirelay.store.changes import FEED_RETENTION_S
 from omnirelay.store.db import MIGRATIONS, migrate
+from omnirelay.store.errors import NameTaken
 from omnirelay.store.logs import DAY_MS, DailyCost
 from omnirelay.store.prices import PriceRow
 from omnirelay.store.store import Store
@@ -257,7 +258,7 @@ async def test_channels_crud(store: Store) -> None:
     assert await store.channels.find_by_name("nope") is None
     assert [c.name for c in await store.channels.list_all()] == ["openai-main", "backup"]
 
-    with pytest.raises(IntegrityError):
+    with pytest.raises(NameTaken):
         await store.channels.create(
             name="backup", type="openai", base_url="http://c", api_key="k3", models=[]
         )
