@@ -3,8 +3,10 @@ after the response exactly once, and stream accounting that does O(new data) wor
 
 from __future__ import annotations
 
+import tracemalloc
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -16,6 +18,7 @@ from omnirelay.gateway.keys import KeyState
 from omnirelay.gateway.operation import Reply
 from omnirelay.gateway.output import OutputPastCap, OutputTally, SpendLimit, SpendPastLimit
 from omnirelay.gateway.pricing import Price, Quote
+from omnirelay.providers.http import ReadLimits, UpstreamResponse, UpstreamTooLarge
 from omnirelay.server import Runtime, build_runtime
 from omnirelay.store.keys import KeyRow
 from omnirelay.wire.usage import Usage
@@ -163,3 +166,49 @@ def test_counting_stays_linear() -> None:
         assert tally.tokens == total
         sizes.append(sum(len(text) for text in recorder.texts))
     assert sizes[1] == 2 * sizes[0]
+
+
+# -- a failed read keeps nothing ----------------------------------------------------------------
+
+
+class _Content:
+    def __init__(self, chunks: int, size: int) -> None:
+        self._chunks, self._size = chunks, size
+
+    async def iter_any(self) -> AsyncIterator[bytes]:
+        for _ in range(self._chunks):
+            yield b"x" * self._size
+
+
+class _Raw:
+    """Just what UpstreamResponse reads of aiohttp's response: a body of unknown length."""
+
+    status = 200
+    headers: dict[str, str] = {}  # noqa: RUF012
+    content_length = None
+
+    def __init__(self, chunks: int, size: int) -> None:
+        self.content = _Content(chunks, size)
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+    def release(self) -> None:
+        pass
+
+
+async def test_an_answer_past_the_cap_leaves_nothing_held_by_its_error() -> None:
+    """The attempt loop keeps the last failure; its traceback must not keep what was read."""
+    mib = 1024 * 1024
+    raw: Any = _Raw(chunks=40, size=mib)  # duck-typed: only what the reads use
+    response = UpstreamResponse(raw, ReadLimits(max_body_bytes=16 * mib))
+    tracemalloc.start()
+    try:
+        with pytest.raises(UpstreamTooLarge) as failed:
+            await response.read()
+        held, _peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert failed.value.__traceback__ is not None
+    assert held < 4 * mib

@@ -24,6 +24,7 @@ from omnirelay.wire.errors import UpstreamError, UpstreamTimeout
 from omnirelay.wire.uploads import Upload
 
 MAX_ERROR_BODY = 64 * 1024
+SLICE_EVENTS = 32
 READ_ERRORS = (aiohttp.ClientError, asyncio.IncompleteReadError)
 
 
@@ -121,6 +122,9 @@ class UpstreamResponse:
         async for chunk in self._raw.content.iter_any():
             size += len(chunk)
             if size > limit:
+                # Freed now: the error outlives this frame (the attempt loop keeps it), and
+                # its traceback would keep what was read.
+                parts.clear()
                 raise _too_large(limit)
             parts.append(chunk)
         return b"".join(parts)
@@ -147,11 +151,22 @@ class UpstreamResponse:
 
     async def event_batches(self) -> AsyncIterator[list[bytes]]:
         """The stream's server-sent events, those of each read together; each event at most
-        ``max_event_bytes``."""
+        ``max_event_bytes``.
+
+        One read can hold thousands of events (an upstream that writes faster than the
+        gateway reads). They come in slices of at most ``SLICE_EVENTS``, with a turn of the
+        event loop between two slices, so that one stream never holds the loop for long.
+        """
         limit = self._limits.max_event_bytes
         try:
             async for batch in sse.iter_event_batches(self._raw.content.iter_any(), limit):
-                yield batch
+                if len(batch) <= SLICE_EVENTS:
+                    yield batch
+                    continue
+                for start in range(0, len(batch), SLICE_EVENTS):
+                    if start:
+                        await asyncio.sleep(0)
+                    yield batch[start : start + SLICE_EVENTS]
         except sse.EventTooLarge as exc:
             self.close()
             raise UpstreamTooLarge(
