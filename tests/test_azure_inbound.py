@@ -7,7 +7,6 @@ import io
 import json
 import wave
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -15,22 +14,12 @@ import openai
 import pytest
 
 from support import openapi
-from support.fake_gemini import FakeGemini
-from support.fake_openai_more import PNG, FakeOpenAIMore
-from support.gateway import Gateway, wait_until
+from support.fake_openai_more import PNG
+from support.gateway import Gateway
+from support.inbound import CLAUDE, GEMINI, GEMINI_MODELS, OPENAI_MODELS, Upstreams, upstreams
 
 GROUP = "azure-inbound"
 API_VERSION = "2024-10-21"
-OPERATIONS = [
-    "gpt-4o",
-    "text-embedding-3-small",
-    "gpt-3.5-turbo-instruct",
-    "dall-e-3",
-    "dall-e-2",
-    "tts-1",
-    "whisper-1",
-]
-GEMINI = "gemini-2.5-flash"
 CITY = {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}
 TOOLS: Any = [
     {"type": "function", "function": {"name": name, "parameters": CITY}}
@@ -38,54 +27,16 @@ TOOLS: Any = [
 ]
 
 
-@dataclass
-class Upstreams:
-    openai: FakeOpenAIMore
-    gemini: FakeGemini
-
-
 @pytest.fixture(scope="module")
-def upstreams(gateway: Gateway) -> Iterator[Upstreams]:
-    with FakeOpenAIMore() as fake, FakeGemini() as gemini:
-        channels = [
-            gateway.add_channel(
-                name="az-openai",
-                type="openai",
-                base_url=fake.base_url,
-                api_key=fake.api_key,
-                models=OPERATIONS,
-                group=GROUP,
-            ),
-            gateway.add_channel(
-                name="az-gemini",
-                type="gemini",
-                base_url=gemini.base_url,
-                api_key=gemini.api_key,
-                models=[GEMINI],
-                group=GROUP,
-            ),
-        ]
-        gateway.cli("price", "set", "gpt-3.5-turbo-instruct", "--input", "1.5", "--output", "2")
-        probe = azure(gateway, gateway.create_key(name="az-price-probe", group=GROUP)["key"])
-        wait_until(lambda: _priced(probe), timeout=5)
-        yield Upstreams(fake, gemini)
-        for channel in channels:
-            gateway.admin("DELETE", f"/admin/channels/{channel['id']}")
-
-
-def _priced(client: openai.AzureOpenAI) -> bool:
-    try:
-        client.completions.create(model="gpt-3.5-turbo-instruct", prompt="hi", max_tokens=1)
-    except openai.PermissionDeniedError:
-        return False
-    return True
+def every_channel(gateway: Gateway) -> Iterator[Upstreams]:
+    with upstreams(gateway, GROUP) as found:
+        yield found
 
 
 @pytest.fixture
-def ups(upstreams: Upstreams) -> Upstreams:
-    upstreams.openai.reset()
-    upstreams.gemini.reset()
-    return upstreams
+def ups(every_channel: Upstreams) -> Upstreams:
+    every_channel.reset()
+    return every_channel
 
 
 @pytest.fixture
@@ -265,7 +216,7 @@ def test_the_plain_openai_client_on_azures_v1_api(
     assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
     embedded = client.embeddings.create(model="text-embedding-3-small", input="one two")
     assert embedded.usage.prompt_tokens == 2
-    assert {m.id for m in client.models.list()} == {*OPERATIONS, GEMINI}
+    assert {m.id for m in client.models.list()} == {*OPENAI_MODELS, *GEMINI_MODELS, CLAUDE}
     # Azure's own header works there too.
     azure_style = openai.OpenAI(
         base_url=gateway.url + "/openai/v1/",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -16,15 +16,14 @@ import pytest
 from google import genai
 from google.genai import errors, types
 
-from support.fake_anthropic import FakeAnthropic
-from support.fake_gemini import SIGNATURE, FakeGemini
-from support.fake_openai_more import FakeOpenAIMore
-from support.gateway import Gateway, wait_until
+from support.fake_gemini import SIGNATURE
+from support.fake_openai import FakeOpenAI
+from support.gateway import Gateway
+from support.inbound import CLAUDE, GEMINI, GPT, Upstreams, upstreams
 from support.media import PNG_BASE64 as PNG
 from tests_helpers import chunks_of
 
 GROUP = "gemini-inbound"
-GPT, CLAUDE, GEMINI = "gpt-4o", "claude-sonnet-4-0", "gemini-2.5-flash"
 CITY = types.Schema(
     type=types.Type.OBJECT,
     properties={"city": types.Schema(type=types.Type.STRING)},
@@ -44,66 +43,16 @@ FORCED = types.ToolConfig(
 )
 
 
-@dataclass
-class Upstreams:
-    openai: FakeOpenAIMore
-    claude: FakeAnthropic
-    gemini: FakeGemini
-
-
 @pytest.fixture(scope="module")
-def upstreams(gateway: Gateway) -> Iterator[Upstreams]:
-    with FakeOpenAIMore() as fake, FakeAnthropic() as claude, FakeGemini() as gemini:
-        channels = [
-            gateway.add_channel(
-                name="gi-openai",
-                type="openai",
-                base_url=fake.base_url,
-                api_key=fake.api_key,
-                models=[GPT, "text-embedding-3-small"],
-                group=GROUP,
-            ),
-            gateway.add_channel(
-                name="gi-anthropic",
-                type="anthropic",
-                base_url=claude.base_url,
-                api_key=claude.api_key,
-                models=[CLAUDE],
-                group=GROUP,
-            ),
-            gateway.add_channel(
-                name="gi-gemini",
-                type="gemini",
-                base_url=gemini.base_url,
-                api_key=gemini.api_key,
-                models=[GEMINI, "gemini-embedding-001"],
-                group=GROUP,
-            ),
-        ]
-        gateway.cli("price", "set", "gemini-embedding-001", "--input", "0.15", "--output", "0")
-        probe = gateway.create_key(name="gi-price-probe", group=GROUP)["key"]
-        wait_until(lambda: _priced(gateway, probe), timeout=5)
-        yield Upstreams(fake, claude, gemini)
-        for channel in channels:
-            gateway.admin("DELETE", f"/admin/channels/{channel['id']}")
-
-
-def _priced(gateway: Gateway, key: str) -> bool:
-    answer = httpx.post(
-        f"{gateway.url}/v1beta/models/gemini-embedding-001:embedContent",
-        headers={"x-goog-api-key": key},
-        json={"content": {"parts": [{"text": "hi"}]}},
-        timeout=10,
-    )
-    return answer.status_code == 200
+def every_channel(gateway: Gateway) -> Iterator[Upstreams]:
+    with upstreams(gateway, GROUP) as found:
+        yield found
 
 
 @pytest.fixture
-def ups(upstreams: Upstreams) -> Upstreams:
-    upstreams.openai.reset()
-    upstreams.claude.reset()
-    upstreams.gemini.reset()
-    return upstreams
+def ups(every_channel: Upstreams) -> Upstreams:
+    every_channel.reset()
+    return every_channel
 
 
 @pytest.fixture
@@ -579,3 +528,30 @@ def test_inline_pdf_and_audio_to_an_openai_channel(
         "type": "file",
         "file": {"file_data": f"data:application/pdf;base64,{PNG}", "filename": "document.pdf"},
     }
+
+
+def test_a_key_in_the_query_is_never_logged(tmp_path: Path, fake: FakeOpenAI) -> None:
+    server = Gateway(tmp_path, env={"OMNIRELAY_LOG_LEVEL": "debug", "OMNIRELAY_LOG_FORMAT": "json"})
+    server.start()
+    try:
+        server.add_channel(
+            name="query-key", base_url=fake.base_url, api_key=fake.api_key, models=[GPT]
+        )
+        key = server.create_key(name="query-key")
+        hello = {"contents": [{"parts": [{"text": "hi"}]}]}
+        generate = f"{server.url}/v1beta/models/{GPT}:generateContent"
+        ok = httpx.post(generate, params={"key": key["key"]}, json=hello, timeout=30)
+        assert ok.status_code == 200, ok.text
+        fake.fail_next(500)  # an upstream failure, which the gateway logs
+        failed = httpx.post(generate, params={"key": key["key"]}, json=hello, timeout=30)
+        assert failed.status_code == 502, failed.text
+        wrong = "sk-not-a-key-" + "x" * 32
+        refused = httpx.post(generate, params={"key": wrong}, json=hello, timeout=30)
+        assert refused.status_code == 401
+        rows = server.admin("GET", f"/admin/logs?key_id={key['id']}").json()["data"]
+        assert [row["status"] for row in rows] == [502, 200]
+        assert key["key"] not in json.dumps(rows)
+    finally:
+        output = server.stop()
+    assert output.strip()  # debug logging did write lines
+    assert key["key"] not in output and wrong not in output

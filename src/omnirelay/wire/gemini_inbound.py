@@ -33,24 +33,24 @@ GOOGLE_FILES = ("https://generativelanguage.googleapis.com/", "gs://")
 AUDIO_FORMATS = {"audio/wav": "wav", "audio/x-wav": "wav", "audio/mp3": "mp3", "audio/mpeg": "mp3"}
 ANTHROPIC_MAX_TOKENS = 4096
 TOOL_MODES = {"AUTO": "auto", "NONE": "none", "ANY": "required", "VALIDATED": "auto"}
-SCHEMA_KEYS = frozenset(
-    {
-        "format",
-        "title",
-        "description",
-        "enum",
-        "required",
-        "minItems",
-        "maxItems",
-        "minProperties",
-        "maxProperties",
-        "minLength",
-        "maxLength",
-        "pattern",
-        "minimum",
-        "maximum",
-        "default",
-    }
+# The keywords Gemini's Schema shares with JSON Schema, in a fixed order (the prompt count
+# must not depend on a set's iteration order).
+SCHEMA_KEYS = (
+    "format",
+    "title",
+    "description",
+    "enum",
+    "required",
+    "minItems",
+    "maxItems",
+    "minProperties",
+    "maxProperties",
+    "minLength",
+    "maxLength",
+    "pattern",
+    "minimum",
+    "maximum",
+    "default",
 )
 COUNT_KEYS = frozenset(
     {"minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength"}
