@@ -6,6 +6,7 @@ official SDK, unchanged but for ``http_options={"base_url": ...}``.
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -337,7 +338,7 @@ def test_native_function_calls_keep_their_thought_signature(
         "get_time",
         "get_location",
     ]
-    assert parts[0].thought_signature == __import__("base64").b64decode(SIGNATURE)
+    assert parts[0].thought_signature == base64.b64decode(SIGNATURE)
     chunks = list(client.models.generate_content_stream(model=GEMINI, contents="x", config=tools))
     streamed = [(c.name, c.args) for chunk in chunks for c in chunk.function_calls or ()]
     assert streamed == calls_of(response)
@@ -510,8 +511,9 @@ def test_inline_pdf_and_audio_to_an_openai_channel(
             {
                 "role": "user",
                 "parts": [
-                    {"text": "read"},
+                    {"text": "read and listen"},
                     {"inline_data": {"mime_type": "application/pdf", "data": PNG}},
+                    {"inlineData": {"mimeType": "audio/wav", "data": "UklGRg=="}},
                 ],
             }
         ]
@@ -523,11 +525,69 @@ def test_inline_pdf_and_audio_to_an_openai_channel(
         timeout=30,
     )
     assert response.status_code == 200, response.text
-    part = ups.openai.received[-1].body["messages"][0]["content"][1]
-    assert part == {
-        "type": "file",
-        "file": {"file_data": f"data:application/pdf;base64,{PNG}", "filename": "document.pdf"},
+    parts = ups.openai.received[-1].body["messages"][0]["content"]
+    assert parts[1:] == [
+        {
+            "type": "file",
+            "file": {"file_data": f"data:application/pdf;base64,{PNG}", "filename": "document.pdf"},
+        },
+        {"type": "input_audio", "input_audio": {"data": "UklGRg==", "format": "wav"}},
+    ]
+
+
+def test_images_and_json_schema_to_an_anthropic_channel(
+    gateway: Gateway, ups: Upstreams, key: str
+) -> None:
+    client = google(gateway, key)
+    response = client.models.generate_content(
+        model=CLAUDE,
+        contents=[
+            types.Part(text="what is this?"),
+            types.Part.from_bytes(data=base64.b64decode(PNG), mime_type="image/png"),
+        ],
+        config=config(
+            response_mime_type="application/json",
+            response_schema=types.Schema(
+                type=types.Type.OBJECT,
+                properties={"answer": types.Schema(type=types.Type.STRING)},
+                required=["answer"],
+            ),
+        ),
+    )
+    assert json.loads(response.text or "") == {"answer": "example answer"}
+    sent = ups.claude.received[-1].body
+    image = sent["messages"][0]["content"][1]
+    assert image == {
+        "type": "image",
+        "source": {"type": "base64", "media_type": "image/png", "data": PNG},
     }
+    assert sent["output_config"]["format"]["type"] == "json_schema"
+
+
+def test_images_and_json_schema_go_as_they_came_to_a_gemini_channel(
+    gateway: Gateway, ups: Upstreams, key: str
+) -> None:
+    client = google(gateway, key)
+    schema = types.Schema(
+        type=types.Type.OBJECT,
+        properties={"answer": types.Schema(type=types.Type.STRING)},
+        required=["answer"],
+    )
+    image = types.Part.from_bytes(data=base64.b64decode(PNG), mime_type="image/png")
+    seen = client.models.generate_content(
+        model=GEMINI, contents=[types.Part(text="what is this?"), image]
+    )
+    assert seen.text == "Echo: what is this? (saw 1 image)"
+    assert ups.gemini.received[-1].body["contents"][0]["parts"][1] == {
+        "inlineData": {"data": PNG, "mime_type": "image/png"}
+    }
+    shaped = client.models.generate_content(
+        model=GEMINI,
+        contents="answer",
+        config=config(response_mime_type="application/json", response_schema=schema),
+    )
+    assert json.loads(shaped.text or "") == {"answer": "example answer"}
+    assert ups.gemini.received[-1].body["generationConfig"]["responseSchema"]["type"] == "OBJECT"
 
 
 def test_a_key_in_the_query_is_never_logged(tmp_path: Path, fake: FakeOpenAI) -> None:
