@@ -227,7 +227,8 @@ class FakeGemini(ThreadedServer):
                 if allowed and declaration["name"] not in allowed:
                     continue
                 args = _fill(
-                    declaration.get("parameters") or {"type": "object"}, declaration["name"]
+                    _json_types(declaration.get("parameters") or {"type": "object"}),
+                    declaration["name"],
                 )
                 call: dict[str, Any] = {"functionCall": {"name": declaration["name"], "args": args}}
                 if not calls:
@@ -236,7 +237,8 @@ class FakeGemini(ThreadedServer):
             return calls, "STOP"
         generation = body.get("generationConfig") or {}
         if generation.get("responseSchema"):
-            return [{"text": _compact(_fill(generation["responseSchema"], "answer"))}], "STOP"
+            schema = _json_types(generation["responseSchema"])
+            return [{"text": _compact(_fill(schema, "answer"))}], "STOP"
         texts = [p["text"] for p in parts if "text" in p]
         media = [p for p in parts if "inlineData" in p or "fileData" in p]
         text = ("Echo: " + " ".join(texts)).rstrip()
@@ -279,6 +281,21 @@ def stream_chunks(answer: dict[str, Any]) -> list[dict[str, Any]]:
             {**base, "candidates": [chunk_candidate], "usageMetadata": usage if last else partial}
         )
     return chunks
+
+
+def _json_types(schema: Any) -> Any:
+    """A Schema with Gemini's enum type names (``OBJECT``, as the SDK writes them) in JSON
+    Schema's lower case, which Gemini takes as the same."""
+    if isinstance(schema, list):
+        return [_json_types(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out = {key: _json_types(value) for key, value in schema.items()}
+    if isinstance(schema.get("type"), str):
+        out["type"] = schema["type"].lower()
+    if isinstance(schema.get("properties"), dict):
+        out["properties"] = {k: _json_types(v) for k, v in schema["properties"].items()}
+    return out
 
 
 def _id(length: int) -> str:

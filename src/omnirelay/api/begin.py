@@ -1,10 +1,10 @@
 """How every client call begins, and how its answer leaves.
 
 :func:`begin_with` is the one way in for every client path: it authenticates the key (from
-``Authorization: Bearer`` or ``x-api-key``), checks the client's address against the key's
-allowlist, reads the body within the size limit, and opens the :class:`Call` with its
-request id, endpoint, body size and client address. :func:`send` writes a pipeline's
-answer, complete or streamed.
+``Authorization: Bearer`` or where each dialect's SDK puts it, ``body.bearer_secret``),
+checks the client's address against the key's allowlist, reads the body within the size
+limit, and opens the :class:`Call` with its request id, endpoint, body size and client
+address. :func:`send` writes a pipeline's answer, complete or streamed.
 """
 
 from __future__ import annotations

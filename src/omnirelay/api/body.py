@@ -9,6 +9,8 @@ from aiohttp import web
 from omnirelay.gateway.requests import parse_json_object
 from omnirelay.wire.errors import RequestTooLarge
 
+SECRET_HEADERS = ("x-api-key", "api-key", "x-goog-api-key")
+
 
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
     body, _size = await read_json_sized(request, limit)
@@ -32,10 +34,21 @@ async def read_json_sized(request: web.Request, limit: int) -> tuple[dict[str, A
 
 
 def bearer_secret(request: web.Request) -> str | None:
-    """The key from ``Authorization: Bearer`` or, for Anthropic-style clients, ``x-api-key``."""
-    header = request.headers.get("Authorization")
+    """The key from ``Authorization: Bearer``, else where each dialect's SDK puts it:
+    ``x-api-key`` (Anthropic), ``api-key`` (Azure), ``x-goog-api-key`` or the ``key`` query
+    parameter (Gemini).
+
+    A key in the query string is never written anywhere: the access log is off (``serve``,
+    ``workers``) and a call's log row keeps the name of its endpoint, not its URL.
+    """
+    headers = request.headers
+    header = headers.get("Authorization")
     if header:
         scheme, _, value = header.partition(" ")
         if scheme.lower() == "bearer" and value.strip():
             return value.strip()
-    return request.headers.get("x-api-key") or None
+    for name in SECRET_HEADERS:
+        secret = headers.get(name)
+        if secret:
+            return secret
+    return request.query.get("key") or None

@@ -16,7 +16,7 @@ OWNED_BY = "omnirelay"
 ENDPOINT = "models"
 
 
-def _visible_models(state: AppState, key: KeyState) -> list[str]:
+def visible_models(state: AppState, key: KeyState) -> list[str]:
     return [model for model in state.router.models_for(key.row.group_name) if key.allows(model)]
 
 
@@ -27,7 +27,7 @@ def _model_object(model: str, created: int) -> dict[str, Any]:
 async def list_models(request: web.Request) -> web.Response:
     state, call, _ = await begin_with(request, ENDPOINT, no_body)
     created = call.key.row.created_at
-    data = [_model_object(model, created) for model in _visible_models(state, call.key)]
+    data = [_model_object(model, created) for model in visible_models(state, call.key)]
     body = orjson.dumps({"object": "list", "data": data})
     return web.Response(body=body, content_type="application/json")
 
@@ -35,7 +35,7 @@ async def list_models(request: web.Request) -> web.Response:
 async def get_model(request: web.Request) -> web.Response:
     state, call, _ = await begin_with(request, ENDPOINT, no_body)
     model = request.match_info["model"]
-    if model not in _visible_models(state, call.key):
+    if model not in visible_models(state, call.key):
         raise ModelNotFound(
             f"The model '{model}' does not exist or this key may not use it.", param="model"
         )

@@ -11,10 +11,12 @@ from omnirelay.api import (
     admin_prices,
     admin_usage,
     audio,
+    azure,
     billing,
     chat,
     completions,
     embeddings,
+    gemini,
     images,
     models,
     moderations,
@@ -38,11 +40,29 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/v1/audio/translations", audio.translations)
     router.add_post("/v1/rerank", rerank.rerank)
     router.add_post("/v1/messages/count_tokens", count_tokens)
-    router.add_get("/v1/models", models.list_models)
-    router.add_get("/v1/models/{model:.+}", models.get_model)
+    router.add_get("/v1/models", gemini.list_models_either)
+    router.add_get("/v1/models/{model:.+}", gemini.get_model_either)
     for prefix in ("/v1", ""):
         router.add_get(f"{prefix}/dashboard/billing/subscription", billing.subscription)
         router.add_get(f"{prefix}/dashboard/billing/usage", billing.usage)
+    # Gemini's API: google-genai 3 speaks v1 unless told otherwise, older clients v1beta.
+    for version in ("/v1beta", "/v1"):
+        router.add_post(f"{version}/models/{{target:.+}}", gemini.model_method)
+    router.add_get("/v1beta/models", gemini.list_models)
+    router.add_get("/v1beta/models/{model:.+}", gemini.get_model)
+    # Azure OpenAI: deployments, and its v1 API (OpenAI's paths under /openai).
+    for path, handler in azure.DEPLOYMENT_PATHS.items():
+        router.add_post(f"/openai/deployments/{{deployment}}/{path}", handler)
+    router.add_post("/openai/v1/chat/completions", chat.chat_completions)
+    router.add_post("/openai/v1/completions", completions.completions)
+    router.add_post("/openai/v1/embeddings", embeddings.embeddings)
+    router.add_post("/openai/v1/images/generations", images.generations)
+    router.add_post("/openai/v1/images/edits", images.edits)
+    router.add_post("/openai/v1/audio/speech", audio.speech)
+    router.add_post("/openai/v1/audio/transcriptions", audio.transcriptions)
+    router.add_post("/openai/v1/audio/translations", audio.translations)
+    router.add_get("/openai/v1/models", models.list_models)
+    router.add_get("/openai/v1/models/{model:.+}", models.get_model)
 
     router.add_get("/admin/channels", admin.list_channels)
     router.add_post("/admin/channels", admin.create_channel)

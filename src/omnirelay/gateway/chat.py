@@ -21,7 +21,8 @@ from omnirelay.gateway.token_stream import Lazy, TokenStream, chat_prompt, outpu
 from omnirelay.gateway.usage_check import Counts, trusted_usage
 from omnirelay.wire.chat import complete_response, response_text, usage_object
 from omnirelay.wire.errors import UpstreamError
-from omnirelay.wire.tokens import utf8_length
+from omnirelay.wire.tokens import TokenCounter, utf8_length
+from omnirelay.wire.usage import Usage
 
 ENDPOINT = "chat.completions"
 
@@ -87,14 +88,7 @@ class Chat:
         self, attempt: Attempt, data: dict[str, Any], request: ChatRequest, prompt: Lazy
     ) -> Charged:
         served = data.get("model")
-        text = response_text(data)
-        counts = Counts(
-            prompt=prompt,
-            completion=lambda: self._kit.tokens.count(request.model, text),
-            completion_bytes=utf8_length(text),
-            output_cap=request.output_cap,
-        )
-        usage = trusted_usage(data.get("usage"), counts, attempt.route.channel_id)
+        usage = charged_usage(self._kit.tokens, attempt, data, request, prompt)
         if usage.counted_locally:
             data["usage"] = usage_object(
                 usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
@@ -106,3 +100,22 @@ class Chat:
             usage,
             served if isinstance(served, str) else None,
         )
+
+
+def charged_usage(
+    tokens: TokenCounter,
+    attempt: Attempt,
+    data: dict[str, Any],
+    request: ChatRequest,
+    prompt: Lazy,
+) -> Usage:
+    """The usage a complete answer (in the canonical shape) is charged: the upstream's,
+    checked against the gateway's own counts."""
+    text = response_text(data)
+    counts = Counts(
+        prompt=prompt,
+        completion=lambda: tokens.count(request.model, text),
+        completion_bytes=utf8_length(text),
+        output_cap=request.output_cap,
+    )
+    return trusted_usage(data.get("usage"), counts, attempt.route.channel_id)

@@ -16,6 +16,7 @@ from omnirelay.gateway.chat import Chat
 from omnirelay.gateway.completions import Completions
 from omnirelay.gateway.embeddings import Embeddings, Moderations
 from omnirelay.gateway.fetch import ImageFetcher
+from omnirelay.gateway.generate_content import GenerateContent
 from omnirelay.gateway.images import Images
 from omnirelay.gateway.kit import Kit
 from omnirelay.gateway.operation import Reply, StreamReply
@@ -40,6 +41,7 @@ class Surface:
             hold_output_tokens=hold_output_tokens,
             fetcher=fetcher,
         )
+        self.gemini = GenerateContent(kit, self.chat)
         self.completions = Completions(kit)
         self.embeddings = Embeddings(kit)
         self.moderations = Moderations(kit)

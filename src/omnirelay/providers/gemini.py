@@ -48,6 +48,12 @@ class GeminiProvider:
     def chat_request(
         self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str, stream: bool
     ) -> UpstreamRequest:
+        return self.generate_content_request(endpoint, encode_request(body), upstream_model, stream)
+
+    def generate_content_request(
+        self, endpoint: Endpoint, payload: dict[str, Any], upstream_model: str, stream: bool
+    ) -> UpstreamRequest:
+        """A request in Gemini's own shape (a Gemini client's, as it came) to the model."""
         model = upstream_model.removeprefix("models/")
         action = "streamGenerateContent?alt=sse" if stream else "generateContent"
         headers = {
@@ -55,7 +61,6 @@ class GeminiProvider:
             "Content-Type": "application/json",
             **endpoint.headers,
         }
-        payload = encode_request(body)
         url = f"{endpoint.base_url}/models/{model}:{action}"
         return UpstreamRequest("POST", url, headers, orjson.dumps(payload))
 

@@ -10,13 +10,23 @@ from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable
 
-from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.base import ChatProvider, Endpoint, UpstreamRequest
 from omnirelay.wire.errors import GatewayError
 from omnirelay.wire.uploads import Upload
 
 
 class ErrorMapper(Protocol):
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError: ...
+
+
+@runtime_checkable
+class GenerateContentProvider(ChatProvider, Protocol):
+    """A dialect that is Gemini's ``generateContent``: a Gemini client's request can go to it
+    as it came, and its answer is read (``chat_response``, ``stream_translator``) to meter."""
+
+    def generate_content_request(
+        self, endpoint: Endpoint, payload: dict[str, Any], upstream_model: str, stream: bool
+    ) -> UpstreamRequest: ...
 
 
 @runtime_checkable
