@@ -40,7 +40,8 @@ from support.postgres import fresh_database
 BIG = 5_000_000_000_000  # 5000 USD in nano-dollars: far beyond a 32-bit integer
 TABLES = {
     "channels", "keys", "prices", "request_logs", "change_feed", "settings_kv",
-    "ledger", "holds", "group_multipliers", "usage_daily", "dead_letters",
+    "ledger", "holds", "group_multipliers", "usage_daily", "dead_letters", "responses",
+    "response_items",
 }  # fmt: skip
 MONEY_COLUMNS = {
     "keys": ("quota_nano", "used_nano", "budget_nano"),
