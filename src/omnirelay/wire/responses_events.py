@@ -206,8 +206,8 @@ class ResponseEvents:
         function = shape.obj(call.get("function"))
         opened = self._calls.get(position)
         if opened is None:
-            if self._open is not None:
-                events.extend(self._close(self._open))
+            # A new call closes the items before it, as OpenAI streams them one by one.
+            events.extend(self._close_all())
             item = shape.function_call_item(
                 shape.item_id(shape.FUNCTION_CALL),
                 str(call.get("id") or shape.new_id("call_")),
@@ -216,10 +216,11 @@ class ResponseEvents:
                 "in_progress",
             )
             opened = self._calls[position] = self._add(item, None, events)
-            self._open = None
         fragment = function.get("arguments")
         if isinstance(fragment, str) and fragment:
             opened.text.append(fragment)
+            if opened.item["status"] != "in_progress":  # a late fragment of a closed call
+                opened.item["arguments"] += fragment
             events.append(
                 {
                     "type": "response.function_call_arguments.delta",
@@ -242,12 +243,12 @@ class ResponseEvents:
         return opened
 
     def _close_all(self) -> list[dict[str, Any]]:
+        """Close every open item (a closed call keeps its place for late fragments)."""
         events: list[dict[str, Any]] = []
         if self._open is not None:
             events.extend(self._close(self._open))
         for opened in self._calls.values():
             events.extend(self._close(opened))
-        self._calls.clear()
         return events
 
     def _close(self, opened: _Open) -> list[dict[str, Any]]:
