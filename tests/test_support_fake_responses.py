@@ -106,8 +106,9 @@ def test_stream_events_follow_the_documented_sequence(upstream: FakeOpenAI) -> N
 
 
 def test_sdk_reassembles_a_stream_of_text_and_tool_calls(client: openai.OpenAI) -> None:
+    tools: Any = [WEATHER]
     with client.responses.stream(
-        model="gpt-4o", input="weather?", tools=[WEATHER], tool_choice="required"
+        model="gpt-4o", input="weather?", tools=tools, tool_choice="required"
     ) as stream:
         kinds = [event.type for event in stream]
         final = stream.get_final_response()
@@ -151,7 +152,8 @@ def test_bad_requests_are_refused_as_openai_does(client: openai.OpenAI) -> None:
         client.responses.create(model="gpt-4o", input="x", extra_body={"messages": []})
     assert unknown.value.code == "unknown_parameter"
     with pytest.raises(openai.BadRequestError) as wrong:
-        client.responses.create(model="gpt-4o", input=[{"role": "robot", "content": "x"}])  # type: ignore[list-item]
+        robot: Any = [{"role": "robot", "content": "x"}]
+        client.responses.create(model="gpt-4o", input=robot)
     assert wrong.value.param is not None and "role" in wrong.value.param
     with pytest.raises(openai.BadRequestError) as model:
         client.responses.create(model="gpt-nope", input="x")
