@@ -101,14 +101,19 @@ class NativeStream:
         try:
             async for batch in self._response.event_batches():
                 out: list[bytes] = []
+                failure: GatewayError | None = None
                 for event in batch:
-                    self._take(event, out)
-                    if self._failure is not None or self.finished:
+                    try:
+                        self._take(event, out)
+                    except GatewayError as error:  # a cut: this event is not relayed
+                        failure = error
+                    failure = failure or self._failure
+                    if failure is not None or self.finished:
                         break
                 if out:
-                    yield b"".join(out)
-                if self._failure is not None:
-                    raise self._failure
+                    yield b"".join(out)  # what came before a failure reaches the client
+                if failure is not None:
+                    raise failure
                 if self.finished:
                     return  # what an upstream sends after its last event is not relayed
         except GatewayError:
@@ -137,9 +142,7 @@ class NativeStream:
             self._garbage += 1
             return
         kind: str = payload["type"]
-        sequence = payload.get("sequence_number")
-        if type(sequence) is int:
-            self._sequence = sequence + 1
+        relayed = len(out)
         if kind == "error":
             self._failure = StreamErrorEvent(payload.get("error") or payload)
         elif kind in LIFECYCLE:
@@ -147,6 +150,9 @@ class NativeStream:
         else:
             self._meter(kind, payload)
             out.append(event + b"\n\n")
+        sequence = payload.get("sequence_number")
+        if len(out) > relayed and type(sequence) is int:
+            self._sequence = sequence + 1  # the client's next event continues from here
 
     def _lifecycle(self, kind: str, payload: dict[str, Any], out: list[bytes]) -> None:
         response = payload.get("response")
