@@ -25,6 +25,7 @@ from support import openapi
 from support.fake_anthropic import FakeAnthropic
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
+from support.media import PNG_BASE64 as PNG
 
 GPT = "gpt-4o"
 CLAUDE = "claude-sonnet-4-0"
@@ -297,6 +298,22 @@ def test_streamed_function_calls(lane: Lane, model: str) -> None:
     assert [
         json.loads(item.arguments) for item in final.output if item.type == "function_call"
     ] == [{"city": "example city"}] * 2
+
+
+def test_images_in_the_input(lane: Lane, model: str) -> None:
+    image = {"type": "input_image", "image_url": f"data:image/png;base64,{PNG}", "detail": "low"}
+    content: Any = [{"type": "input_text", "text": "what is this?"}, image]
+    response = lane.client(lane.key()).responses.create(
+        model=model, input=[{"role": "user", "content": content}]
+    )
+    sent = lane.sent(model)
+    if model == GPT:
+        assert response.output_text == "Echo: what is this?"
+        assert sent["input"][0]["content"][1] == image
+    else:
+        assert response.output_text == "Echo: what is this? (saw 1 image)"
+        block = sent["messages"][0]["content"][1]
+        assert block["source"] == {"type": "base64", "media_type": "image/png", "data": PNG}
 
 
 class City(BaseModel):
