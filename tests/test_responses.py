@@ -556,6 +556,35 @@ def test_charged_exactly_as_the_same_chat_call(lane: Lane, model: str, stream: b
     assert responses_row["cost_nano"] > 0 and responses_row["usage_source"] == "upstream"
 
 
+def test_the_hold_covers_the_conversation_a_turn_continues(lane: Lane) -> None:
+    key = lane.key()
+    client = lane.client(key)
+    long_turn = client.responses.create(model=GPT, input="word " * 8000, max_output_tokens=16)
+    used = lane.gateway.admin("GET", f"/admin/keys/{key.id}").json()["used_nano"]
+    # Enough left for a short call's hold, not for one that sends the long turn again.
+    quota = (used + 2_000_000) / 1e9
+    patched = lane.gateway.admin("PATCH", f"/admin/keys/{key.id}", {"quota_usd": str(quota)})
+    assert patched.status_code == 200, patched.text
+    wait_until(lambda: _quota_applies(client), timeout=3.0)
+    with pytest.raises(openai.RateLimitError) as refused:
+        client.responses.create(
+            model=GPT, previous_response_id=long_turn.id, input="short", max_output_tokens=16
+        )
+    assert refused.value.code == "insufficient_quota"
+    short = client.responses.create(model=GPT, input="short", max_output_tokens=16)
+    assert short.status == "completed"
+
+
+def _quota_applies(client: openai.OpenAI) -> bool:
+    """Whether a call too big for the new quota is refused yet (the key cache syncs)."""
+    try:
+        # Its hold (1000 output tokens) is past what is left; its cost, if it runs, is not.
+        client.responses.create(model=GPT, input="x", max_output_tokens=1000)
+    except openai.RateLimitError:
+        return True
+    return False
+
+
 def test_a_client_that_leaves_is_charged_for_what_was_generated(lane: Lane, model: str) -> None:
     key = lane.key()
     lane.fake.stream_delay = lane.claude.stream_delay = 0.2

@@ -194,7 +194,8 @@ class Responses:
         spelled_out = bool(context or references)
         if spelled_out:
             # The hold and the spend limit bound the prompt by what is sent, not received.
-            call.body_bytes += len(orjson.dumps(context)) + len(orjson.dumps(given))
+            received = call.body_bytes or len(orjson.dumps(body))
+            call.body_bytes = received + len(orjson.dumps(context)) + len(orjson.dumps(given))
         return Plan(
             body=body,
             request=request,
