@@ -11,6 +11,7 @@ from openai.types.responses import Response, ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from omnirelay.wire import responses as shape
+from omnirelay.wire import responses_chat
 from omnirelay.wire.errors import InvalidRequest
 from omnirelay.wire.responses_events import ResponseEvents
 from support import openapi
@@ -21,7 +22,7 @@ PNG = "data:image/png;base64,iVBORw0KGgo="
 
 def chat_of(body: dict[str, Any]) -> dict[str, Any]:
     request = shape.check_request(body)
-    return shape.to_chat(body, shape.input_items(body.get("input")), request.model)
+    return responses_chat.to_chat(body, shape.input_items(body.get("input")), request.model)
 
 
 def started(body: dict[str, Any]) -> dict[str, Any]:
@@ -259,7 +260,7 @@ def test_a_chat_answer_becomes_a_response() -> None:
             "completion_tokens_details": {"reasoning_tokens": 2},
         },
     }
-    response = shape.from_chat(data, started(body))
+    response = responses_chat.from_chat(data, started(body))
     openapi.validate_schema("Response", response)
     Response.model_validate(response)
     assert [item["type"] for item in response["output"]] == [

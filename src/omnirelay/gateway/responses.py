@@ -8,7 +8,7 @@ Each attempt's route decides the way:
   items are spelled out and ``store`` is false, since the gateway keeps the state. It is
   metered from the response's usage, checked against the gateway's own counts, and its
   stream by :class:`~omnirelay.gateway.responses_stream.NativeStream`.
-- every other channel gets it as the canonical chat body (``wire.responses``) and runs as a
+- every other channel gets it as the canonical chat body (``wire.responses_chat``) and runs as a
   chat attempt (``Chat.attempt``), so it is charged exactly as the same call through Chat
   Completions; the answer is told back as a ``response`` object or its event stream.
 
@@ -51,6 +51,7 @@ from omnirelay.gateway.usage_check import Counts, trusted_usage
 from omnirelay.providers.operations import ResponsesProvider
 from omnirelay.store.responses import ResponseRepository, StoredResponse
 from omnirelay.wire import responses as shape
+from omnirelay.wire import responses_chat
 from omnirelay.wire.chat import usage_object
 from omnirelay.wire.errors import InvalidRequest, NotFound, UpstreamError
 from omnirelay.wire.responses_events import ResponseEvents
@@ -103,7 +104,7 @@ class Plan:
 
     def chat_body(self) -> dict[str, Any]:
         if self._chat is None:
-            self._chat = shape.to_chat(self.body, self.all_items, self.request.model)
+            self._chat = responses_chat.to_chat(self.body, self.all_items, self.request.model)
         return self._chat
 
     def upstream_body(self) -> dict[str, Any]:
@@ -306,7 +307,9 @@ class Responses:
         body = plan.chat_body()
         result = await self._chat.attempt(attempt, body, check_chat_request(body))
         if isinstance(result, Charged):
-            response = shape.from_chat(orjson.loads(result.reply.body), plan.response_object())
+            response = responses_chat.from_chat(
+                orjson.loads(result.reply.body), plan.response_object()
+            )
             outcome.response = response
             return Charged(
                 Reply(orjson.dumps(response)), result.cost, result.usage, result.served_model

@@ -4,12 +4,9 @@ A request is checked for what routing, metering and state rely on (:func:`check_
 Its ``input`` becomes items in their stored form (:func:`input_items`: ids, statuses and
 content parts filled in, as ``GET /v1/responses/{id}/input_items`` lists them), which go
 upstream either as Responses input again (:func:`as_input`, for a channel that serves the
-Responses API) or as the canonical chat body (:func:`to_chat`, for every other channel).
-A chat answer comes back as a ``response`` object (:func:`from_chat`); every ``response``
-starts from the request's echo (:func:`response_object`).
-
-Built-in tools and items that only OpenAI runs (web search, file search, computer use, ...)
-cannot be translated: they are a clear 400 on any other channel.
+Responses API) or as the canonical chat body (``wire.responses_chat``, for every other
+channel). Every ``response`` starts from the request's echo (:func:`response_object`) and
+reports usage in the Responses API's terms (:func:`responses_usage`, :func:`chat_usage`).
 """
 
 from __future__ import annotations
@@ -333,14 +330,14 @@ def prompt_text(body: dict[str, Any], items: list[dict[str, Any]]) -> str:
         elif kind == FUNCTION_CALL:
             parts.extend((str(item.get("name") or ""), str(item.get("arguments") or "")))
         elif kind == FUNCTION_OUTPUT:
-            parts.append(_output_of(item.get("output")))
+            parts.append(output_of(item.get("output")))
     tools = body.get("tools")
     if tools:
         parts.append(orjson.dumps(tools).decode())
     return "\n".join(parts)
 
 
-def _output_of(output: Any) -> str:
+def output_of(output: Any) -> str:
     if isinstance(output, str):
         return output
     return "".join(
@@ -348,171 +345,6 @@ def _output_of(output: Any) -> str:
         for part in output or ()
         if isinstance(part, dict) and isinstance(part.get("text"), str)
     )
-
-
-# -- to the canonical chat body ------------------------------------------------------------
-
-
-HOSTED_ONLY = "is run by OpenAI itself; this model's channel is not OpenAI's, so it cannot be used"
-
-
-def to_chat(body: dict[str, Any], items: list[dict[str, Any]], model: str) -> dict[str, Any]:
-    """The canonical chat body for a channel that does not serve the Responses API."""
-    if body.get("prompt") is not None:
-        raise InvalidRequest(f"'prompt' (a stored prompt) {HOSTED_ONLY}.", param="prompt")
-    messages: list[dict[str, Any]] = []
-    if isinstance(body.get("instructions"), str) and body["instructions"]:
-        messages.append({"role": "system", "content": body["instructions"]})
-    for index, item in enumerate(items):
-        _add_message(messages, item, index)
-    if not messages:
-        raise InvalidRequest("'input' has nothing to send to the model.", param="input")
-    out: dict[str, Any] = {"model": model, "messages": messages}
-    if isinstance(body.get("max_output_tokens"), int):
-        out["max_completion_tokens"] = body["max_output_tokens"]
-    for name in ("temperature", "top_p"):
-        if isinstance(body.get(name), int | float) and not isinstance(body.get(name), bool):
-            out[name] = body[name]
-    if isinstance(body.get("user"), str):
-        out["user"] = body["user"]
-    effort = obj(body.get("reasoning")).get("effort")
-    if isinstance(effort, str):
-        out["reasoning_effort"] = effort
-    _format(body.get("text"), out)
-    _tools(body, out)
-    if body.get("stream") is True:
-        out["stream"] = True
-        out["stream_options"] = {"include_usage": True}
-    return out
-
-
-def _add_message(messages: list[dict[str, Any]], item: dict[str, Any], index: int) -> None:
-    kind = item.get("type")
-    if kind == MESSAGE:
-        role = item.get("role")
-        if role == "assistant":
-            messages.append({"role": "assistant", "content": message_text(item) or None})
-        elif role in ("system", "developer"):
-            texts = [part.get("text") for part in item.get("content") or ()]
-            text = "\n".join(t for t in texts if isinstance(t, str))
-            messages.append({"role": "system", "content": text})
-        else:
-            messages.append({"role": "user", "content": _user_content(item, index)})
-    elif kind == FUNCTION_CALL:
-        call = {
-            "id": item.get("call_id"),
-            "type": "function",
-            "function": {"name": item.get("name"), "arguments": item.get("arguments")},
-        }
-        last = messages[-1] if messages else None
-        if last is not None and last["role"] == "assistant":
-            last.setdefault("tool_calls", []).append(call)
-        else:
-            messages.append({"role": "assistant", "content": None, "tool_calls": [call]})
-    elif kind == FUNCTION_OUTPUT:
-        output = item.get("output")
-        if isinstance(output, list) and any(
-            isinstance(part, dict) and part.get("type") != "input_text" for part in output
-        ):
-            raise InvalidRequest(
-                f"'input[{index}].output' holds parts other than text, which this model's "
-                "channel cannot take as a tool result.",
-                param=f"input[{index}].output",
-            )
-        messages.append(
-            {"role": "tool", "tool_call_id": item.get("call_id"), "content": _output_of(output)}
-        )
-    elif kind != REASONING:
-        raise InvalidRequest(
-            f"'input[{index}]' is a '{kind}' item, which {HOSTED_ONLY} here.",
-            param=f"input[{index}]",
-        )
-
-
-def _user_content(item: dict[str, Any], index: int) -> str | list[dict[str, Any]]:
-    parts: list[dict[str, Any]] = []
-    for position, part in enumerate(item.get("content") or ()):
-        where = f"input[{index}].content[{position}]"
-        kind = part.get("type")
-        if kind == "input_text":
-            parts.append({"type": "text", "text": part.get("text") or ""})
-        elif kind == "input_image":
-            url = part.get("image_url")
-            if not isinstance(url, str) or not url:
-                raise InvalidRequest(
-                    f"'{where}': an image by 'file_id' needs OpenAI's Files API; send its "
-                    "'image_url' (a URL or a data: URL) on this model's channel.",
-                    param=where,
-                )
-            image = {"url": url}
-            if part.get("detail") in ("low", "high", "auto"):
-                image["detail"] = part["detail"]
-            parts.append({"type": "image_url", "image_url": image})
-        elif kind == "input_file":
-            if not isinstance(part.get("file_data"), str):
-                raise InvalidRequest(
-                    f"'{where}': only files sent inline ('file_data') can go to this model's "
-                    "channel; a 'file_id' or 'file_url' needs OpenAI's own.",
-                    param=where,
-                )
-            file = {"file_data": part["file_data"]}
-            if isinstance(part.get("filename"), str):
-                file["filename"] = part["filename"]
-            parts.append({"type": "file", "file": file})
-    if len(parts) == 1 and parts[0]["type"] == "text":
-        text: str = parts[0]["text"]
-        return text
-    return parts
-
-
-def _format(text: Any, out: dict[str, Any]) -> None:
-    spec = text.get("format") if isinstance(text, dict) else None
-    kind = spec.get("type") if isinstance(spec, dict) else None
-    if kind == "json_schema" and isinstance(spec, dict):
-        schema: dict[str, Any] = {"name": spec.get("name") or "response"}
-        for name in ("schema", "strict", "description"):
-            if spec.get(name) is not None:
-                schema[name] = spec[name]
-        out["response_format"] = {"type": "json_schema", "json_schema": schema}
-    elif kind == "json_object":
-        out["response_format"] = {"type": "json_object"}
-
-
-def _tools(body: dict[str, Any], out: dict[str, Any]) -> None:
-    tools: list[dict[str, Any]] = []
-    for index, tool in enumerate(body.get("tools") or ()):
-        if tool.get("type") != "function":
-            raise InvalidRequest(
-                f"'tools[{index}]' is the built-in tool '{tool.get('type')}', which "
-                f"{HOSTED_ONLY}. Use function tools on this model.",
-                param=f"tools[{index}]",
-                code="unsupported_tool",
-            )
-        function: dict[str, Any] = {"name": tool.get("name")}
-        for name in ("description", "parameters", "strict"):
-            if tool.get(name) is not None:
-                function[name] = tool[name]
-        tools.append({"type": "function", "function": function})
-    choice = body.get("tool_choice")
-    if isinstance(choice, dict) and choice.get("type") == "allowed_tools":
-        allowed = {t.get("name") for t in choice.get("tools") or () if isinstance(t, dict)}
-        tools = [tool for tool in tools if tool["function"]["name"] in allowed]
-        choice = choice.get("mode") or "auto"
-    if not tools:
-        return
-    out["tools"] = tools
-    if isinstance(body.get("parallel_tool_calls"), bool):
-        out["parallel_tool_calls"] = body["parallel_tool_calls"]
-    if choice in ("auto", "none", "required"):
-        out["tool_choice"] = choice
-    elif isinstance(choice, dict) and choice.get("type") == "function":
-        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-    elif isinstance(choice, dict):
-        raise InvalidRequest(
-            f"'tool_choice' names the built-in tool '{choice.get('type')}', which {HOSTED_ONLY}.",
-            param="tool_choice",
-            code="unsupported_tool",
-        )
 
 
 # -- the response object -------------------------------------------------------------------
@@ -589,41 +421,6 @@ def finished(response: dict[str, Any], stop: str | None, usage: dict[str, Any] |
         response["incomplete_details"] = {"reason": reason}
     if usage is not None:  # the spec has no null for it: absent until it is known
         response["usage"] = usage
-
-
-def from_chat(data: dict[str, Any], response: dict[str, Any]) -> dict[str, Any]:
-    """A complete chat answer as the ``response`` object started by :func:`response_object`."""
-    choices = data.get("choices") or [{}]
-    choice = obj(choices[0])
-    message = obj(choice.get("message"))
-    output: list[dict[str, Any]] = []
-    reasoning = message.get("reasoning_content")
-    if isinstance(reasoning, str) and reasoning:
-        output.append(reasoning_item(item_id(REASONING), reasoning, "completed"))
-    content: list[dict[str, Any]] = []
-    if isinstance(message.get("content"), str) and message["content"]:
-        content.append(output_text(message["content"]))
-    if isinstance(message.get("refusal"), str) and message["refusal"]:
-        content.append({"type": "refusal", "refusal": message["refusal"]})
-    if content:
-        output.append(message_item(item_id(MESSAGE), content, "completed"))
-    for call in message.get("tool_calls") or ():
-        function = call.get("function") if isinstance(call, dict) else None
-        if isinstance(function, dict):
-            output.append(
-                function_call_item(
-                    item_id(FUNCTION_CALL),
-                    str(call.get("id") or new_id("call_")),
-                    str(function.get("name") or ""),
-                    str(function.get("arguments") or ""),
-                    "completed",
-                )
-            )
-    response["output"] = output
-    if isinstance(data.get("model"), str) and data["model"]:
-        response["model"] = data["model"]
-    finished(response, choice.get("finish_reason"), responses_usage(data.get("usage")))
-    return response
 
 
 def message_item(identity: str, content: list[dict[str, Any]], status: str) -> dict[str, Any]:
