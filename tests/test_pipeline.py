@@ -76,6 +76,22 @@ async def test_a_call_runs_in_process_without_an_http_request(runtime: Runtime) 
     assert entries[0]["amount_nano"] == price.cost(Usage(65, 16)) > 0
 
 
+async def test_a_responses_line_runs_in_process_and_is_kept(runtime: Runtime) -> None:
+    """What a batch line of /v1/responses will do: the operation by its endpoint name."""
+    call = await _key(runtime)
+    call.endpoint = "responses"
+    assert "responses" in runtime.state.surface.endpoints
+    reply = await runtime.state.surface.run(call, {"model": "gpt-4o", "input": "hello"})
+    assert isinstance(reply, Reply)
+    answer = orjson.loads(reply.body)
+    assert answer["output"][0]["content"][0]["text"] == "Echo: hello"
+    kept = await runtime.state.surface.responses.retrieve(call, answer["id"])
+    assert kept == answer
+    await runtime.state.logs.flush()
+    entries = await runtime.state.store.ledger.entries(call.key.id)
+    assert [entry["request_id"] for entry in entries] == [call.request_id]
+
+
 async def test_an_in_process_call_names_an_unknown_operation(runtime: Runtime) -> None:
     call = await _key(runtime)
     call.endpoint = "no.such.operation"

@@ -95,6 +95,9 @@ class Settings(BaseSettings):
     log_retention_days: int = Field(default=0, ge=0)
     """Delete request-log rows older than this many days (0: keep them all). The ledger and
     the daily usage totals are kept regardless."""
+    responses_retention_days: int = Field(default=30, ge=0)
+    """Delete stored responses (``POST /v1/responses`` with ``store``) and their items older
+    than this many days (0: keep them all)."""
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

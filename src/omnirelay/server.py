@@ -29,7 +29,7 @@ from omnirelay.gateway.pipeline import Pipeline
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.reconcile import Reconciler
-from omnirelay.gateway.retention import LogRetention
+from omnirelay.gateway.retention import LogRetention, ResponseRetention
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
@@ -88,6 +88,7 @@ class Runtime:
     counters: Counters
     reconciler: Reconciler
     retention: LogRetention
+    response_retention: ResponseRetention
     _warming: asyncio.Future[object] | None = None
 
     async def start(self) -> None:
@@ -106,12 +107,14 @@ class Runtime:
         self.reconciler.start()
         state.prober.start_periodic(state.settings.probe_interval_s)
         self.retention.start()
+        self.response_retention.start()
 
     async def close(self) -> None:
         state = self.state
         if self._warming is not None:
             await self._warming
         await self.retention.close()
+        await self.response_retention.close()
         await state.prober.close()
         await self.reconciler.close()
         await state.sync.close()
@@ -181,6 +184,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         fingerprint=SYSTEM_FINGERPRINT,
         hold_output_tokens=settings.hold_output_tokens,
         fetcher=fetcher,
+        stored_responses=store.responses,
     )
     state = AppState(
         settings=settings,
@@ -207,6 +211,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             store.ledger, counters, settings.hold_lease_s / 2, live=logs.live_holds
         ),
         retention=LogRetention(store, settings.log_retention_days),
+        response_retention=ResponseRetention(store, settings.responses_retention_days),
     )
 
 

@@ -83,6 +83,7 @@ class FakeAnthropic(ThreadedServer):
         self.cache_write = 0  # cache_creation_input_tokens to report
         self.error_after: int | None = None  # stream: an `error` event after N events
         self.drop_after: int | None = None  # stream: cut the connection after N events
+        self.stream_delay = 0.0  # stream: seconds between events
 
     def fail_next(
         self, status: int, message: str | None = None, kind: str | None = None, **headers: str
@@ -206,7 +207,9 @@ class FakeAnthropic(ThreadedServer):
                     await abort(request)
                     return response
                 await response.write(_frame(event))
-                await asyncio.sleep(0)  # yield between events, as a real stream does
+                await asyncio.sleep(
+                    self.stream_delay
+                )  # also a turn between events, as a real stream
         except ConnectionError:
             pass
         return response

@@ -1,7 +1,8 @@
 """A faithful fake of the OpenAI API: real HTTP on loopback, in a thread of its own.
 
-The fake serves `POST /v1/chat/completions` (plain and SSE), `GET /v1/models` and
-`GET /v1/models/{id}` the way api.openai.com does: the same auth and error bodies, requests
+The fake serves `POST /v1/chat/completions` (plain and SSE), `POST /v1/responses` (plain
+and SSE; `fake_openai_responses`), `GET /v1/models` and `GET /v1/models/{id}` the way
+api.openai.com does: the same auth and error bodies, requests
 validated against the official spec, the seed's documented response for the seed's request,
 and deterministic, real-looking answers for everything else. It runs its own event loop in its
 own thread, so a blocking client in the test thread never stalls it.
@@ -181,6 +182,7 @@ class FakeOpenAI(LoopbackServer):
         self.omit_stream_usage: bool = False  # ignore stream_options like some vendors do
         self.sparse_response: bool = False  # non-stream: leave out the optional-looking fields
         self.models: list[str] = list(DEFAULT_MODELS)
+        self.responses = _responses().ResponsesState()  # what `store` kept
 
     def fail_next(
         self,
@@ -264,6 +266,16 @@ class FakeOpenAI(LoopbackServer):
                 if stream:
                     return await self._stream(request, completion, body, headers)
                 return _json_response(self._render(completion), headers)
+            if method == "POST" and path == "/v1/responses":
+                self._authorize(request)
+                responses = _responses()
+                planned = responses.plan_response(body, parsed, self.models, self.responses)
+                if self.answer_delay:
+                    await asyncio.sleep(self.answer_delay)
+                if planned.stream:
+                    events = [responses.frame(e) for e in responses.stream_events(planned)]
+                    return await self._send_events(request, events, headers)
+                return _json_response(planned.response, headers)
             if method == "GET" and path == "/v1/models":
                 self._authorize(request)
                 data = [_model_object(m) for m in self.models]
@@ -384,6 +396,17 @@ class FakeOpenAI(LoopbackServer):
     ) -> web.StreamResponse:
         stream_options = body.get("stream_options") or {}
         include_usage = bool(stream_options.get("include_usage")) and not self.omit_stream_usage
+        events = [
+            f"data: {json.dumps(chunk, separators=(',', ':'), ensure_ascii=False)}\n\n".encode()
+            for chunk in _chunks(completion, include_usage)
+        ]
+        events.append(b"data: [DONE]\n\n")
+        return await self._send_events(request, events, headers)
+
+    async def _send_events(
+        self, request: web.Request, events: list[bytes], headers: dict[str, str]
+    ) -> web.StreamResponse:
+        """Send SSE events with the stream knobs applied (delay, stall, drop)."""
         with self._lock:
             drop_after, self._drop_after = self._drop_after, None
         delay = self.stream_delay
@@ -396,11 +419,6 @@ class FakeOpenAI(LoopbackServer):
             },
         )
         await response.prepare(request)
-        events = [
-            json.dumps(chunk, separators=(",", ":"), ensure_ascii=False)
-            for chunk in _chunks(completion, include_usage)
-        ]
-        events.append("[DONE]")
         stall_after = self.stall_after
         try:
             for sent, event in enumerate(events):
@@ -411,7 +429,7 @@ class FakeOpenAI(LoopbackServer):
                     await asyncio.sleep(3600)  # silent until the client goes away
                 if sent and delay > 0:
                     await asyncio.sleep(delay)
-                await response.write(f"data: {event}\n\n".encode())
+                await response.write(event)
             if drop_after is not None:
                 await abort(request)
             self.stream_ends.append((time.monotonic(), "done"))
@@ -425,6 +443,13 @@ class FakeOpenAI(LoopbackServer):
 
 
 # --------------------------------------------------------------------- building answers
+
+
+def _responses() -> Any:
+    """The Responses API module, which builds on this one's answers (imported late)."""
+    from . import fake_openai_responses
+
+    return fake_openai_responses
 
 
 def _json_response(obj: Any, headers: dict[str, str]) -> web.Response:

@@ -6,9 +6,12 @@ The spec is parsed once per process (libyaml) and cached as JSON in the temp dir
 the yaml's size and mtime, so later processes load it in a fraction of the time.
 
 The spec is OpenAPI 3.1 but still carries a few OpenAPI 3.0 idioms that plain JSON Schema
-2020-12 ignores or misreads: `nullable: true`, boolean `exclusiveMinimum`, and the 2019-09
-`$recursiveRef`. The validators run over a copy with those rewritten into 2020-12 terms;
-`spec()` returns the document as published.
+2020-12 ignores or misreads: `nullable: true`, boolean `exclusiveMinimum`, the 2019-09
+`$recursiveRef`, and a `oneOf` with a `discriminator` (OpenAPI picks the branch by the
+discriminating property; JSON Schema's `oneOf` fails when a value also fits another branch,
+as a typed input message fits both `EasyInputMessage` and `InputMessage`). The validators run
+over a copy with those rewritten into 2020-12 terms (the last as `anyOf`); `spec()` returns
+the document as published.
 """
 
 from __future__ import annotations
@@ -104,6 +107,8 @@ def _as_json_schema(node: Any, recursive_anchor: str | None = None) -> Any:
         del out["exclusiveMaximum"]
         if exclusive_max and "maximum" in out:
             out["exclusiveMaximum"] = out.pop("maximum")
+    if "discriminator" in out and isinstance(out.get("oneOf"), list):
+        out["anyOf"] = out.pop("oneOf")
     nullable = out.get("nullable")
     if isinstance(nullable, bool):
         del out["nullable"]

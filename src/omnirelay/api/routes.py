@@ -21,6 +21,7 @@ from omnirelay.api import (
     models,
     moderations,
     rerank,
+    responses,
 )
 from omnirelay.api.messages import count_tokens, messages
 
@@ -40,6 +41,12 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/v1/audio/translations", audio.translations)
     router.add_post("/v1/rerank", rerank.rerank)
     router.add_post("/v1/messages/count_tokens", count_tokens)
+    router.add_post("/v1/responses", responses.create)
+    router.add_post("/v1/responses/input_tokens", responses.input_tokens)
+    router.add_get("/v1/responses/{id}", responses.retrieve)
+    router.add_delete("/v1/responses/{id}", responses.delete)
+    router.add_post("/v1/responses/{id}/cancel", responses.cancel)
+    router.add_get("/v1/responses/{id}/input_items", responses.input_items)
     router.add_get("/v1/models", gemini.list_models_either)
     router.add_get("/v1/models/{model:.+}", gemini.get_model_either)
     for prefix in ("/v1", ""):

@@ -50,15 +50,17 @@ class Chat:
         size = call.body_bytes or len(orjson.dumps(body))
 
         async def attempt(attempt: Attempt) -> Charged | Streaming:
-            return await self._attempt(attempt, body, request)
+            return await self.attempt(attempt, body, request)
 
         return Operation(
             request.model, lambda quote: quote.estimate(size, output), attempt, request.stream
         )
 
-    async def _attempt(
+    async def attempt(
         self, attempt: Attempt, body: dict[str, Any], request: ChatRequest
     ) -> Charged | Streaming:
+        """One attempt of a chat call on its route (also a translated dialect's, such as
+        the Responses API's on a channel that speaks only chat)."""
         route, kit = attempt.route, self._kit
         provider = kit.providers.chat(route.channel.type)
         if provider is None:

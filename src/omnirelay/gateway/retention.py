@@ -1,7 +1,9 @@
-"""The raw request log's retention: a background task that prunes rows past their age.
+"""Retention: background tasks that prune rows past their age, a bounded batch at a time.
 
-Off by default (``log_retention_days = 0`` keeps every row). Every process may run it; the
-deletes are idempotent, so several processes pruning at once only share the work.
+The raw request log's (:class:`LogRetention`, off by default: ``log_retention_days = 0``
+keeps every row) and stored responses' (:class:`ResponseRetention`,
+``responses_retention_days``, 30 by default). Every process may run them; the deletes are
+idempotent, so several processes pruning at once only share the work.
 """
 
 from __future__ import annotations
@@ -21,9 +23,13 @@ PRUNE_EVERY_S = 3600.0
 BATCH_ROWS = 5000
 BATCH_PAUSE_S = 0.05
 """A breath between batches, so that other writers get the database in turn."""
+RESPONSE_BATCH = 500
+"""Responses per batch: each goes with all of its items."""
 
 
 class LogRetention:
+    WHAT = "request-log rows"
+
     def __init__(
         self,
         store: Store,
@@ -54,20 +60,35 @@ class LogRetention:
         before_ms = now_ms - self._days * DAY_MS
         deleted = 0
         while True:
-            count = await prune_request_logs(self._store.engine, before_ms, self._batch)
+            count = await self._prune_batch(before_ms)
             deleted += count
             if count < self._batch:
                 return deleted
             await asyncio.sleep(BATCH_PAUSE_S)
+
+    async def _prune_batch(self, before_ms: int) -> int:
+        return await prune_request_logs(self._store.engine, before_ms, self._batch)
 
     async def _run(self) -> None:
         while True:
             try:
                 deleted = await self.prune()
                 if deleted:
-                    log.info("deleted %d request-log rows older than %d days", deleted, self._days)
+                    log.info("deleted %d %s older than %d days", deleted, self.WHAT, self._days)
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("pruning the request log failed; will retry")
+                log.exception("pruning %s failed; will retry", self.WHAT)
             await asyncio.sleep(self._every_s)
+
+
+class ResponseRetention(LogRetention):
+    """Stored responses and their items, by ``responses_retention_days``."""
+
+    WHAT = "stored responses"
+
+    def __init__(self, store: Store, days: int, *, every_s: float = PRUNE_EVERY_S) -> None:
+        super().__init__(store, days, every_s=every_s, batch=RESPONSE_BATCH)
+
+    async def _prune_batch(self, before_ms: int) -> int:
+        return await self._store.responses.prune(before_ms, self._batch)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from omnirelay.gateway import chat, completions, embeddings, images, rerank
+from omnirelay.gateway import chat, completions, embeddings, images, rerank, responses
 from omnirelay.gateway.audio import SPEECH, Audio
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.chat import Chat
@@ -21,6 +21,8 @@ from omnirelay.gateway.images import Images
 from omnirelay.gateway.kit import Kit
 from omnirelay.gateway.operation import Reply, StreamReply
 from omnirelay.gateway.rerank import Rerank
+from omnirelay.gateway.responses import Responses
+from omnirelay.store.responses import ResponseRepository
 from omnirelay.wire.errors import NotFound
 
 JSONCall = Callable[[Call, dict[str, Any]], Awaitable[Reply | StreamReply]]
@@ -34,6 +36,7 @@ class Surface:
         fingerprint: str,
         hold_output_tokens: int,
         fetcher: ImageFetcher | None = None,
+        stored_responses: ResponseRepository | None = None,
     ) -> None:
         self.chat = Chat(
             kit,
@@ -48,6 +51,9 @@ class Surface:
         self.images = Images(kit)
         self.audio = Audio(kit)
         self.rerank = Rerank(kit)
+        self.responses = Responses(
+            kit, self.chat, stored_responses, hold_output_tokens=hold_output_tokens
+        )
         self._json: dict[str, JSONCall] = {
             chat.ENDPOINT: self.chat.create,
             completions.ENDPOINT: self.completions.create,
@@ -56,6 +62,7 @@ class Surface:
             images.GENERATIONS: self.images.generate,
             SPEECH: self.audio.speech,
             rerank.ENDPOINT: self.rerank.create,
+            responses.ENDPOINT: self.responses.create,
         }
 
     @property

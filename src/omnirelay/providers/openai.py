@@ -23,8 +23,9 @@ class OpenAIProvider(OpenAIOperations):
 
     name = "openai"
 
-    def __init__(self, quirks: Quirks = PLAIN) -> None:
+    def __init__(self, quirks: Quirks = PLAIN, *, responses: bool = False) -> None:
         self._quirks = quirks
+        self._responses = responses
 
     def chat_request(
         self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str, stream: bool

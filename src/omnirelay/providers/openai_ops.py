@@ -20,6 +20,9 @@ from omnirelay.wire.uploads import Upload
 
 class OpenAIOperations:
     _quirks: Quirks = PLAIN
+    _responses = False
+    """Whether channels of this type serve ``/responses`` unless their ``responses_api``
+    option says otherwise."""
 
     def operation_url(self, endpoint: Endpoint, path: str, upstream_model: str) -> str:
         return endpoint.base_url + path
@@ -98,6 +101,15 @@ class OpenAIOperations:
     ) -> UpstreamRequest:
         path = "/audio/translations" if translate else "/audio/transcriptions"
         return self._form(endpoint, path, upload, upstream_model)
+
+    def serves_responses(self, endpoint: Endpoint) -> bool:
+        option = endpoint.options.get("responses_api")
+        return option if isinstance(option, bool) else self._responses
+
+    def responses_request(
+        self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str
+    ) -> UpstreamRequest:
+        return self._json(endpoint, "/responses", body, upstream_model)
 
     def rerank_request(
         self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str

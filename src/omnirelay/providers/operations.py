@@ -91,3 +91,17 @@ class RerankProvider(ErrorMapper, Protocol):
     ) -> UpstreamRequest: ...
 
     def rerank_response(self, payload: bytes, body: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@runtime_checkable
+class ResponsesProvider(ErrorMapper, Protocol):
+    """A dialect whose upstream may serve OpenAI's Responses API itself."""
+
+    def serves_responses(self, endpoint: Endpoint) -> bool:
+        """Whether this channel takes ``/responses``; when not, the call is translated to
+        chat."""
+        ...
+
+    def responses_request(
+        self, endpoint: Endpoint, body: dict[str, Any], upstream_model: str
+    ) -> UpstreamRequest: ...

@@ -14,7 +14,9 @@ from omnirelay.providers.presets import presets
 class ProviderRegistry:
     def __init__(self) -> None:
         self._chat: dict[str, ChatProvider] = {
-            "openai": OpenAIProvider(),
+            # OpenAI itself serves the Responses API; vendors that speak its chat dialect
+            # mostly do not (a channel's ``responses_api`` option says otherwise).
+            "openai": OpenAIProvider(responses=True),
             "azure": AzureOpenAIProvider(),
             "anthropic": AnthropicProvider(),
             "gemini": GeminiProvider(),

@@ -16,6 +16,7 @@ from omnirelay.store.keys import KeyRepository
 from omnirelay.store.ledger import LedgerRepository
 from omnirelay.store.logs import LogRepository
 from omnirelay.store.prices import PriceRepository
+from omnirelay.store.responses import ResponseRepository
 from omnirelay.store.secrets import SecretBox
 from omnirelay.store.settings_kv import SettingsRepository
 from omnirelay.store.usage import UsageRepository
@@ -33,6 +34,7 @@ class Store:
     settings: SettingsRepository
     usage: UsageRepository
     dead_letters: DeadLetterRepository
+    responses: ResponseRepository
     writer_engine: Engine | None = None  # SQLite: the log writer's own, synchronous
 
     @classmethod
@@ -55,6 +57,7 @@ class Store:
             settings=SettingsRepository(engine),
             usage=UsageRepository(engine),
             dead_letters=DeadLetterRepository(engine),
+            responses=ResponseRepository(engine),
             writer_engine=writer,
         )
 

@@ -177,6 +177,36 @@ dead_letters = Table(
     sqlite_autoincrement=True,
 )
 
+responses = Table(
+    "responses",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", BigInteger, nullable=False),  # the key that made it; only it may read it
+    Column("model", String(128), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("background", Boolean, nullable=False, server_default=false()),
+    Column("previous_response_id", String(64)),
+    Column("response_json", Text, nullable=False),  # the response object, as JSON
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_responses_created", "created_ms"),
+)
+
+# Every item a stored response was made from (``input``: the conversation before it and its
+# own input) and made (``output``), in order.
+response_items = Table(
+    "response_items",
+    metadata,
+    Column("response_id", String(64), primary_key=True),
+    Column("kind", String(8), primary_key=True),  # input | output
+    Column("position", Integer, primary_key=True),
+    Column("item_id", String(128), nullable=False),
+    Column("key_id", BigInteger, nullable=False),
+    Column("item_json", Text, nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_response_items_key_item", "key_id", "item_id"),
+    Index("ix_response_items_created", "created_ms"),
+)
+
 change_feed = Table(
     "change_feed",
     metadata,
