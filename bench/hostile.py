@@ -71,7 +71,7 @@ def _poll(port: int, interval_s: float, control: Connection) -> None:
     sock = socket.create_connection(("127.0.0.1", port), timeout=30)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     latencies: list[tuple[float, float]] = []
-    failures = 0
+    failures: list[str] = []
     control.send("ready")
     began = next_at = time.perf_counter()
     while not control.poll():
@@ -80,8 +80,8 @@ def _poll(port: int, interval_s: float, control: Connection) -> None:
             sock.sendall(request)
             _read_response(sock)
             latencies.append((started - began, time.perf_counter() - started))
-        except (OSError, ValueError):
-            failures += 1
+        except (OSError, ValueError) as exc:
+            failures.append(f"{started - began:.3f} s: {type(exc).__name__}: {exc}")
             sock.close()
             sock = socket.create_connection(("127.0.0.1", port), timeout=30)
         # Polls start every interval; one that took longer is followed at once.
@@ -124,7 +124,7 @@ class HealthzPoller:
         if not self._control.poll(30) or self._control.recv() != "ready":
             raise RuntimeError("the /healthz poller did not start")
 
-    def stop(self) -> tuple[list[tuple[float, float]], int]:
+    def stop(self) -> tuple[list[tuple[float, float]], list[str]]:
         self._control.send("stop")
         latencies, failures = self._control.recv()
         self._process.join(timeout=10)
@@ -135,6 +135,7 @@ class HealthzPoller:
 class Polled:
     polls: int = 0
     failures: int = 0
+    failed: list[str] = field(default_factory=list)  # when, and why, the first ten
     p50_ms: float = 0.0
     p99_ms: float = 0.0
     max_ms: float = 0.0
@@ -143,14 +144,14 @@ class Polled:
     """The 20 slowest polls: (seconds into the run, latency ms), in time order."""
 
     @classmethod
-    def of(cls, polls: list[tuple[float, float]], failures: int) -> Polled:
+    def of(cls, polls: list[tuple[float, float]], failures: list[str]) -> Polled:
         if not polls:
-            return cls(0, failures)
+            return cls(0, len(failures), failed=failures[:10])
         ms = sorted(latency * 1000 for _, latency in polls)
         p99 = ms[min(int(len(ms) * 0.99), len(ms) - 1)]
         slowest = sorted(sorted(polls, key=lambda p: p[1])[-20:])
         return cls(
-            len(ms), failures, statistics.median(ms), p99, ms[-1],
+            len(ms), len(failures), failures[:10], statistics.median(ms), p99, ms[-1],
             sum(x > 10 for x in ms), [(round(t, 3), round(x * 1000, 1)) for t, x in slowest],
         )  # fmt: skip
 
