@@ -45,6 +45,8 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from bench import procs
 from bench.gateway import Gateway, Mode
 from bench.seed import stream_request
@@ -58,7 +60,6 @@ DEFAULT_EVENT_CAP = 8 * MIB
 RSS_SLACK = 32 * MIB
 HEALTHZ_P99_BAR_MS = 50.0
 POLL_INTERVAL_S = 0.010
-END = b"\r\n0\r\n\r\n"  # the end of a chunked response
 
 
 # -- /healthz, polled from its own process --------------------------------------------------
@@ -178,30 +179,21 @@ class StreamRun:
     healthz: Polled | None = None
 
 
-async def _one_stream(port: int, request: bytes) -> tuple[int, int, bool]:
+async def _one_stream(
+    session: aiohttp.ClientSession, url: str, body: bytes, headers: dict[str, str]
+) -> tuple[int, int, bool]:
     """Send one stream request and read it to its end: (events, bytes, ended well)."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 20)
     events = done = total = 0
-    tail = first = b""
-    try:
-        writer.write(request)
-        while True:
-            data = await reader.read(1 << 18)
-            if not data:
-                break
-            if len(first) < 12:
-                first += data[:12]
+    tail = b""
+    async with session.post(url, data=body, headers=headers) as response:
+        async for data in response.content.iter_any():
             total += len(data)
             # The tail of the last read completes a mark split across two reads.
             seen = tail + data
             events += seen.count(b"data:") - tail.count(b"data:")
             done += seen.count(b"[DONE]") - tail.count(b"[DONE]")
             tail = seen[-16:]
-            if tail.endswith(END):
-                break
-    finally:
-        writer.close()
-    return events, total, first.startswith(b"HTTP/1.1 200") and done == 1
+    return events, total, response.status == 200 and done == 1
 
 
 async def _streams(
@@ -209,12 +201,15 @@ async def _streams(
 ) -> list[tuple[int, int, bool]]:
     body = {**stream_request(), "bench_answer": "long-stream", "bench_tokens": tokens}
     payload = json.dumps(body, separators=(",", ":")).encode()
-    auth = f"Authorization: Bearer {key}\r\n" if key else ""
-    request = (
-        f"POST {PATH} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\n"
-        f"{auth}Content-Length: {len(payload)}\r\n\r\n"
-    ).encode() + payload
-    return await asyncio.gather(*(_one_stream(port, request) for _ in range(count)))
+    headers = {"Content-Type": "application/json"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    url = f"http://127.0.0.1:{port}{PATH}"
+    timeout = aiohttp.ClientTimeout(total=1800)
+    async with aiohttp.ClientSession(timeout=timeout) as session:
+        return await asyncio.gather(
+            *(_one_stream(session, url, payload, headers) for _ in range(count))
+        )
 
 
 def runaway_streams(
