@@ -1,6 +1,6 @@
 """Hostile upstreams: what runaway streams do to /healthz, and 2 GiB answers to memory.
 
-    .venv/bin/python -m bench.hostile            # ~2-4 minutes on 2 shared cores
+    .venv/bin/python -m bench.hostile            # about a minute on 2 shared cores
     .venv/bin/python -m bench --hostile          # the same
     .venv/bin/python -m bench.hostile --streams 20 --tokens 100000 --huge-gib 2
 
