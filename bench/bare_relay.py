@@ -2,9 +2,11 @@
 
 It is what BENCHMARK.md's anchor calls a bare Python relay: the same server and client
 stack as the gateway (aiohttp on uvloop, one pooled client session), parsing the request
-body and the response, nothing else. No key, no limits, no metering, no log. Streams pass
-through as they are read, without parsing. So its row shows what the HTTP stack alone
-costs on this machine, and what no feature work on top of it can go below.
+body and the response, nothing else. No key, no limits, no metering, no log. A stream is
+split into its events (on blank lines, across reads) and each ``data:`` payload but
+``[DONE]`` is parsed, as metering must; what arrived in one read goes out in one write. So
+its row shows what the HTTP stack and a parse per event cost on this machine, and what no
+feature work on top of them can go below.
 
     python -m bench.bare_relay --port 8100 --upstream URL --slow-upstream URL
 """
@@ -43,7 +45,15 @@ async def relay(request: web.Request) -> web.StreamResponse:
             )
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
+        tail = b""
         async for chunk in answer.content.iter_any():
+            events = (tail + chunk).split(b"\n\n")
+            tail = events.pop()  # the start of an event the next read completes
+            for event in events:
+                if event.startswith(b"data:"):
+                    payload = event[5:].lstrip()
+                    if payload != b"[DONE]":
+                        orjson.loads(payload)
             await response.write(chunk)
         await response.write_eof()
         return response

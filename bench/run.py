@@ -3,6 +3,7 @@
     .venv/bin/python -m bench                  # all modes and the soak, ~6 minutes
     .venv/bin/python -m bench --quick          # SQLite only, short runs, no soak
     .venv/bin/python -m bench --litellm        # add LiteLLM's proxy as a row
+    .venv/bin/python -m bench --hostile        # only the hostile upstreams (bench.hostile)
 
 Each mode starts a fresh gateway on a fresh database against the same fake upstream, warms
 it up, then measures with wrk: non-stream at 32 connections (RPS, CPU per call), streams
@@ -28,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench import procs, wrk
+from bench import hostile, procs, wrk
 from bench.gateway import BIN, SLOW_MODEL, Gateway, Mode, free_port, http
 from bench.seed import SEED_REQUEST, STREAM_EVENTS, stream_request
 from bench.ttft import ttft_us
@@ -386,6 +387,9 @@ def _parse() -> argparse.Namespace:
                         help="keep each gateway's folder (database, gateway.log)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="py-spy the SQLite modes")
     parser.add_argument("--quick", action="store_true", help="SQLite only, 5 s runs, no soak")
+    parser.add_argument("--hostile", action="store_true",
+                        help="only the hostile-upstream cases (bench.hostile)")  # fmt: skip
+    hostile.add_arguments(parser)
     args = parser.parse_args()
     if args.quick:
         args.modes, args.duration, args.soak_calls = "sqlite", 5.0, 0
@@ -394,6 +398,8 @@ def _parse() -> argparse.Namespace:
 
 def main() -> int:
     args = _parse()
+    if args.hostile:
+        return hostile.run(args)
     wrk.require()
     bench = Bench(args)
     upstreams = Upstreams(args)

@@ -10,6 +10,16 @@ measures the gateway, so the upstream must cost as little CPU as it can.
 
 A jitter spreads the latency uniformly over latency ± jitter, so that closed-loop
 connections do not fall into step and reach the gateway all at once.
+
+Hostile answers, for ``bench.hostile``, are chosen by a field of the request (the gateway
+passes unknown fields through): ``"bench_answer": "long-stream"`` streams
+``bench_tokens`` one-token content chunks (default 100,000) and a usage chunk;
+``"huge-body"`` is a chunked non-stream answer of ``bench_bytes``; ``"huge-event"`` is a
+stream whose second event is ``bench_bytes`` long. They are produced on the fly, in
+blocks of about 64 KiB, as fast as the reader takes them (the transport's flow control),
+and never held whole. ``GET /bench/sent`` lists each hostile answer: the bytes written
+into the socket (less what was still buffered when the reader stopped), and whether the
+connection has closed.
 """
 
 from __future__ import annotations
@@ -19,6 +29,9 @@ import asyncio
 import json
 import random
 import signal
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
 
 import orjson
 
@@ -58,6 +71,115 @@ def _events(include_usage: bool) -> list[bytes]:
 EVENTS = {True: _events(True), False: _events(False)}
 LAST_CHUNK = b"0\r\n\r\n"
 
+# -- hostile answers, produced on the fly --------------------------------------------------
+
+BLOCK_BYTES = 64 * 1024
+# Each is one o200k token, so the gateway's count of the text agrees with the usage chunk.
+WORDS = (" the", " of", " and", " to", " in", " a", " is", " that", " for", " it", " on",
+         " with", " as", " was", " at", " by")  # fmt: skip
+BLOCK_EVENTS = 256  # content events per write: ~60 KiB
+JSON_HEAD = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+    b"x-request-id: req_fake\r\n\r\n"
+)
+
+
+@dataclass
+class Sent:
+    """What one hostile answer has written so far."""
+
+    answer: str
+    wanted_bytes: int
+    written_bytes: int = 0
+    buffered_bytes: int = 0  # still in the transport's buffer when it last paused
+    finished: bool = False
+    closed: bool = False
+    started: float = 0.0
+    seconds: float = 0.0
+
+    @property
+    def sent_bytes(self) -> int:
+        return self.written_bytes - self.buffered_bytes
+
+
+SENT: list[Sent] = []
+
+
+def _data(payload: bytes) -> bytes:
+    return b"data: " + payload + b"\n\n"
+
+
+def long_stream(tokens: int, include_usage: bool) -> Iterator[bytes]:
+    """The role chunk, ``tokens`` one-token content chunks, the finish (and usage) chunk."""
+    chunks = stream_chunks(include_usage)
+    first, template = chunks[0], chunks[1]
+    finish = next(c for c in chunks if c["choices"] and c["choices"][0]["finish_reason"])
+    choice = template["choices"][0]
+
+    def content(word: str) -> bytes:
+        return _data(
+            orjson.dumps({**template, "choices": [{**choice, "delta": {"content": word}}]})
+        )
+
+    yield STREAM_HEAD + _chunked(_data(orjson.dumps(first)))
+    block = [content(WORDS[i % len(WORDS)]) for i in range(BLOCK_EVENTS)]
+    whole = _chunked(b"".join(block))
+    for _ in range(tokens // BLOCK_EVENTS):
+        yield whole
+    rest = tokens % BLOCK_EVENTS
+    tail = [*block[:rest], _data(orjson.dumps(finish))]
+    if include_usage:
+        usage = {**SEED_RESPONSE["usage"], "completion_tokens": tokens}
+        usage["total_tokens"] = usage["prompt_tokens"] + tokens
+        tail.append(_data(orjson.dumps({**template, "choices": [], "usage": usage})))
+    tail.append(b"data: [DONE]\n\n")
+    yield _chunked(b"".join(tail)) + LAST_CHUNK
+
+
+def huge_body(size: int) -> Iterator[bytes]:
+    """A chat completion whose content is ``size`` bytes of filler, chunked."""
+    yield JSON_HEAD + _chunked(
+        b'{"id":"chatcmpl-huge","object":"chat.completion","created":1,"model":"gpt-4o",'
+        b'"choices":[{"index":0,"message":{"role":"assistant","content":"'
+    )
+    yield from _filler(size)
+    usage = orjson.dumps(SEED_RESPONSE["usage"])
+    yield _chunked(b'"},"finish_reason":"stop"}],"usage":' + usage + b"}") + LAST_CHUNK
+
+
+def huge_event(size: int) -> Iterator[bytes]:
+    """A stream whose second event is ``size`` bytes without a blank line until its end."""
+    first = stream_chunks(False)[0]
+    yield STREAM_HEAD + _chunked(_data(orjson.dumps(first)) + b'data: {"padding":"')
+    yield from _filler(size)
+    yield _chunked(b'"}\n\ndata: [DONE]\n\n') + LAST_CHUNK
+
+
+def _filler(size: int) -> Iterator[bytes]:
+    block = _chunked(b"x" * BLOCK_BYTES)
+    for _ in range(size // BLOCK_BYTES):
+        yield block
+    if size % BLOCK_BYTES:
+        yield _chunked(b"x" * (size % BLOCK_BYTES))
+
+
+def _hostile(request: dict[str, object]) -> tuple[Sent, Iterator[bytes]] | None:
+    answer = request.get("bench_answer")
+    if answer is None:
+        return None
+    tokens = request.get("bench_tokens", 100_000)
+    size = request.get("bench_bytes", 2 << 30)
+    assert isinstance(tokens, int) and isinstance(size, int)
+    if answer == "long-stream":
+        options = request.get("stream_options")
+        usage = isinstance(options, dict) and options.get("include_usage") is True
+        return Sent(answer, tokens), long_stream(tokens, usage)
+    if answer == "huge-body":
+        return Sent(answer, size), huge_body(size)
+    if answer == "huge-event":
+        return Sent(answer, size), huge_event(size)
+    raise ValueError(f"unknown bench_answer {answer!r}")
+
 
 class Options:
     def __init__(self, latency_s: float, jitter_s: float, event_gap_s: float) -> None:
@@ -76,16 +198,34 @@ class FakeUpstream(asyncio.Protocol):
         self._options = options
         self._buffer = b""
         self._transport: asyncio.Transport | None = None
+        self._paused = False
+        self._producer: tuple[Sent, Iterator[bytes], bool] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._transport = None
+        if self._producer is not None:
+            self._producer[0].closed = True
+            self._producer = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+        if self._producer is not None and self._transport is not None:
+            self._producer[0].buffered_bytes = self._transport.get_write_buffer_size()
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._pump()
 
     def data_received(self, data: bytes) -> None:
         self._buffer += data
-        while self._transport is not None:
+        self._serve()
+
+    def _serve(self) -> None:
+        # While a hostile answer is being written, the next request waits for its end.
+        while self._transport is not None and self._producer is None:
             request = self._take_request()
             if request is None:
                 return
@@ -120,6 +260,10 @@ class FakeUpstream(asyncio.Protocol):
     def _answer(self, line: bytes, body: bytes, close: bool) -> None:
         transport = self._transport
         assert transport is not None
+        if line.startswith(b"GET /bench/sent "):
+            listing = [{**asdict(s), "sent_bytes": s.sent_bytes} for s in SENT]
+            transport.write(_response("200 OK", "application/json", orjson.dumps(listing)))
+            return
         if not line.startswith(b"POST ") or b"/chat/completions" not in line:
             transport.write(NOT_FOUND)
             return
@@ -127,6 +271,14 @@ class FakeUpstream(asyncio.Protocol):
             request = orjson.loads(body)
         except orjson.JSONDecodeError:
             request = {}
+        hostile = _hostile(request)
+        if hostile is not None:
+            sent, parts = hostile
+            sent.started = time.monotonic()
+            SENT.append(sent)
+            self._producer = (sent, parts, close)
+            self._pump()
+            return
         delay = self._options.delay()
         loop = asyncio.get_running_loop()
         if request.get("stream") is True:
@@ -161,6 +313,26 @@ class FakeUpstream(asyncio.Protocol):
             loop.call_later(gap, self._stream, transport, events, index + 1, close)
         else:
             self._finish(transport, LAST_CHUNK, close)
+
+    def _pump(self) -> None:
+        """Write the hostile answer's next parts until the transport asks for a pause."""
+        while self._producer is not None and not self._paused:
+            transport = self._transport
+            sent, parts, close = self._producer
+            if transport is None or transport.is_closing():
+                return
+            part = next(parts, None)
+            if part is None:
+                sent.finished, sent.buffered_bytes = True, 0
+                sent.seconds = time.monotonic() - sent.started
+                self._producer = None
+                if close:
+                    transport.close()
+                self._serve()
+                return
+            sent.written_bytes += len(part)
+            sent.seconds = time.monotonic() - sent.started
+            transport.write(part)
 
     @staticmethod
     def _finish(transport: asyncio.Transport, data: bytes, close: bool) -> None:
