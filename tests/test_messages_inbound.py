@@ -297,3 +297,33 @@ def test_count_tokens(gateway: Gateway, api_key: str) -> None:
         model=MODEL, messages=[{"role": "user", "content": "hello there " * 50}], tools=TOOLS
     )
     assert 0 < counted.input_tokens < longer.input_tokens
+
+
+def test_a_forced_tool_is_a_tool_use_stop_streamed_or_not(
+    gateway: Gateway, fake: FakeOpenAI, api_key: str
+) -> None:
+    # OpenAI answers a named, forced function with finish_reason "stop", not "tool_calls";
+    # Anthropic's clients loop on stop_reason "tool_use", so the message must say that.
+    body: Any = {
+        "model": MODEL,
+        "max_tokens": 200,
+        "tools": TOOLS,
+        "tool_choice": {"type": "tool", "name": "get_time"},
+        "messages": [{"role": "user", "content": "time in Oslo"}],
+    }
+    client = claude(gateway, api_key)
+    message = client.messages.create(**body)
+    assert fake.received[-1].body["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "get_time"},
+    }
+    assert [(b.type, getattr(b, "name", None)) for b in message.content] == [
+        ("tool_use", "get_time")
+    ]
+    assert message.stop_reason == "tool_use"
+    with client.messages.stream(**body) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["tool_use"]
+    assert final.stop_reason == "tool_use"
+    delta = next(e for e in raw_events(gateway, api_key, body) if e["type"] == "message_delta")
+    assert delta["delta"]["stop_reason"] == "tool_use"

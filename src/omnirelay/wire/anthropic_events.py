@@ -101,7 +101,7 @@ class MessageEvents:
                 events.extend(self._tool_call(call))
         reason = choice.get("finish_reason")
         if isinstance(reason, str):
-            self._stop_reason = shared.stop_reason(reason)
+            self._stop_reason = shared.stop_reason(reason, used_tools=bool(self._tools))
             events.extend(self._close())
         return events
 

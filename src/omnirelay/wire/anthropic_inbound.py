@@ -245,7 +245,10 @@ def to_message(data: dict[str, Any], model: str) -> dict[str, Any]:
         "role": "assistant",
         "model": data.get("model") or model,
         "content": content,
-        "stop_reason": shared.stop_reason(choice.get("finish_reason")),
+        "stop_reason": shared.stop_reason(
+            choice.get("finish_reason"),
+            used_tools=any(block["type"] == "tool_use" for block in content),
+        ),
         "stop_sequence": None,
         "usage": shared.anthropic_usage(data.get("usage")),
     }
