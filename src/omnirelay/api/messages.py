@@ -16,7 +16,7 @@ from aiohttp.client_exceptions import ClientConnectionResetError
 
 from omnirelay.api.body import bearer_secret, read_json
 from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
-from omnirelay.api.state import state_of
+from omnirelay.api.state import AppState, state_of
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.chat import JSONResult, StreamResult
 from omnirelay.gateway.keys import KeyCache
@@ -67,7 +67,8 @@ async def messages(request: web.Request) -> web.StreamResponse:
             content_type="application/json",
             headers={"request-id": request_id},
         )
-    return await _relay_stream(request, result, MessageEvents(body["model"]), request_id)
+    events = MessageEvents(body["model"], _prompt_tokens(state, body))
+    return await _relay_stream(request, result, events, request_id)
 
 
 async def count_tokens(request: web.Request) -> web.Response:
@@ -81,10 +82,13 @@ async def count_tokens(request: web.Request) -> web.Response:
         KeyCache.authorize_model(key, body["model"])
     except GatewayError as error:
         return error_response(error, request_id)
-    counter = state_of(request).tokens
-    count = counter.count_prompt(body["model"], prompt_text(body), message_count(body))
-    payload: dict[str, Any] = {"input_tokens": count}
+    payload: dict[str, Any] = {"input_tokens": _prompt_tokens(state, body)}
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+def _prompt_tokens(state: AppState, body: dict[str, Any]) -> int:
+    """The canonical body's prompt, counted with the gateway's tokenizer."""
+    return state.tokens.count_prompt(body["model"], prompt_text(body), message_count(body))
 
 
 async def _relay_stream(
