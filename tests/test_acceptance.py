@@ -130,16 +130,15 @@ def _walk(server: Gateway, fake: FakeOpenAI) -> None:
 
 
 def _read_bootstrap_key(server: Gateway) -> str:
-    """Read the printed key from the live process's output, line by line."""
-    assert server.process is not None and server.process.stdout is not None
-    seen = []
-    for line in server.process.stdout:
-        seen.append(line)
-        found = KEY_PATTERN.search(line)
-        if found:
-            server.output += "".join(seen)
-            return found.group(0)
-    raise AssertionError("no bootstrap admin key was printed:\n" + "".join(seen))
+    """Read the printed key from the live process's output."""
+    found: list[str] = []
+
+    def printed() -> bool:
+        found.extend(KEY_PATTERN.findall(server.output_so_far()))
+        return bool(found)
+
+    wait_until(printed, timeout=10)
+    return found[0]
 
 
 def _models(server: Gateway, key: str) -> list[str]:

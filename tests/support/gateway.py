@@ -46,6 +46,8 @@ class Gateway:
             self.env["OMNIRELAY_ADMIN_KEY"] = admin_key
         self.process: subprocess.Popen[str] | None = None
         self.output = ""
+        self._log_path = workdir / "gateway.log"
+        self._log_offset = 0
 
     @property
     def url(self) -> str:
@@ -57,18 +59,23 @@ class Gateway:
 
     def start(self, timeout: float = 20.0) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
-        self.process = subprocess.Popen(
-            [str(BIN / "omnirelay"), "serve"],
-            cwd=self.workdir,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
+        # Output goes to a file, not a pipe: a pipe nobody reads fills up after 64 KiB of
+        # logs (say, tracebacks) and then blocks the gateway mid-request.
+        self._log_path = self.workdir / "gateway.log"
+        self._log_offset = self._log_path.stat().st_size if self._log_path.exists() else 0
+        with self._log_path.open("a") as log:
+            self.process = subprocess.Popen(
+                [str(BIN / "omnirelay"), "serve"],
+                cwd=self.workdir,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                text=True,
+            )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gateway exited early:\n{self.process.stdout.read()}")  # type: ignore[union-attr]
+                raise RuntimeError(f"gateway exited early:\n{self.output_so_far()}")
             try:
                 if httpx.get(self.url + "/healthz", timeout=0.5).status_code == 200:
                     return
@@ -77,6 +84,12 @@ class Gateway:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError(f"gateway did not start in {timeout}s:\n{self.output}")
+
+    def output_so_far(self) -> str:
+        """What the running gateway has printed since it started."""
+        with self._log_path.open("rb") as log:
+            log.seek(self._log_offset)
+            return log.read().decode(errors="replace")
 
     def stop(self) -> str:
         """Stop gracefully (SIGINT, as Ctrl-C) and return everything it printed."""
@@ -88,7 +101,8 @@ class Gateway:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 out, _ = self.process.communicate()
-            self.output += out or ""
+            # A process started elsewhere (serve --workers) may print to a pipe instead.
+            self.output += out if out is not None else self.output_so_far()
             self.process = None
         return self.output
 
