@@ -13,6 +13,8 @@ import orjson
 from omnirelay.wire.errors import InvalidJSON, InvalidRequest, InvalidType, MissingField
 
 MAX_MODEL_NAME = 128
+MAX_NESTING = 254
+"""The deepest body orjson can write out again: it reads 1,024 levels, but writes 254."""
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -24,7 +26,20 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from exc
     if not isinstance(body, dict):
         raise InvalidType("The request body must be a JSON object.")
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING:
+        _check_nesting(body)
     return body
+
+
+def _check_nesting(body: dict[str, Any]) -> None:
+    """A body the gateway could not send on is refused here (only bodies with enough
+    brackets to be that deep are checked, so an ordinary body costs one count)."""
+    try:
+        orjson.dumps(body)
+    except orjson.JSONEncodeError as exc:
+        raise InvalidJSON(
+            f"The request body nests arrays and objects more than {MAX_NESTING} levels deep."
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
