@@ -15,7 +15,13 @@ import orjson
 
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.chat import DONE_EVENT
-from omnirelay.gateway.op_checks import optional_int, required, required_str
+from omnirelay.gateway.op_checks import (
+    optional_bool,
+    optional_int,
+    optional_object,
+    required,
+    required_str,
+)
 from omnirelay.gateway.operations import (
     Charged,
     Operation,
@@ -89,9 +95,8 @@ class Completions:
     async def create(self, call: Call, body: dict[str, Any]) -> Reply | StreamReply:
         model = required_str(body, "model")
         prompt = required(body, "prompt")
-        stream = body.get("stream") is True
-        options = body.get("stream_options")
-        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        stream = optional_bool(body, "stream")
+        wants_usage = optional_object(body, "stream_options").get("include_usage") is True
         output = optional_int(body, "max_tokens", DEFAULT_MAX_TOKENS)
         output *= max(optional_int(body, "n", 1), optional_int(body, "best_of", 1))
         size = call.body_bytes or len(orjson.dumps(body))

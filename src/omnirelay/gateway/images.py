@@ -12,7 +12,7 @@ from typing import Any
 import orjson
 
 from omnirelay.gateway.calls import Call
-from omnirelay.gateway.op_checks import one_of, optional_int, required_str
+from omnirelay.gateway.op_checks import one_of, optional_int, optional_str, required_str
 from omnirelay.gateway.operations import Charged, Operation, OperationRunner, Reply, StreamReply
 from omnirelay.gateway.pricing import Quote, apply_multiplier
 from omnirelay.gateway.routing import Route
@@ -58,10 +58,10 @@ class Images:
     async def _run(
         self, call: Call, fields: dict[str, Any], upload: Upload | None, *, variation: bool
     ) -> Reply | StreamReply:
-        model = fields.get("model") or DEFAULT_MODEL
+        model = optional_str(fields, "model") or DEFAULT_MODEL
         one_of(fields.get("response_format"), RESPONSE_FORMATS, "response_format")
         n = optional_int(fields, "n", 1)
-        size, quality = fields.get("size"), fields.get("quality")
+        size, quality = optional_str(fields, "size"), optional_str(fields, "quality")
 
         async def attempt(route: Route, quote: Quote) -> Charged:
             provider = self._runner.providers.provider(route.channel.type)
