@@ -137,7 +137,6 @@ def _headers(key: str) -> dict[str, str]:
 
 
 def test_every_client_route_is_covered() -> None:
-
     app = web.Application()
     add_routes(app)
     paths = {
