@@ -13,8 +13,11 @@ import orjson
 from omnirelay.wire.errors import InvalidJSON, InvalidRequest, InvalidType, MissingField
 
 MAX_MODEL_NAME = 128
-MAX_NESTING = 254
-"""The deepest body orjson can write out again: it reads 1,024 levels, but writes 254."""
+WRITABLE_DEPTH = 254
+"""The deepest JSON orjson writes (it reads 1,024 levels)."""
+TRANSLATION_HEADROOM = 16
+"""Levels a translation to another dialect may add around a client's value."""
+MAX_NESTING = WRITABLE_DEPTH - TRANSLATION_HEADROOM
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -32,10 +35,13 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
 
 
 def _check_nesting(body: dict[str, Any]) -> None:
-    """A body the gateway could not send on is refused here (only bodies with enough
-    brackets to be that deep are checked, so an ordinary body costs one count)."""
+    """A body the gateway could not send on, even translated, is refused here. Only bodies
+    with enough brackets to be that deep are checked, so an ordinary body costs a count."""
+    wrapped: Any = body
+    for _ in range(TRANSLATION_HEADROOM):
+        wrapped = [wrapped]
     try:
-        orjson.dumps(body)
+        orjson.dumps(wrapped)  # fails past WRITABLE_DEPTH: the body is past MAX_NESTING
     except orjson.JSONEncodeError as exc:
         raise InvalidJSON(
             f"The request body nests arrays and objects more than {MAX_NESTING} levels deep."
@@ -70,6 +76,10 @@ def check_chat_request(body: dict[str, Any]) -> ChatRequest:
                 f"'messages[{index}].role' is required and must be a string.",
                 param=f"messages[{index}].role",
             )
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            where = f"messages[{index}].tool_calls"
+            raise InvalidType(f"'{where}' must be an array, not {_json_type(calls)}.", param=where)
     stream = _optional(body, "stream", bool, "a boolean", default=False)
     options = _optional(body, "stream_options", dict, "an object", default=None)
     wants_usage = bool(options and options.get("include_usage") is True)
@@ -81,7 +91,22 @@ def check_chat_request(body: dict[str, Any]) -> ChatRequest:
     for index, tool in enumerate(tools or ()):
         if not isinstance(tool, dict):
             raise InvalidType(f"'tools[{index}]' must be an object.", param=f"tools[{index}]")
+    _check_translated(body)
     return ChatRequest(model=model, stream=stream, client_wants_usage=wants_usage)
+
+
+def _check_translated(body: dict[str, Any]) -> None:
+    """Fields that other dialects' translations read (Anthropic's, Gemini's)."""
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str | list):
+        raise InvalidType(
+            f"'stop' must be a string or an array, not {_json_type(stop)}.", param="stop"
+        )
+    response_format = _optional(body, "response_format", dict, "an object", default=None)
+    schema = (response_format or {}).get("json_schema")
+    if schema is not None and not isinstance(schema, dict):
+        where = "response_format.json_schema"
+        raise InvalidType(f"'{where}' must be an object, not {_json_type(schema)}.", param=where)
 
 
 def _required(body: dict[str, Any], name: str, kind: type, described: str) -> Any:
