@@ -29,6 +29,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import UPSTREAM_KEY
+from omnirelay.gateway.requests import check_chat_request, parse_json_object
+from omnirelay.providers.anthropic import AnthropicProvider
+from omnirelay.providers.azure import AzureOpenAIProvider
+from omnirelay.providers.base import ChatProvider, Endpoint
+from omnirelay.providers.gemini import GeminiProvider
+from omnirelay.wire.errors import GatewayError
 from support.fake_openai_more import FakeOpenAIMore
 from support.gateway import Gateway
 from support.media import PNG, PNG_BASE64
@@ -323,6 +329,17 @@ def error_of(body: Any, anthropic: bool) -> dict[str, Any]:
         ("/v1/images/generations", {**IMAGES, "size": 256}, "size"),
         ("/v1/images/generations", {**IMAGES_HD, "quality": ["hd"]}, "quality"),
         ("/v1/chat/completions", {**CHAT, "tools": {"type": "function"}}, "tools"),
+        (
+            "/v1/chat/completions",
+            replaced(CHAT, ("messages", 2, "tool_calls"), 5),
+            "messages[2].tool_calls",
+        ),
+        ("/v1/chat/completions", {**CHAT, "stop": 5}, "stop"),
+        (
+            "/v1/chat/completions",
+            {**CHAT, "response_format": {"type": "json_schema", "json_schema": "out"}},
+            "response_format.json_schema",
+        ),
         ("/v1/completions", {**COMPLETIONS, "stream": "yes"}, "stream"),
         ("/v1/audio/speech", {**SPEECH, "speed": "fast"}, "speed"),
         ("/v1/moderations", {"input": None}, "input"),
@@ -409,6 +426,78 @@ def test_bodies_that_are_not_one_json_object(target: Target, name: str, raw: byt
     response = target.post(endpoint.path, content=raw, headers={"Content-Type": "application/json"})
     target.check(response, endpoint.anthropic)
     assert response.status_code == 400
+
+
+CHAT_FULL: dict[str, Any] = {
+    **CHAT,
+    "messages": [*CHAT["messages"], {"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}]}],
+    "tool_choice": {"type": "function", "function": {"name": "get_time"}},
+    "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {
+        "type": "object", "properties": {"a": {"type": ["string", "null"]}}}}},
+    "stop": ["###"],
+    "top_p": 0.5,
+    "seed": 3,
+    "parallel_tool_calls": False,
+}  # fmt: skip
+TRANSLATORS: dict[str, ChatProvider] = {
+    "anthropic": AnthropicProvider(),
+    "gemini": GeminiProvider(),
+    "azure": AzureOpenAIProvider(),
+}
+
+
+def _translate(name: str, raw: bytes) -> None:
+    """What the relay does with a chat body on a channel of another dialect, up to the
+    request it sends; a GatewayError must be a 4xx."""
+    try:
+        body = parse_json_object(raw)
+        check_chat_request(body)
+        endpoint = Endpoint("https://upstream.example/v1", "sk-upstream")
+        TRANSLATORS[name].chat_request(endpoint, body, "m", body.get("stream") is True)
+    except GatewayError as error:
+        assert 400 <= error.status < 500, error
+
+
+@pytest.mark.parametrize("name", list(TRANSLATORS))
+@pytest.mark.parametrize(
+    "body",
+    [
+        replaced(CHAT, ("messages", 2, "tool_calls"), 5),
+        {**CHAT, "stop": 5},
+        {**CHAT, "response_format": {"type": "json_schema", "json_schema": "out"}},
+    ],
+)
+def test_translators_known_cases(name: str, body: dict[str, Any]) -> None:
+    _translate(name, json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("name", list(TRANSLATORS))
+@pytest.mark.parametrize("path", [("stop", 0), ("tools", 0, "function", "parameters")])
+def test_the_deepest_body_accepted_still_translates(name: str, path: tuple[Any, ...]) -> None:
+    def body(depth: int) -> bytes:
+        return json.dumps(replaced(CHAT_FULL, path, _nested(depth, "x"))).encode()
+
+    def accepted(depth: int) -> bool:
+        try:
+            parse_json_object(body(depth))
+        except GatewayError:
+            return False
+        return True
+
+    deepest = max(depth for depth in range(200, 300) if accepted(depth))
+    _translate(name, body(deepest))
+
+
+@pytest.mark.parametrize("name", list(TRANSLATORS))
+@settings(FUZZ, max_examples=150 * SCALE)
+@given(data=st.data())
+def test_translators_take_any_chat_body_the_gateway_accepts(name: str, data: st.DataObject) -> None:
+    """A chat body that passes the gateway's checks never crashes the translation for
+    another dialect (which would be a 500); a GatewayError is the translator's 4xx."""
+    base = data.draw(st.sampled_from([CHAT, CHAT_STREAM, CHAT_FULL]), label="body")
+    path = data.draw(st.sampled_from(field_paths(base)), label="path")
+    _translate(name, json.dumps(replaced(base, path, data.draw(WRONG, label="value"))).encode())
 
 
 # -- fuzzing the uploads -------------------------------------------------------------------
