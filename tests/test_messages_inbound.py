@@ -300,3 +300,84 @@ def test_count_tokens(gateway: Gateway, api_key: str) -> None:
         model=MODEL, messages=[{"role": "user", "content": "hello there " * 50}], tools=TOOLS
     )
     assert 0 < counted.input_tokens < longer.input_tokens
+
+
+def test_a_forced_tool_is_a_tool_use_stop_streamed_or_not(
+    gateway: Gateway, fake: FakeOpenAI, api_key: str
+) -> None:
+    # OpenAI answers a named, forced function with finish_reason "stop", not "tool_calls";
+    # Anthropic's clients loop on stop_reason "tool_use", so the message must say that.
+    body: Any = {
+        "model": MODEL,
+        "max_tokens": 200,
+        "tools": TOOLS,
+        "tool_choice": {"type": "tool", "name": "get_time"},
+        "messages": [{"role": "user", "content": "time in Oslo"}],
+    }
+    client = claude(gateway, api_key)
+    message = client.messages.create(**body)
+    assert fake.received[-1].body["tool_choice"] == {
+        "type": "function",
+        "function": {"name": "get_time"},
+    }
+    assert [(b.type, getattr(b, "name", None)) for b in message.content] == [
+        ("tool_use", "get_time")
+    ]
+    assert message.stop_reason == "tool_use"
+    with client.messages.stream(**body) as stream:
+        final = stream.get_final_message()
+    assert [b.type for b in final.content] == ["tool_use"]
+    assert final.stop_reason == "tool_use"
+    delta = next(e for e in raw_events(gateway, api_key, body) if e["type"] == "message_delta")
+    assert delta["delta"]["stop_reason"] == "tool_use"
+
+
+def _stream_usage(gateway: Gateway, key: str, body: dict[str, Any]) -> tuple[Any, Any, Any]:
+    """The usage of message_start and message_delta as sent, and the SDK's final usage."""
+    events = raw_events(gateway, key, body)
+    start = next(e for e in events if e["type"] == "message_start")["message"]["usage"]
+    delta = next(e for e in events if e["type"] == "message_delta")["usage"]
+    with claude(gateway, key).messages.stream(**body) as stream:
+        final = stream.get_final_message()
+    return start, delta, final.usage
+
+
+def test_stream_tells_input_tokens_at_the_start_and_output_tokens_at_the_end(
+    gateway: Gateway, fake: FakeOpenAI, api_key: str
+) -> None:
+    body: Any = {
+        "model": MODEL,
+        "max_tokens": 100,
+        "system": "Be brief.",
+        "tools": TOOLS,
+        "messages": [{"role": "user", "content": "four words come back"}],
+    }
+    counted = claude(gateway, api_key).messages.count_tokens(
+        model=MODEL, system=body["system"], tools=TOOLS, messages=body["messages"]
+    )
+    start, delta, final = _stream_usage(gateway, api_key, body)
+    # message_start carries the gateway's count of the prompt, as count_tokens gives it.
+    assert start["input_tokens"] == counted.input_tokens > 0
+    # message_delta carries the upstream's counts: "Echo: four words come back" is 5 tokens.
+    assert delta["output_tokens"] == 5
+    assert fake.received[-1].body["stream_options"] == {"include_usage": True}
+    assert final.input_tokens > 0 and final.output_tokens == 5
+
+
+def test_stream_without_upstream_usage_keeps_the_counted_input_tokens(
+    gateway: Gateway, fake: FakeOpenAI, api_key: str
+) -> None:
+    fake.omit_stream_usage = True
+    body: Any = {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+    start, _delta, final = _stream_usage(gateway, api_key, body)
+    assert start["input_tokens"] > 0
+    assert final.input_tokens == start["input_tokens"]
+
+
+def test_stream_without_upstream_usage_still_tells_output_tokens(
+    gateway: Gateway, fake: FakeOpenAI, api_key: str
+) -> None:
+    fake.omit_stream_usage = True
+    body: Any = {"model": MODEL, "max_tokens": 50, "messages": [{"role": "user", "content": "hi"}]}
+    _start, delta, final = _stream_usage(gateway, api_key, body)
+    assert delta["output_tokens"] > 0 and final.output_tokens > 0

@@ -26,7 +26,15 @@ from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai_more import PNG, FakeOpenAIMore
 from support.gateway import Gateway, wait_until
 
-MODELS = ["text-embedding-3-small", "omni-moderation-latest", "gpt-3.5-turbo-instruct",
+# OpenAI's moderation models: free, so the shipped catalogue prices them at zero.
+MODERATION_MODELS = [
+    "omni-moderation-latest",
+    "omni-moderation-2024-09-26",
+    "text-moderation-latest",
+    "text-moderation-stable",
+    "text-moderation-007",
+]
+MODELS = ["text-embedding-3-small", *MODERATION_MODELS, "gpt-3.5-turbo-instruct",
           "dall-e-3", "dall-e-2", "gpt-image-1", "tts-1", "whisper-1", "rerank-v3.5"]  # fmt: skip
 
 
@@ -66,7 +74,6 @@ def surface(gateway: Gateway) -> Iterator[Surface]:
     group = "ops-" + secrets.token_hex(4)
     channel = gateway.add_channel(name=group, base_url=fake.base_url, api_key=UPSTREAM_KEY,
                                   models=MODELS, group=group)  # fmt: skip
-    gateway.cli("price", "set", "omni-moderation-latest", "--input", "1", "--output", "0")
     gateway.cli("price", "set", "gpt-3.5-turbo-instruct", "--input", "1.5", "--output", "2")
     found = Surface(gateway, fake, group, channel)
     key, _ = found.key()
@@ -135,6 +142,23 @@ def test_moderations_of_text_and_of_an_image(surface: Surface) -> None:
     rows = surface.charges(key_id)
     assert sum(row["prompt_tokens"] for row in rows) > 0
     assert all(row["status"] == 200 for row in rows)
+
+
+def test_moderation_on_the_shipped_catalogue_is_free(surface: Surface) -> None:
+    key, key_id = surface.key()
+    client = surface.client(key)
+    default = client.moderations.create(input="I will kill it")  # omni-moderation-latest
+    assert default.results[0].flagged
+    for model in MODERATION_MODELS:
+        assert not client.moderations.create(model=model, input="hello there").results[0].flagged
+    rows = surface.charges(key_id)
+    assert len(rows) == 1 + len(MODERATION_MODELS)
+    assert all(row["status"] == 200 and row["prompt_tokens"] > 0 for row in rows)
+    assert [row["cost_nano"] for row in rows] == [0] * len(rows)
+    for model in MODERATION_MODELS:
+        price = surface.gateway.admin("GET", f"/admin/prices/{model}").json()
+        assert price["source"] == "catalogue", price
+        assert (price["input_nano_per_m"], price["output_nano_per_m"]) == (0, 0)
 
 
 def test_legacy_completions_plain_and_streamed(surface: Surface) -> None:

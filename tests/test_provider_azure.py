@@ -74,6 +74,15 @@ def test_v1_api_puts_the_model_in_the_body(azure: FakeAzure, chat: Any) -> None:
     assert sent.path == "/openai/v1/chat/completions" and sent.body["model"] == "gpt4o-prod"
 
 
+def test_max_completion_tokens_reaches_azure_as_is(azure: FakeAzure, chat: Any) -> None:
+    # Azure serves OpenAI's own models; its reasoning models take only max_completion_tokens.
+    chat.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "hi"}], max_completion_tokens=7
+    )
+    sent = azure.received[-1].body
+    assert sent["max_completion_tokens"] == 7 and "max_tokens" not in sent
+
+
 def test_stream_drops_the_prompt_filter_chunk(azure: FakeAzure, chat: Any) -> None:
     chunks = list(
         chat.create(

@@ -11,7 +11,7 @@ import pytest
 
 from omnirelay.providers.base import Endpoint
 from omnirelay.providers.openai import OpenAIProvider
-from omnirelay.providers.presets import Quirks, default_base_url, presets
+from omnirelay.providers.presets import Quirks, default_base_url, preset_at, presets
 from omnirelay.providers.registry import ProviderRegistry
 from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
@@ -69,6 +69,35 @@ def test_quirks_rename_drop_and_auth() -> None:
     assert "stream_options" not in payload and sent.headers["api-key"] == "sk-v"
 
 
+# How each preset sends max_completion_tokens: renamed where the vendor documents only
+# max_tokens, as is where it documents max_completion_tokens, and as both where its
+# versions differ (docs/providers.md).
+MAX_TOKENS_FIELDS = {
+    **{vendor: {"max_tokens"} for vendor in VENDORS - {"groq", "xai", "vllm"}},
+    "groq": {"max_completion_tokens"},
+    "xai": {"max_completion_tokens"},
+    "vllm": {"max_completion_tokens", "max_tokens"},
+}
+
+
+@pytest.mark.parametrize("vendor", sorted(VENDORS))
+def test_each_preset_sends_max_completion_tokens_under_the_names_it_knows(vendor: str) -> None:
+    body = {"model": "m", "messages": [], "max_completion_tokens": 9}
+    _, payload = request(presets()[vendor].quirks, body, False)
+    sent = {name for name in ("max_tokens", "max_completion_tokens") if name in payload}
+    assert sent == MAX_TOKENS_FIELDS[vendor]
+    assert all(payload[name] == 9 for name in sent)
+    # A client that sends both keeps its own max_tokens.
+    _, payload = request(presets()[vendor].quirks, {**body, "max_tokens": 4}, False)
+    assert payload["max_tokens"] == 4
+
+
+def test_copy_is_a_channel_option_too() -> None:
+    body = {"model": "m", "messages": [], "max_completion_tokens": 9}
+    _, payload = request(Quirks(), body, False, copy={"max_completion_tokens": "max_tokens"})
+    assert (payload["max_completion_tokens"], payload["max_tokens"]) == (9, 9)
+
+
 def test_plain_openai_body_is_untouched() -> None:
     body = {"model": "m-upstream", "messages": [], "max_tokens": 5, "seed": 1}
     _, payload = request(Quirks(), body, False, headers={"X-A": "1"})
@@ -112,6 +141,67 @@ def test_preset_channel_through_the_gateway(
     else:
         assert sent["stream_options"] == {"include_usage": True}
         assert row["usage_source"] == "upstream"
+
+
+@pytest.mark.parametrize("vendor", ["openrouter", "groq", "vllm"])
+def test_max_completion_tokens_through_the_gateway(
+    gateway: Gateway, fake: FakeOpenAI, make_key: Any, vendor: str
+) -> None:
+    group = f"max-tokens-{vendor}"
+    gateway.add_channel(
+        name=group, type=vendor, base_url=fake.base_url, api_key=fake.api_key,
+        models=["gpt-4o"], group=group,
+    )  # fmt: skip
+    client = openai.OpenAI(
+        base_url=gateway.base_url,
+        api_key=make_key(group=group),
+        max_retries=0,
+        timeout=CLIENT_TIMEOUT_S,
+    )
+    answer = client.chat.completions.create(
+        model="gpt-4o", messages=[{"role": "user", "content": "one two three"}],
+        max_completion_tokens=2,
+    )  # fmt: skip
+    assert answer.choices[0].finish_reason == "length"  # the fake obeyed the limit it got
+    sent = fake.received[-1].body
+    assert {name for name in ("max_tokens", "max_completion_tokens") if name in sent} == (
+        MAX_TOKENS_FIELDS[vendor]
+    )
+    assert all(sent[name] == 2 for name in MAX_TOKENS_FIELDS[vendor])
+
+
+@pytest.mark.parametrize(
+    ("base_url", "preset"),
+    [
+        ("http://localhost:11434/v1", "ollama"),
+        ("http://127.0.0.1:1234/v1", "lmstudio"),
+        ("http://[::1]:8000/v1", "vllm"),
+        ("http://localhost:8080", "llamacpp"),
+        ("https://api.deepseek.com", "deepseek"),
+        ("http://10.1.2.3:11434/v1", None),  # another machine: maybe not Ollama at all
+        ("http://localhost:9999/v1", None),
+        ("https://api.openai.com/v1", None),
+        ("not a url", None),
+    ],
+)
+def test_which_addresses_are_a_presets(base_url: str, preset: str | None) -> None:
+    assert preset_at(base_url) == preset
+
+
+def test_channel_add_warns_when_an_openai_channel_sits_at_a_presets_address(
+    gateway: Gateway,
+) -> None:
+    def add(name: str, channel_type: str) -> str:
+        result = gateway.cli(
+            "channel", "add", "--name", name, "--type", channel_type, "--group", "cli-only",
+            "--base-url", "http://127.0.0.1:11434/v1", "--api-key", "k", "--models", "llama3",
+        )  # fmt: skip
+        return result.stderr
+
+    lines = add("warn-ollama", "openai").splitlines()
+    assert len(lines) == 1 and lines[0].startswith("warning: "), lines
+    assert "--type ollama" in lines[0] and "http://127.0.0.1:11434/v1" in lines[0]
+    assert add("quiet-ollama", "ollama") == ""
 
 
 def test_base_url_defaults_to_the_presets(gateway: Gateway) -> None:

@@ -25,6 +25,7 @@ from omnirelay.config import Settings, load_settings
 from omnirelay.gateway import admin as ops
 from omnirelay.gateway.probe import Prober
 from omnirelay.providers.http import UpstreamClient
+from omnirelay.providers.presets import preset_at
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.server import default_timeouts
 from omnirelay.store.store import Store
@@ -96,6 +97,18 @@ async def channel_add(admin: ops.Admin, _store: Store, args: argparse.Namespace)
     print(
         f"channel {row.id} '{row.name}' added: {row.type} {row.base_url} ({', '.join(row.models)})"
     )
+    _warn_if_a_preset(row.type, row.base_url)
+
+
+def _warn_if_a_preset(channel_type: str, base_url: str) -> None:
+    """A plain ``openai`` channel at a preset's own address misses that vendor's quirks."""
+    preset = preset_at(base_url) if channel_type == "openai" else None
+    if preset is not None:
+        print(
+            f"warning: {base_url} is the '{preset}' preset's default address; "
+            f"use --type {preset} so that its quirks apply.",
+            file=sys.stderr,
+        )
 
 
 async def channel_list(_admin: ops.Admin, store: Store, _args: argparse.Namespace) -> None:

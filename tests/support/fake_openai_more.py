@@ -21,7 +21,7 @@ from typing import Any
 from aiohttp import BodyPartReader, web
 
 from .fake_openai import FakeOpenAI, ReceivedRequest, _ApiError, _json_response
-from .openapi import validate_request
+from .openapi import leaf_error, openai_wording, request_errors
 
 PNG = b"\x89PNG\r\n\x1a\n"
 FAKE_AUDIO = [b"ID3\x04\x00\x00\x00\x00\x00\x00", b"\xff\xfb\x90\x00" * 64, b"\xff\xfb" * 32]
@@ -43,8 +43,22 @@ IMAGE_CATEGORIES = frozenset(
 )  # fmt: skip
 
 
+MAX_DIMENSIONS = 1536
+MAX_IMAGES = 10
+
+
 def words(text: str) -> int:
     return len(text.split())
+
+
+def prompt_tokens(prompt: Any) -> int:
+    """A legacy prompt's tokens: words of text, or the length of token arrays (the spec
+    allows a string, strings, an array of tokens, or arrays of them)."""
+    if isinstance(prompt, str):
+        return words(prompt)
+    if all(isinstance(item, int | float) for item in prompt):  # 1.0 is a JSON integer
+        return len(prompt)
+    return sum(prompt_tokens(item) for item in prompt)
 
 
 class FakeOpenAIMore(FakeOpenAI):
@@ -68,10 +82,11 @@ class FakeOpenAIMore(FakeOpenAI):
                 raise failure
             self._authorize(request)
             if path in SPEC_JSON_PATHS:
-                try:
-                    validate_request("POST", path, body)
-                except AssertionError as exc:
-                    raise _ApiError(400, str(exc)[:500]) from exc
+                # Refused as OpenAI refuses it: its wording, naming the parameter.
+                error = leaf_error(request_errors("POST", path, body))
+                if error is not None:
+                    message, param, code = openai_wording(error)
+                    raise _ApiError(400, message, param=param, code=code)
             return await HANDLERS[path](request, body)
         except _ApiError as exc:
             return web.json_response(exc.body, status=exc.status, headers=exc.headers)
@@ -101,12 +116,16 @@ async def _read_form(request: web.Request) -> dict[str, Any]:
 
 async def _embeddings(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
     inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-    if inputs and isinstance(inputs[0], int):
+    if inputs and isinstance(inputs[0], int | float):  # one array of tokens
         inputs = [inputs]
     size = body.get("dimensions") or 8
+    if size > MAX_DIMENSIONS:
+        # As OpenAI refuses more dimensions than the model has (1,536 for -3-small).
+        raise _ApiError(400, f"Invalid value for 'dimensions': at most {MAX_DIMENSIONS}.",
+                        param="dimensions", code="invalid_value")  # fmt: skip
     data, tokens = [], 0
     for index, item in enumerate(inputs):
-        tokens += len(item) if isinstance(item, list) else words(item)
+        tokens += prompt_tokens(item)
         vector = [round(((index + 1) * (i + 3) % 17) / 17 - 0.5, 6) for i in range(size)]
         embedding: Any = vector
         if body.get("encoding_format") == "base64":
@@ -142,10 +161,10 @@ async def _moderations(request: web.Request, body: dict[str, Any]) -> web.Stream
 
 
 async def _completions(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
-    prompt = body["prompt"] if isinstance(body["prompt"], str) else " ".join(body["prompt"])
+    prompt = prompt_tokens(body["prompt"])
     pieces = [" This", " is", " a", " test", "."][: body.get("max_tokens") or 16]
-    usage = {"prompt_tokens": words(prompt), "completion_tokens": len(pieces),
-             "total_tokens": words(prompt) + len(pieces)}  # fmt: skip
+    usage = {"prompt_tokens": prompt, "completion_tokens": len(pieces),
+             "total_tokens": prompt + len(pieces)}  # fmt: skip
     base = {"id": "cmpl-fake1", "object": "text_completion", "created": int(time.time()),
             "model": body["model"]}  # fmt: skip
     if not body.get("stream"):
@@ -161,6 +180,15 @@ async def _completions(request: web.Request, body: dict[str, Any]) -> web.Stream
         await response.write(_event({**base, "choices": [], "usage": usage}))
     await response.write(b"data: [DONE]\n\n")
     return response
+
+
+def _image_count(form: dict[str, Any]) -> int:
+    """A multipart ``n``, checked as OpenAI checks it (1 to 10)."""
+    raw = form.get("n") or "1"
+    if not isinstance(raw, str) or not raw.isdigit() or not 1 <= int(raw) <= MAX_IMAGES:
+        raise _ApiError(400, f"Invalid value for 'n': {raw!r}. Expected 1 to {MAX_IMAGES}.",
+                        param="n", code="invalid_value")  # fmt: skip
+    return int(raw)
 
 
 def _images(body: dict[str, Any], n: int) -> dict[str, Any]:
@@ -188,13 +216,13 @@ async def _edits(request: web.Request, form: dict[str, Any]) -> web.StreamRespon
     for image in images if isinstance(images, list) else [images]:
         if not image["data"].startswith(PNG):
             raise _ApiError(400, "Invalid image file.", param="image")
-    return _json(_images(form, int(form.get("n") or 1)))
+    return _json(_images(form, _image_count(form)))
 
 
 async def _variations(request: web.Request, form: dict[str, Any]) -> web.StreamResponse:
     if not isinstance(form.get("image"), dict):
         raise _ApiError(400, "Missing required parameter: 'image'.", param="image")
-    return _json(_images(form, int(form.get("n") or 1)))
+    return _json(_images(form, _image_count(form)))
 
 
 async def _speech(request: web.Request, body: dict[str, Any]) -> web.StreamResponse:
@@ -221,8 +249,13 @@ async def _transcribe(request: web.Request, form: dict[str, Any]) -> web.StreamR
     file = form.get("file")
     if not isinstance(file, dict) or not form.get("model"):
         raise _ApiError(400, "Missing required parameter: 'file' or 'model'.")
-    with wave.open(io.BytesIO(file["data"]), "rb") as audio:
-        seconds = audio.getnframes() / audio.getframerate()
+    try:
+        with wave.open(io.BytesIO(file["data"]), "rb") as audio:
+            seconds = audio.getnframes() / audio.getframerate()
+    except (wave.Error, EOFError, ZeroDivisionError) as exc:
+        # This fake decodes only WAV; OpenAI answers an undecodable file with a 400 too.
+        raise _ApiError(400, "Audio file might be corrupted or unsupported", param="file",
+                        code="invalid_value") from exc  # fmt: skip
     text = "Hello from the fake transcriber."
     fmt = form.get("response_format") or "json"
     if fmt == "text":

@@ -287,12 +287,17 @@ def _template_regex(template: str) -> re.Pattern[str]:
 
 def validate_request(method: str, path: str, instance: Any) -> None:
     """Assert `instance` matches the operation's application/json request body schema."""
+    _fail(f"request {method.upper()} {path}", request_errors(method, path, instance))
+
+
+def request_errors(method: str, path: str, instance: Any) -> list[ValidationError]:
+    """Every violation of the operation's application/json request body schema."""
     template, operation = _match_path(method, path)
     content = operation.get("requestBody", {}).get("content", {})
     if "application/json" not in content:
         raise AssertionError(f"{method.upper()} {template} takes no application/json body")
     pointer = _operation_pointer(method, template) + "/requestBody/content/application~1json/schema"
-    _fail(f"request {method.upper()} {path}", _errors(pointer, instance))
+    return _errors(pointer, instance)
 
 
 def validate_response(

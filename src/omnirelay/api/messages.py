@@ -15,6 +15,7 @@ from aiohttp import web
 
 from omnirelay.api.begin import begin, send
 from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
+from omnirelay.api.state import AppState
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.operation import Reply
 from omnirelay.wire import anthropic as shared
@@ -60,7 +61,7 @@ async def messages(request: web.Request) -> web.StreamResponse:
             content_type="application/json",
             headers={"request-id": request_id},
         )
-    retell = MessageEvents(body["model"])
+    retell = MessageEvents(body["model"], _prompt_tokens(state, body))
     return await send(request, result, headers={"request-id": request_id}, retell=retell)
 
 
@@ -73,7 +74,10 @@ async def count_tokens(request: web.Request) -> web.Response:
         KeyCache.authorize_model(call.key, body["model"])
     except GatewayError as error:
         return error_response(error, request_id)
-    counter = state.tokens
-    count = counter.count_prompt(body["model"], prompt_text(body), message_count(body))
-    payload: dict[str, Any] = {"input_tokens": count}
+    payload: dict[str, Any] = {"input_tokens": _prompt_tokens(state, body)}
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
+
+
+def _prompt_tokens(state: AppState, body: dict[str, Any]) -> int:
+    """The canonical body's prompt, counted with the gateway's tokenizer."""
+    return state.tokens.count_prompt(body["model"], prompt_text(body), message_count(body))

@@ -13,7 +13,13 @@ import orjson
 
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.kit import Kit
-from omnirelay.gateway.op_checks import optional_int, required, required_str
+from omnirelay.gateway.op_checks import (
+    optional_bool,
+    optional_int,
+    optional_object,
+    required,
+    required_str,
+)
 from omnirelay.gateway.operation import Attempt, Charged, Operation, Reply, Streaming, StreamReply
 from omnirelay.gateway.requests import ChatRequest
 from omnirelay.gateway.token_stream import Lazy, TokenStream, output_tally
@@ -51,9 +57,8 @@ class Completions:
     def operation(self, call: Call, body: dict[str, Any]) -> Operation:
         model = required_str(body, "model")
         prompt = required(body, "prompt")
-        stream = body.get("stream") is True
-        options = body.get("stream_options")
-        wants_usage = isinstance(options, dict) and options.get("include_usage") is True
+        stream = optional_bool(body, "stream")
+        wants_usage = optional_object(body, "stream_options").get("include_usage") is True
         asked = optional_int(body, "max_tokens", 0)
         choices = max(optional_int(body, "n", 1), optional_int(body, "best_of", 1))
         request = ChatRequest(model, stream, wants_usage, asked or None, choices)

@@ -13,7 +13,7 @@ import orjson
 
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.kit import Kit
-from omnirelay.gateway.op_checks import one_of, optional_int, required_str
+from omnirelay.gateway.op_checks import one_of, optional_int, optional_str, required_str
 from omnirelay.gateway.operation import Attempt, Charged, Operation, Reply, StreamReply
 from omnirelay.gateway.pricing import Quote, apply_multiplier
 from omnirelay.gateway.uploads import check_image, require_file
@@ -58,10 +58,10 @@ class Images:
     def operation(
         self, fields: dict[str, Any], upload: Upload | None, *, variation: bool
     ) -> Operation:
-        model = fields.get("model") or DEFAULT_MODEL
+        model = optional_str(fields, "model") or DEFAULT_MODEL
         one_of(fields.get("response_format"), RESPONSE_FORMATS, "response_format")
         n = optional_int(fields, "n", 1)
-        size, quality = fields.get("size"), fields.get("quality")
+        size, quality = optional_str(fields, "size"), optional_str(fields, "quality")
 
         async def attempt(attempt: Attempt) -> Charged:
             data = await self._attempt(attempt, fields, upload, variation)

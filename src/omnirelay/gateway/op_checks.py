@@ -17,6 +17,27 @@ def required_str(body: dict[str, Any], name: str) -> str:
     return value
 
 
+def optional_str(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise InvalidType(f"Invalid type for '{name}': expected a string.", param=name)
+    return value
+
+
+def optional_bool(body: dict[str, Any], name: str) -> bool:
+    value = body.get(name)
+    if value is not None and not isinstance(value, bool):
+        raise InvalidType(f"Invalid type for '{name}': expected a boolean.", param=name)
+    return value is True
+
+
+def optional_object(body: dict[str, Any], name: str) -> dict[str, Any]:
+    value = body.get(name)
+    if value is not None and not isinstance(value, dict):
+        raise InvalidType(f"Invalid type for '{name}': expected an object.", param=name)
+    return value or {}
+
+
 def required(body: dict[str, Any], name: str) -> Any:
     if body.get(name) is None:
         raise MissingField(f"Missing required parameter: '{name}'.", param=name)

@@ -13,6 +13,11 @@ import orjson
 from omnirelay.wire.errors import InvalidJSON, InvalidRequest, InvalidType, MissingField
 
 MAX_MODEL_NAME = 128
+WRITABLE_DEPTH = 254
+"""The deepest JSON orjson writes (it reads 1,024 levels)."""
+TRANSLATION_HEADROOM = 16
+"""Levels a translation to another dialect may add around a client's value."""
+MAX_NESTING = WRITABLE_DEPTH - TRANSLATION_HEADROOM
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
@@ -24,7 +29,23 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
         raise InvalidJSON(f"The request body is not valid JSON: {exc}.") from exc
     if not isinstance(body, dict):
         raise InvalidType("The request body must be a JSON object.")
+    if raw.count(b"[") + raw.count(b"{") > MAX_NESTING:
+        _check_nesting(body)
     return body
+
+
+def _check_nesting(body: dict[str, Any]) -> None:
+    """A body the gateway could not send on, even translated, is refused here. Only bodies
+    with enough brackets to be that deep are checked, so an ordinary body costs a count."""
+    wrapped: Any = body
+    for _ in range(TRANSLATION_HEADROOM):
+        wrapped = [wrapped]
+    try:
+        orjson.dumps(wrapped)  # fails past WRITABLE_DEPTH: the body is past MAX_NESTING
+    except orjson.JSONEncodeError as exc:
+        raise InvalidJSON(
+            f"The request body nests arrays and objects more than {MAX_NESTING} levels deep."
+        ) from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +84,10 @@ def check_chat_request(body: dict[str, Any]) -> ChatRequest:
                 f"'messages[{index}].role' is required and must be a string.",
                 param=f"messages[{index}].role",
             )
+        calls = message.get("tool_calls")
+        if calls is not None and not isinstance(calls, list):
+            where = f"messages[{index}].tool_calls"
+            raise InvalidType(f"'{where}' must be an array, not {_json_type(calls)}.", param=where)
     stream = _optional(body, "stream", bool, "a boolean", default=False)
     options = _optional(body, "stream_options", dict, "an object", default=None)
     wants_usage = bool(options and options.get("include_usage") is True)
@@ -74,6 +99,7 @@ def check_chat_request(body: dict[str, Any]) -> ChatRequest:
     for index, tool in enumerate(tools or ()):
         if not isinstance(tool, dict):
             raise InvalidType(f"'tools[{index}]' must be an object.", param=f"tools[{index}]")
+    _check_translated(body)
     cap = body.get("max_completion_tokens") or body.get("max_tokens")
     choices = body.get("n")
     return ChatRequest(
@@ -83,6 +109,20 @@ def check_chat_request(body: dict[str, Any]) -> ChatRequest:
         max_output=cap if cap and cap > 0 else None,
         choices=choices if choices and choices > 1 else 1,
     )
+
+
+def _check_translated(body: dict[str, Any]) -> None:
+    """Fields that other dialects' translations read (Anthropic's, Gemini's)."""
+    stop = body.get("stop")
+    if stop is not None and not isinstance(stop, str | list):
+        raise InvalidType(
+            f"'stop' must be a string or an array, not {_json_type(stop)}.", param="stop"
+        )
+    response_format = _optional(body, "response_format", dict, "an object", default=None)
+    schema = (response_format or {}).get("json_schema")
+    if schema is not None and not isinstance(schema, dict):
+        where = "response_format.json_schema"
+        raise InvalidType(f"'{where}' must be an object, not {_json_type(schema)}.", param=where)
 
 
 def _required(body: dict[str, Any], name: str, kind: type, described: str) -> Any:

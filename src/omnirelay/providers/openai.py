@@ -86,6 +86,11 @@ def adapt_body(body: dict[str, Any], quirks: Quirks) -> dict[str, Any]:
             adapted = adapted if adapted is not None else dict(body)
             value = adapted.pop(ours)
             adapted.setdefault(theirs, value)
+    for ours, theirs in quirks.copy.items():
+        current = adapted if adapted is not None else body
+        if ours in current and theirs not in current:
+            adapted = adapted if adapted is not None else dict(body)
+            adapted[theirs] = current[ours]
     drop = [name for name in quirks.drop if name in (adapted or body)]
     if not quirks.stream_usage and "stream_options" in (adapted or body):
         drop.append("stream_options")

@@ -52,8 +52,14 @@ def finish_reason(stop_reason: Any) -> str:
     return FINISH_REASONS.get(stop_reason, "stop") if isinstance(stop_reason, str) else "stop"
 
 
-def stop_reason(finish: Any) -> str:
-    return STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+def stop_reason(finish: Any, *, used_tools: bool = False) -> str:
+    """Anthropic's stop reason for OpenAI's ``finish``.
+
+    OpenAI finishes with ``stop``, not ``tool_calls``, when a named function was forced
+    through ``tool_choice``; an answer that calls tools stopped for them all the same.
+    """
+    reason = STOP_REASONS.get(finish, "end_turn") if isinstance(finish, str) else "end_turn"
+    return "tool_use" if used_tools and reason == "end_turn" else reason
 
 
 def error_type(status: int) -> str:

@@ -1,10 +1,11 @@
 """OpenAI ``chat.completion.chunk`` payloads, told as Anthropic's SSE event stream.
 
-The first chunk opens the message (``message_start`` and a ``ping``). Content becomes a
-``text`` block and each tool call a ``tool_use`` block whose argument fragments arrive as
-``input_json_delta``; a new kind of content closes the open block. The stop reason and the
-usage go in ``message_delta``, then ``message_stop``. An in-stream error object becomes an
-``error`` event.
+The first chunk opens the message (``message_start``, with the prompt's tokens as the
+gateway counted them, and a ``ping``). Content becomes a ``text`` block and each tool call
+a ``tool_use`` block whose argument fragments arrive as ``input_json_delta``; a new kind of
+content closes the open block. The stop reason and the upstream's usage chunk go in
+``message_delta``, then ``message_stop``. An in-stream error object becomes an ``error``
+event.
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ def frame(event: dict[str, Any]) -> bytes:
 
 
 class MessageEvents:
-    def __init__(self, model: str) -> None:
+    def __init__(self, model: str, input_tokens: int = 0) -> None:
         self._model = model
+        self._input_tokens = input_tokens
         self._started = False
         self._ended = False
         self._open: int | None = None  # the index of the open content block
@@ -63,6 +65,10 @@ class MessageEvents:
         events = self._start({})
         events.extend(self._close())
         usage = shared.anthropic_usage(self._usage)
+        if not self._usage:
+            # No usage chunk came: the counted prompt stands (message_delta's counts replace
+            # message_start's in the client).
+            usage["input_tokens"] = self._input_tokens
         delta = {"stop_reason": self._stop_reason, "stop_sequence": None}
         events.append({"type": "message_delta", "delta": delta, "usage": usage})
         events.append({"type": "message_stop"})
@@ -84,8 +90,8 @@ class MessageEvents:
             "content": [],
             "stop_reason": None,
             "stop_sequence": None,
-            # The upstream reports usage at the end; message_delta carries the real counts.
-            "usage": {"input_tokens": 0, "output_tokens": 0},
+            # The upstream reports its usage at the end, in message_delta.
+            "usage": {"input_tokens": self._input_tokens, "output_tokens": 0},
         }
         return [{"type": "message_start", "message": message}, {"type": "ping"}]
 
@@ -101,7 +107,7 @@ class MessageEvents:
                 events.extend(self._tool_call(call))
         reason = choice.get("finish_reason")
         if isinstance(reason, str):
-            self._stop_reason = shared.stop_reason(reason)
+            self._stop_reason = shared.stop_reason(reason, used_tools=bool(self._tools))
             events.extend(self._close())
         return events
 

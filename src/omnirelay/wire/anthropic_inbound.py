@@ -18,6 +18,7 @@ from omnirelay.wire.media import data_url
 
 
 def to_openai(body: dict[str, Any]) -> dict[str, Any]:
+    """The canonical body; a field of the wrong type is a 400 naming it, as Anthropic's is."""
     model = body.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidRequest("model: Field required", param="model")
@@ -33,30 +34,49 @@ def to_openai(body: dict[str, Any]) -> dict[str, Any]:
         converted.extend(_message(message, index))
     out["messages"] = converted
     _copy_options(body, out)
-    tools = body.get("tools")
+    tools = _typed(body.get("tools"), list, "tools", "a valid list")
     if tools:
         out["tools"] = [_tool(tool, index) for index, tool in enumerate(tools)]
         _tool_choice(body.get("tool_choice"), out)
-    if body.get("stream") is True:
+    if _typed(body.get("stream"), bool, "stream", "a valid boolean"):
         out["stream"] = True
         out["stream_options"] = {"include_usage": True}
     return out
 
 
+def _typed(value: Any, kind: type | tuple[type, ...], where: str, described: str) -> Any:
+    """``value`` when it is absent (None) or of ``kind``; else a 400 naming ``where``."""
+    if value is None or (isinstance(value, kind) and not _is_bool_for_number(value, kind)):
+        return value
+    raise InvalidRequest(f"{where}: Input should be {described}", param=where)
+
+
+def _is_bool_for_number(value: Any, kind: type | tuple[type, ...]) -> bool:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return isinstance(value, bool) and bool not in kinds
+
+
 def _copy_options(body: dict[str, Any], out: dict[str, Any]) -> None:
-    stops = body.get("stop_sequences")
+    stops = _typed(body.get("stop_sequences"), list, "stop_sequences", "a valid list")
+    for index, stop in enumerate(stops or ()):
+        _typed(stop, str, f"stop_sequences.{index}", "a valid string")
     if stops:
         out["stop"] = stops
     for name in ("temperature", "top_p"):
-        if isinstance(body.get(name), int | float):
-            out[name] = body[name]
-    metadata = body.get("metadata")
-    if isinstance(metadata, dict) and isinstance(metadata.get("user_id"), str):
-        out["user"] = metadata["user_id"]
-    output_format = (body.get("output_config") or {}).get("format")
-    if isinstance(output_format, dict) and output_format.get("type") == "json_schema":
-        schema = {"name": "output", "schema": output_format.get("schema") or {}}
-        out["response_format"] = {"type": "json_schema", "json_schema": schema}
+        value = _typed(body.get(name), (int, float), name, "a valid number")
+        if value is not None:
+            out[name] = value
+    metadata = _typed(body.get("metadata"), dict, "metadata", "a valid dictionary") or {}
+    user = _typed(metadata.get("user_id"), str, "metadata.user_id", "a valid string")
+    if user is not None:
+        out["user"] = user
+    config = _typed(body.get("output_config"), dict, "output_config", "a valid dictionary")
+    where = "output_config.format"
+    output_format = _typed((config or {}).get("format"), dict, where, "a valid dictionary")
+    if output_format is not None and output_format.get("type") == "json_schema":
+        schema = _typed(output_format.get("schema"), dict, f"{where}.schema", "a valid dictionary")
+        format_schema = {"name": "output", "schema": schema or {}}
+        out["response_format"] = {"type": "json_schema", "json_schema": format_schema}
 
 
 def _system(system: Any) -> list[dict[str, Any]]:
@@ -71,17 +91,27 @@ def _texts(content: Any, where: str) -> list[str]:
         return [content] if content else []
     if not isinstance(content, list):
         raise InvalidRequest(f"{where}: Input should be a string or a list", param=where)
-    return [
-        block["text"]
-        for block in content
-        if isinstance(block, dict) and block.get("type") == "text" and block.get("text")
-    ]
+    texts: list[str] = []
+    for position, block in enumerate(content):
+        if isinstance(block, dict) and block.get("type") == "text":
+            text = _text(block, f"{where}.{position}")
+            if text:
+                texts.append(text)
+    return texts
+
+
+def _text(block: dict[str, Any], where: str) -> str:
+    text = block.get("text")
+    if not isinstance(text, str):
+        raise InvalidRequest(f"{where}.text: Input should be a valid string", param=where)
+    return text
 
 
 def _message(message: Any, index: int) -> list[dict[str, Any]]:
     where = f"messages.{index}"
-    role = message.get("role") if isinstance(message, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(message, dict):
+        raise InvalidRequest(f"{where}: Input should be a valid dictionary", param=where)
+    role, content = message.get("role"), message.get("content")
     if role == "system":
         return _system(content)
     if role == "assistant":
@@ -96,13 +126,13 @@ def _message(message: Any, index: int) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for position, block in enumerate(content):
         block_where = f"{where}.content.{position}"
-        kind = block.get("type") if isinstance(block, dict) else None
+        kind = _block_type(block, block_where)
         if kind == "tool_result":
             result, images = _tool_result(block, block_where)
             results.append(result)
             parts.extend(images)
         else:
-            part = _part(block, block_where)
+            part = _part(block, kind, block_where)
             if part is not None:
                 parts.append(part)
     if parts:
@@ -110,18 +140,31 @@ def _message(message: Any, index: int) -> list[dict[str, Any]]:
     return results
 
 
-def _part(block: Any, where: str) -> dict[str, Any] | None:
-    kind = block.get("type") if isinstance(block, dict) else None
+def _block_type(block: Any, where: str) -> Any:
+    if not isinstance(block, dict):
+        raise InvalidRequest(f"{where}: Input should be a valid dictionary", param=where)
+    return block.get("type")
+
+
+def _part(block: dict[str, Any], kind: Any, where: str) -> dict[str, Any] | None:
     if kind == "text":
-        return {"type": "text", "text": str(block.get("text") or "")}
+        return {"type": "text", "text": _text(block, where)}
     if kind == "image":
         return {"type": "image_url", "image_url": {"url": _source_url(block, where)}}
     if kind == "document":
-        source = block.get("source") or {}
-        if source.get("type") == "base64" and source.get("media_type") == "application/pdf":
-            file = {"file_data": data_url("application/pdf", source.get("data", ""))}
+        source = block.get("source")
+        data = source.get("data") if isinstance(source, dict) else None
+        if (
+            isinstance(source, dict)
+            and source.get("type") == "base64"
+            and source.get("media_type") == "application/pdf"
+            and isinstance(data, str)
+        ):
+            file = {"file_data": data_url("application/pdf", data)}
             return {"type": "file", "file": {**file, "filename": "document.pdf"}}
-        raise InvalidRequest(f"{where}.source: only base64 PDF documents are supported")
+        raise InvalidRequest(
+            f"{where}.source: only base64 PDF documents are supported", param=where
+        )
     if kind in ("thinking", "redacted_thinking"):
         return None
     raise InvalidRequest(f"{where}.type: '{kind}' blocks cannot be relayed", param=where)
@@ -131,7 +174,9 @@ def _source_url(block: dict[str, Any], where: str) -> str:
     source = block.get("source")
     kind = source.get("type") if isinstance(source, dict) else None
     if kind == "base64" and isinstance(source, dict):
-        return data_url(str(source.get("media_type")), str(source.get("data") or ""))
+        media_type, data = source.get("media_type"), source.get("data")
+        if isinstance(media_type, str) and isinstance(data, str):
+            return data_url(media_type, data)
     if kind == "url" and isinstance(source, dict) and isinstance(source.get("url"), str):
         return str(source["url"])
     raise InvalidRequest(f"{where}.source: expected a base64 or url source", param=where)
@@ -147,47 +192,63 @@ def _tool_result(block: dict[str, Any], where: str) -> tuple[dict[str, Any], lis
                 url = _source_url(part, f"{where}.content.{position}")
                 images.append({"type": "image_url", "image_url": {"url": url}})
     text = "\n".join(_texts(content, f"{where}.content"))
-    if block.get("is_error"):
+    if _typed(block.get("is_error"), bool, f"{where}.is_error", "a valid boolean"):
         text = "Error: " + text
-    message = {"role": "tool", "tool_call_id": str(block.get("tool_use_id") or ""), "content": text}
+    call_id = _typed(block.get("tool_use_id"), str, f"{where}.tool_use_id", "a valid string")
+    message = {"role": "tool", "tool_call_id": call_id or "", "content": text}
     return message, images
 
 
 def _assistant(content: Any, where: str) -> dict[str, Any]:
     if isinstance(content, str):
         return {"role": "assistant", "content": content}
+    if not isinstance(content, list):
+        raise InvalidRequest(f"{where}.content: Input should be a string or a list", param=where)
     texts: list[str] = []
     calls: list[dict[str, Any]] = []
-    for block in content if isinstance(content, list) else ():
-        kind = block.get("type") if isinstance(block, dict) else None
+    for position, block in enumerate(content):
+        block_where = f"{where}.content.{position}"
+        kind = _block_type(block, block_where)
         if kind == "text":
-            texts.append(str(block.get("text") or ""))
+            texts.append(_text(block, block_where))
         elif kind == "tool_use":
-            arguments = json.dumps(block.get("input") or {}, separators=(",", ":"))
-            function = {"name": block.get("name"), "arguments": arguments}
-            calls.append({"id": block.get("id"), "type": "function", "function": function})
+            calls.append(_tool_use(block, block_where))
     message: dict[str, Any] = {"role": "assistant", "content": "".join(texts) or None}
     if calls:
         message["tool_calls"] = calls
     return message
 
 
+def _tool_use(block: dict[str, Any], where: str) -> dict[str, Any]:
+    call_id = _typed(block.get("id"), str, f"{where}.id", "a valid string")
+    name = _typed(block.get("name"), str, f"{where}.name", "a valid string")
+    arguments = _typed(block.get("input"), dict, f"{where}.input", "a valid dictionary")
+    function = {"name": name, "arguments": json.dumps(arguments or {}, separators=(",", ":"))}
+    return {"id": call_id, "type": "function", "function": function}
+
+
 def _tool(tool: Any, index: int) -> dict[str, Any]:
     where = f"tools.{index}"
-    if not isinstance(tool, dict) or tool.get("type") not in (None, "custom"):
-        kind = tool.get("type") if isinstance(tool, dict) else None
-        raise InvalidRequest(f"{where}: server tool '{kind}' cannot be relayed", param=where)
+    if not isinstance(tool, dict):
+        raise InvalidRequest(f"{where}: Input should be a valid dictionary", param=where)
+    if tool.get("type") not in (None, "custom"):
+        raise InvalidRequest(
+            f"{where}: server tool '{tool.get('type')}' cannot be relayed", param=where
+        )
+    name = _typed(tool.get("name"), str, f"{where}.name", "a valid string")
+    schema = _typed(tool.get("input_schema"), dict, f"{where}.input_schema", "a valid dictionary")
+    description = _typed(tool.get("description"), str, f"{where}.description", "a valid string")
     function: dict[str, Any] = {
-        "name": tool.get("name"),
-        "parameters": tool.get("input_schema") or {"type": "object", "properties": {}},
+        "name": name,
+        "parameters": schema or {"type": "object", "properties": {}},
     }
-    if tool.get("description"):
-        function["description"] = tool["description"]
+    if description:
+        function["description"] = description
     return {"type": "function", "function": function}
 
 
 def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
-    if not isinstance(choice, dict):
+    if _typed(choice, dict, "tool_choice", "a valid dictionary") is None:
         return
     kind = choice.get("type")
     if kind == "auto":
@@ -197,8 +258,19 @@ def _tool_choice(choice: Any, out: dict[str, Any]) -> None:
     elif kind == "none":
         out["tool_choice"] = "none"
     elif kind == "tool":
-        out["tool_choice"] = {"type": "function", "function": {"name": choice.get("name")}}
-    if choice.get("disable_parallel_tool_use") is True:
+        name = choice.get("name")
+        if not isinstance(name, str):
+            raise InvalidRequest(
+                "tool_choice.name: Input should be a valid string", param="tool_choice"
+            )
+        out["tool_choice"] = {"type": "function", "function": {"name": name}}
+    else:
+        raise InvalidRequest(
+            "tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'",
+            param="tool_choice",
+        )
+    where = "tool_choice.disable_parallel_tool_use"
+    if _typed(choice.get("disable_parallel_tool_use"), bool, where, "a valid boolean"):
         out["parallel_tool_calls"] = False
 
 
@@ -245,7 +317,10 @@ def to_message(data: dict[str, Any], model: str) -> dict[str, Any]:
         "role": "assistant",
         "model": data.get("model") or model,
         "content": content,
-        "stop_reason": shared.stop_reason(choice.get("finish_reason")),
+        "stop_reason": shared.stop_reason(
+            choice.get("finish_reason"),
+            used_tools=any(block["type"] == "tool_use" for block in content),
+        ),
         "stop_sequence": None,
         "usage": shared.anthropic_usage(data.get("usage")),
     }

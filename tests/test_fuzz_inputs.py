@@ -1,0 +1,674 @@
+"""Wrong-typed input never makes the gateway fail: a clear 4xx in the endpoint's error shape.
+
+For every JSON endpoint, a valid body has one field (at any depth: messages, content parts,
+tools, stream options, ...) replaced with a value of another JSON type, or removed; random
+JSON bodies are sent too. For the upload endpoints, multipart bodies are broken at the field
+level (wrong values, missing or misplaced files) and at the encoding level (wrong or missing
+boundaries, truncation, bad part headers). No answer may be a 5xx, and every 4xx body must be
+OpenAI's error object (Anthropic's on /v1/messages*).
+
+Everything runs against the one shared gateway, through a channel of its own whose fake
+upstream serves every operation, so that bodies the gateway passes on go as deep as they can.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import json
+import os
+import secrets
+import wave
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from omnirelay.gateway.requests import check_chat_request, parse_json_object
+from omnirelay.providers.anthropic import AnthropicProvider
+from omnirelay.providers.azure import AzureOpenAIProvider
+from omnirelay.providers.base import ChatProvider, Endpoint
+from omnirelay.providers.gemini import GeminiProvider
+from omnirelay.wire.errors import GatewayError
+from support.constants import UPSTREAM_KEY
+from support.fake_openai_more import FakeOpenAIMore
+from support.gateway import Gateway
+from support.media import PNG, PNG_BASE64
+
+MODELS = ["gpt-4o", "text-embedding-3-small", "omni-moderation-latest", "dall-e-2", "dall-e-3",
+          "gpt-image-1", "tts-1", "whisper-1", "rerank-v3.5"]  # fmt: skip
+# OMNIRELAY_FUZZ_SCALE=20 runs twenty times the examples, for a deeper search by hand.
+SCALE = int(os.environ.get("OMNIRELAY_FUZZ_SCALE", "1"))
+FUZZ = settings(
+    max_examples=40 * SCALE,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+DATA_URL = f"data:image/png;base64,{PNG_BASE64}"
+DELETE = object()  # a "value" that removes the field
+
+
+def _wav(seconds: float = 0.2) -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\x00\x01" * int(8000 * seconds))
+    return buffer.getvalue()
+
+
+# -- the valid bodies ----------------------------------------------------------------------
+
+TIME = {"name": "get_time", "parameters": {"type": "object", "properties": {}}}
+TOOL = {"type": "function", "function": TIME}
+CHAT: dict[str, Any] = {
+    "model": "gpt-4o",
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": [{"type": "text", "text": "hi"},
+                                     {"type": "image_url", "image_url": {"url": DATA_URL}}]},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "call_1", "type": "function",
+             "function": {"name": "get_time", "arguments": "{}"}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "noon"},
+    ],
+    "tools": [TOOL],
+    "tool_choice": "auto",
+    "max_completion_tokens": 5,
+    "n": 1,
+    "temperature": 0.5,
+    "user": "u1",
+    "response_format": {"type": "text"},
+}  # fmt: skip
+CHAT_STREAM: dict[str, Any] = {
+    "model": "gpt-4o",
+    "messages": [{"role": "user", "content": "hi"}],
+    "max_tokens": 5,
+    "stream": True,
+    "stream_options": {"include_usage": True},
+}
+COMPLETIONS: dict[str, Any] = {"model": "gpt-4o", "prompt": "Say hi", "max_tokens": 5, "n": 1,
+                               "best_of": 1, "stream": False}  # fmt: skip
+COMPLETIONS_STREAM: dict[str, Any] = {"model": "gpt-4o", "prompt": ["Say", "hi"], "stream": True,
+                                      "stream_options": {"include_usage": True}}  # fmt: skip
+EMBEDDINGS: dict[str, Any] = {"model": "text-embedding-3-small", "input": ["a b", "c"],
+                              "encoding_format": "float", "dimensions": 8}  # fmt: skip
+MODERATIONS: dict[str, Any] = {
+    "model": "omni-moderation-latest",
+    "input": [{"type": "text", "text": "hi"},
+              {"type": "image_url", "image_url": {"url": DATA_URL}}],
+}  # fmt: skip
+IMAGES: dict[str, Any] = {"model": "dall-e-2", "prompt": "a cat", "n": 1, "size": "256x256",
+                          "response_format": "url", "user": "u1"}  # fmt: skip
+IMAGES_HD: dict[str, Any] = {"model": "dall-e-3", "prompt": "a cat", "size": "1024x1024",
+                             "quality": "hd", "style": "vivid"}  # fmt: skip
+SPEECH: dict[str, Any] = {"model": "tts-1", "voice": "alloy", "input": "hi", "speed": 1.0,
+                          "response_format": "mp3", "stream_format": "audio"}  # fmt: skip
+RERANK: dict[str, Any] = {"model": "rerank-v3.5", "query": "red", "documents": ["red", "blue"],
+                          "top_n": 1, "return_documents": True}  # fmt: skip
+MESSAGES: dict[str, Any] = {
+    "model": "gpt-4o",
+    "max_tokens": 5,
+    "system": [{"type": "text", "text": "Be brief."}],
+    "messages": [
+        {"role": "user", "content": [
+            {"type": "text", "text": "hi"},
+            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
+                                         "data": PNG_BASE64}},
+            {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}},
+            {"type": "document", "source": {"type": "base64", "media_type": "application/pdf",
+                                            "data": "JVBERi0="}}]},
+        {"role": "assistant", "content": [
+            {"type": "text", "text": "ok"},
+            {"type": "tool_use", "id": "toolu_1", "name": "get_time", "input": {}}]},
+        {"role": "user", "content": [
+            {"type": "tool_result", "tool_use_id": "toolu_1", "is_error": False,
+             "content": [{"type": "text", "text": "noon"},
+                         {"type": "image", "source": {"type": "base64",
+                                                      "media_type": "image/png",
+                                                      "data": PNG_BASE64}}]},
+            {"type": "text", "text": "thanks"}]},
+    ],
+    "tools": [{"name": "get_time", "description": "Time.",
+               "input_schema": {"type": "object", "properties": {}}}],
+    "tool_choice": {"type": "auto", "disable_parallel_tool_use": True},
+    "stop_sequences": ["###"],
+    "temperature": 0.5,
+    "top_p": 0.9,
+    "metadata": {"user_id": "u1"},
+    "output_config": {"format": {"type": "json_schema",
+                                 "schema": {"type": "object", "properties": {}}}},
+}  # fmt: skip
+MESSAGES_STREAM: dict[str, Any] = {
+    "model": "gpt-4o",
+    "max_tokens": 5,
+    "stream": True,
+    "messages": [{"role": "user", "content": "hi"}],
+    "tools": [{"name": "get_time", "input_schema": {"type": "object", "properties": {}}}],
+    "tool_choice": {"type": "tool", "name": "get_time"},
+}
+COUNT_TOKENS = {k: v for k, v in MESSAGES.items() if k not in ("max_tokens", "stop_sequences")}
+
+
+@dataclass(frozen=True)
+class JSONEndpoint:
+    path: str
+    body: dict[str, Any]
+    extra: tuple[str, ...] = ()
+    """Top-level fields the gateway reads that the valid body leaves out."""
+
+    @property
+    def anthropic(self) -> bool:
+        return self.path.startswith("/v1/messages")
+
+
+JSON_ENDPOINTS = {
+    "chat": JSONEndpoint("/v1/chat/completions", CHAT,
+                         ("max_tokens", "stream", "stream_options", "functions")),
+    "chat.stream": JSONEndpoint("/v1/chat/completions", CHAT_STREAM,
+                                ("max_completion_tokens", "n", "tools")),
+    "completions": JSONEndpoint("/v1/completions", COMPLETIONS, ("stream_options",)),
+    "completions.stream": JSONEndpoint("/v1/completions", COMPLETIONS_STREAM,
+                                       ("max_tokens", "n", "best_of")),
+    "embeddings": JSONEndpoint("/v1/embeddings", EMBEDDINGS),
+    "moderations": JSONEndpoint("/v1/moderations", MODERATIONS),
+    "moderations.text": JSONEndpoint("/v1/moderations", {"input": "hello"}, ("model",)),
+    "images.generations": JSONEndpoint("/v1/images/generations", IMAGES, ("quality",)),
+    "images.generations.hd": JSONEndpoint("/v1/images/generations", IMAGES_HD, ("n",)),
+    "audio.speech": JSONEndpoint("/v1/audio/speech", SPEECH),
+    "rerank": JSONEndpoint("/v1/rerank", RERANK),
+    "messages": JSONEndpoint("/v1/messages", MESSAGES, ("stream",)),
+    "messages.stream": JSONEndpoint("/v1/messages", MESSAGES_STREAM, ("system", "stop_sequences")),
+    "count_tokens": JSONEndpoint("/v1/messages/count_tokens", COUNT_TOKENS, ("max_tokens",)),
+}  # fmt: skip
+
+
+def field_paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    """Every key and index in ``value``, at every depth."""
+    found: list[tuple[Any, ...]] = []
+    items = value.items() if isinstance(value, dict) else enumerate(value)
+    for key, child in items:
+        path = (*prefix, key)
+        found.append(path)
+        if isinstance(child, dict | list) and child:
+            found.extend(field_paths(child, path))
+    return found
+
+
+def replaced(body: dict[str, Any], path: tuple[Any, ...], value: Any) -> dict[str, Any]:
+    out = copy.deepcopy(body)
+    parent: Any = out
+    for key in path[:-1]:
+        parent = parent[key]
+    if value is DELETE:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = value
+    return out
+
+
+# -- values of the wrong type --------------------------------------------------------------
+
+
+def _nested(depth: int, leaf: Any) -> Any:
+    value = leaf
+    for level in range(depth):
+        value = [value] if level % 2 else {"a": value}
+    return value
+
+
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**31), max_value=2**31),
+    st.integers(min_value=2**63 - 1, max_value=2**64 - 1),  # JSON's big integers
+    st.integers(min_value=2**64, max_value=2**80),  # past 64 bits: parsed as floats
+    st.integers(max_value=-(2**63)),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+)
+WRONG = st.one_of(
+    SCALARS,
+    st.lists(SCALARS, max_size=3),
+    st.dictionaries(st.text(max_size=8), SCALARS, max_size=3),
+    st.builds(_nested, st.integers(min_value=2, max_value=400), SCALARS),
+    st.just(DELETE),
+)
+JSON_VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                                max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+
+
+# -- the gateway ---------------------------------------------------------------------------
+
+
+@dataclass
+class Target:
+    gateway: Gateway
+    fake: FakeOpenAIMore
+    client: httpx.Client
+    key: str
+    key_id: int
+
+    def post(self, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {self.key}", "anthropic-version": "2023-06-01"}
+        headers.update(kwargs.pop("headers", {}))
+        return self.client.post(self.gateway.url + path, headers=headers, **kwargs)
+
+    def post_json(self, path: str, body: Any) -> httpx.Response:
+        raw = json.dumps(body).encode()
+        return self.post(path, content=raw, headers={"Content-Type": "application/json"})
+
+    def check(self, response: httpx.Response, anthropic: bool = False) -> dict[str, Any]:
+        """Not a 5xx; a 4xx carries the endpoint's error shape. Returns the error object."""
+        sent = response.request.content[:300]
+        assert response.status_code < 500, (
+            f"{response.status_code} {response.text[:500]} <- {sent!r}\n"
+            f"failed calls so far: {self.failures()}"
+        )
+        if response.status_code < 400:
+            return {}
+        return error_of(response.json(), anthropic)
+
+    def failures(self) -> list[Any]:
+        """The logged calls of this key that failed on the gateway's or upstream's side (a
+        channel that cools down after them makes later calls fail too)."""
+        page = self.gateway.admin("GET", f"/admin/logs?key_id={self.key_id}&limit=500").json()
+        return [(row["endpoint"], row["status"], row["error"], row["attempts"])
+                for row in page["data"] if row["status"] >= 500]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def target(gateway: Gateway) -> Iterator[Target]:
+    with FakeOpenAIMore(api_key=UPSTREAM_KEY) as fake, httpx.Client(timeout=30) as client:
+        group = "fuzz-" + secrets.token_hex(4)
+        channel = gateway.add_channel(name=group, base_url=fake.base_url, api_key=UPSTREAM_KEY,
+                                      models=MODELS, group=group)  # fmt: skip
+        key = gateway.create_key(name=group, group=group)
+        found = Target(gateway, fake, client, key["key"], key["id"])
+        for name, endpoint in JSON_ENDPOINTS.items():  # each valid body is served
+            answer = found.post_json(endpoint.path, endpoint.body)
+            assert answer.status_code == 200, f"{name}: {answer.text}"
+        yield found
+        gateway.admin("DELETE", f"/admin/channels/{channel['id']}")
+
+
+def error_of(body: Any, anthropic: bool) -> dict[str, Any]:
+    """The error object of a 4xx body, which must have the endpoint's error shape."""
+    if anthropic:
+        assert set(body) == {"type", "error", "request_id"}, body
+        assert body["type"] == "error"
+        error = body["error"]
+        assert set(error) == {"type", "message"}, body
+    else:
+        assert set(body) == {"error"}, body
+        error = body["error"]
+        assert set(error) == {"message", "type", "param", "code"}, body
+        assert error["param"] is None or isinstance(error["param"], str)
+    assert isinstance(error["message"], str) and error["message"], body
+    assert isinstance(error["type"], str) and error["type"], body
+    return dict(error)
+
+
+# -- known cases: a 400 that names the field -----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "field"),
+    [
+        ("/v1/images/generations", {**IMAGES, "model": 7}, "model"),
+        ("/v1/images/generations", {**IMAGES, "size": 256}, "size"),
+        ("/v1/images/generations", {**IMAGES_HD, "quality": ["hd"]}, "quality"),
+        ("/v1/chat/completions", {**CHAT, "tools": {"type": "function"}}, "tools"),
+        (
+            "/v1/chat/completions",
+            replaced(CHAT, ("messages", 2, "tool_calls"), 5),
+            "messages[2].tool_calls",
+        ),
+        ("/v1/chat/completions", {**CHAT, "stop": 5}, "stop"),
+        (
+            "/v1/chat/completions",
+            {**CHAT, "response_format": {"type": "json_schema", "json_schema": "out"}},
+            "response_format.json_schema",
+        ),
+        ("/v1/completions", {**COMPLETIONS, "stream": "yes"}, "stream"),
+        ("/v1/audio/speech", {**SPEECH, "speed": "fast"}, "speed"),
+        ("/v1/moderations", {"input": None}, "input"),
+        ("/v1/rerank", {**RERANK, "documents": "red"}, "documents"),
+    ],
+)
+def test_a_wrong_type_is_a_400_naming_the_field(
+    target: Target, path: str, body: dict[str, Any], field: str
+) -> None:
+    error = target.check(target.post_json(path, body))
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == field or f"'{field}'" in error["message"], error
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({**MESSAGES, "tools": 5}, "tools"),
+        ({**MESSAGES, "tools": [5]}, "tools.0"),
+        ({**MESSAGES, "system": 5}, "system"),
+        ({**MESSAGES, "tool_choice": "auto"}, "tool_choice"),
+        ({**MESSAGES, "stop_sequences": 3}, "stop_sequences"),
+        ({**MESSAGES, "messages": [{"role": "user", "content": [{"type": "image"}]}]},
+         "messages.0.content.0"),
+    ],
+)  # fmt: skip
+def test_messages_wrong_types_are_anthropic_400s_naming_the_field(
+    target: Target, body: dict[str, Any], field: str
+) -> None:
+    response = target.post_json("/v1/messages", body)
+    error = target.check(response, anthropic=True)
+    assert response.status_code == 400
+    assert error["type"] == "invalid_request_error"
+    assert error["message"].startswith(field), error
+
+
+# -- fuzzing the JSON endpoints ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", list(JSON_ENDPOINTS))
+@FUZZ
+@given(data=st.data())
+def test_one_field_of_the_wrong_type(target: Target, name: str, data: st.DataObject) -> None:
+    endpoint = JSON_ENDPOINTS[name]
+    paths = field_paths(endpoint.body) + [(extra,) for extra in endpoint.extra]
+    path = data.draw(st.sampled_from(paths), label="path")
+    value = data.draw(WRONG, label="value")
+    if value is DELETE and path in [(extra,) for extra in endpoint.extra]:
+        value = None
+    body = replaced(endpoint.body, path, value)
+    target.check(target.post_json(endpoint.path, body), endpoint.anthropic)
+
+
+@pytest.mark.parametrize("name", list(JSON_ENDPOINTS))
+@settings(FUZZ, max_examples=20 * SCALE)
+@given(data=st.data())
+def test_random_json_bodies(target: Target, name: str, data: st.DataObject) -> None:
+    endpoint = JSON_ENDPOINTS[name]
+    names = [*endpoint.body, *endpoint.extra]
+    body = data.draw(
+        st.one_of(
+            JSON_VALUES,
+            st.dictionaries(st.sampled_from(names), JSON_VALUES, max_size=len(names)),
+            st.fixed_dictionaries(
+                {},
+                optional={key: st.one_of(st.just(value), JSON_VALUES)
+                          for key, value in endpoint.body.items()},
+            ),
+        ),
+        label="body",
+    )  # fmt: skip
+    target.check(target.post_json(endpoint.path, body), endpoint.anthropic)
+
+
+@pytest.mark.parametrize("name", ["chat", "messages", "embeddings"])
+@pytest.mark.parametrize(
+    "raw",
+    [b"", b"   ", b"null", b"[]", b'"text"', b"12", b"{", b'{"model": "gpt-4o",}',
+     b"[" * 5000 + b"]" * 5000, b'{"a":' * 2000 + b"1" + b"}" * 2000, b"\xff\xfe{}",
+     b'{"model": NaN}', b'{"model": "gpt-4o", "n": 1e999}'],
+)  # fmt: skip
+def test_bodies_that_are_not_one_json_object(target: Target, name: str, raw: bytes) -> None:
+    endpoint = JSON_ENDPOINTS[name]
+    response = target.post(endpoint.path, content=raw, headers={"Content-Type": "application/json"})
+    target.check(response, endpoint.anthropic)
+    assert response.status_code == 400
+
+
+CHAT_FULL: dict[str, Any] = {
+    **CHAT,
+    "messages": [*CHAT["messages"], {"role": "user", "content": [
+        {"type": "file", "file": {"file_data": "data:application/pdf;base64,JVBERi0="}}]}],
+    "tool_choice": {"type": "function", "function": {"name": "get_time"}},
+    "response_format": {"type": "json_schema", "json_schema": {"name": "out", "schema": {
+        "type": "object", "properties": {"a": {"type": ["string", "null"]}}}}},
+    "stop": ["###"],
+    "top_p": 0.5,
+    "seed": 3,
+    "parallel_tool_calls": False,
+}  # fmt: skip
+TRANSLATORS: dict[str, ChatProvider] = {
+    "anthropic": AnthropicProvider(),
+    "gemini": GeminiProvider(),
+    "azure": AzureOpenAIProvider(),
+}
+
+
+def _translate(name: str, raw: bytes) -> None:
+    """What the relay does with a chat body on a channel of another dialect, up to the
+    request it sends; a GatewayError must be a 4xx."""
+    try:
+        body = parse_json_object(raw)
+        check_chat_request(body)
+        endpoint = Endpoint("https://upstream.example/v1", "sk-upstream")
+        TRANSLATORS[name].chat_request(endpoint, body, "m", body.get("stream") is True)
+    except GatewayError as error:
+        assert 400 <= error.status < 500, error
+
+
+@pytest.mark.parametrize("name", list(TRANSLATORS))
+@pytest.mark.parametrize(
+    "body",
+    [
+        replaced(CHAT, ("messages", 2, "tool_calls"), 5),
+        {**CHAT, "stop": 5},
+        {**CHAT, "response_format": {"type": "json_schema", "json_schema": "out"}},
+    ],
+)
+def test_translators_known_cases(name: str, body: dict[str, Any]) -> None:
+    _translate(name, json.dumps(body).encode())
+
+
+@pytest.mark.parametrize("name", list(TRANSLATORS))
+@pytest.mark.parametrize("path", [("stop", 0), ("tools", 0, "function", "parameters")])
+def test_the_deepest_body_accepted_still_translates(name: str, path: tuple[Any, ...]) -> None:
+    def body(depth: int) -> bytes:
+        return json.dumps(replaced(CHAT_FULL, path, _nested(depth, "x"))).encode()
+
+    def accepted(depth: int) -> bool:
+        try:
+            parse_json_object(body(depth))
+        except GatewayError:
+            return False
+        return True
+
+    deepest = max(depth for depth in range(200, 300) if accepted(depth))
+    _translate(name, body(deepest))
+
+
+@pytest.mark.parametrize("name", list(TRANSLATORS))
+@settings(FUZZ, max_examples=150 * SCALE)
+@given(data=st.data())
+def test_translators_take_any_chat_body_the_gateway_accepts(name: str, data: st.DataObject) -> None:
+    """A chat body that passes the gateway's checks never crashes the translation for
+    another dialect (which would be a 500); a GatewayError is the translator's 4xx."""
+    base = data.draw(st.sampled_from([CHAT, CHAT_STREAM, CHAT_FULL]), label="body")
+    path = data.draw(st.sampled_from(field_paths(base)), label="path")
+    _translate(name, json.dumps(replaced(base, path, data.draw(WRONG, label="value"))).encode())
+
+
+# -- fuzzing the uploads -------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    name: str | None
+    data: bytes
+    filename: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class UploadEndpoint:
+    path: str
+    parts: tuple[Part, ...]
+
+
+IMAGE_PART = Part("image", PNG + b"pixels", "a.png", (("Content-Type", "image/png"),))
+AUDIO_PART = Part("file", _wav(), "a.wav", (("Content-Type", "audio/wav"),))
+UPLOADS = {
+    "images.edits": UploadEndpoint("/v1/images/edits", (
+        Part("model", b"dall-e-2"), Part("prompt", b"a hat"), Part("n", b"1"),
+        Part("size", b"256x256"), Part("response_format", b"url"), IMAGE_PART,
+        Part("mask", PNG, "m.png", (("Content-Type", "image/png"),)))),
+    "images.variations": UploadEndpoint("/v1/images/variations", (
+        Part("model", b"dall-e-2"), Part("n", b"1"), Part("size", b"256x256"), IMAGE_PART)),
+    "audio.transcriptions": UploadEndpoint("/v1/audio/transcriptions", (
+        Part("model", b"whisper-1"), Part("response_format", b"json"), Part("language", b"en"),
+        Part("temperature", b"0"), AUDIO_PART)),
+    "audio.translations": UploadEndpoint("/v1/audio/translations", (
+        Part("model", b"whisper-1"), Part("response_format", b"text"), AUDIO_PART)),
+}  # fmt: skip
+
+
+def encode(parts: list[Part], boundary: str) -> bytes:
+    out = b""
+    for part in parts:
+        disposition = "form-data"
+        if part.name is not None:
+            disposition += f'; name="{part.name}"'
+        if part.filename is not None:
+            disposition += f'; filename="{part.filename}"'
+        head = [("Content-Disposition", disposition), *part.headers]
+        lines = "".join(f"{k}: {v}\r\n" for k, v in head)
+        out += f"--{boundary}\r\n{lines}\r\n".encode() + part.data + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+TEXT = st.one_of(
+    st.text(max_size=20),
+    st.sampled_from(["", "0", "-1", "1.5", "true", "null", "[]", "{}", "99999999999999999999",
+                     "auto", "9" * 400]),
+)  # fmt: skip
+BYTES = st.one_of(st.binary(max_size=64), TEXT.map(str.encode))
+BAD_HEADERS = st.sampled_from(
+    [
+        ("Content-Transfer-Encoding", "base64"),
+        ("Content-Transfer-Encoding", "quoted-printable"),
+        ("Content-Transfer-Encoding", "x-unknown"),
+        ("Content-Encoding", "gzip"),
+        ("Content-Encoding", "deflate"),
+        ("Content-Encoding", "br"),
+        ("Content-Encoding", "x-unknown"),
+        ("Content-Type", "text/plain; charset=x-unknown"),
+        ("Content-Type", "application/json"),
+        ("Content-Length", "3"),
+    ]
+)
+
+
+@st.composite
+def broken_parts(draw: st.DrawFn, parts: tuple[Part, ...]) -> list[Part]:
+    """The valid parts with one of them broken, dropped, retyped or doubled."""
+    out = list(parts)
+    index = draw(st.integers(min_value=0, max_value=len(out) - 1))
+    part = out[index]
+    how = draw(st.sampled_from(["value", "drop", "as_file", "as_field", "filename", "header",
+                                "no_name", "twice", "extra"]))  # fmt: skip
+    if how == "value":
+        out[index] = Part(part.name, draw(BYTES), part.filename, part.headers)
+    elif how == "drop":
+        del out[index]
+    elif how == "as_file":
+        out[index] = Part(part.name, part.data, draw(st.text(max_size=12)), part.headers)
+    elif how == "as_field":
+        out[index] = Part(part.name, part.data)
+    elif how == "filename":
+        name = draw(st.one_of(st.text(max_size=12), st.sampled_from(["a", ".wav", "a.WAV", "a."])))
+        out[index] = Part(part.name, part.data, name, part.headers)
+    elif how == "header":
+        out[index] = Part(part.name, part.data, part.filename, (*part.headers, draw(BAD_HEADERS)))
+    elif how == "no_name":
+        out[index] = Part(None, part.data, part.filename, part.headers)
+    elif how == "twice":
+        out.insert(index, Part(part.name, draw(BYTES), part.filename, part.headers))
+    else:
+        out.append(Part(draw(st.text(min_size=1, max_size=8).filter(lambda s: '"' not in s)),
+                        draw(BYTES), draw(st.none() | st.just("x.bin"))))  # fmt: skip
+    return out
+
+
+@st.composite
+def multipart_bodies(draw: st.DrawFn, parts: tuple[Part, ...]) -> tuple[bytes, str]:
+    """A body and its Content-Type, broken in its parts or in its encoding."""
+    boundary = "b" + secrets.token_hex(8)
+    chosen = draw(broken_parts(parts)) if draw(st.booleans()) else list(parts)
+    body = encode(chosen, boundary)
+    content_type = f"multipart/form-data; boundary={boundary}"
+    how = draw(st.sampled_from(["parts", "truncate", "boundary", "no_boundary", "garbage",
+                                "empty", "no_closing", "bare_lf"]))  # fmt: skip
+    if how == "truncate":
+        body = body[: draw(st.integers(min_value=0, max_value=len(body)))]
+    elif how == "boundary":
+        content_type = f"multipart/form-data; boundary={draw(st.sampled_from(['x', 'b' * 80]))}"
+    elif how == "no_boundary":
+        content_type = "multipart/form-data"
+    elif how == "garbage":
+        body = draw(st.binary(max_size=200))
+    elif how == "empty":
+        body = b""
+    elif how == "no_closing":
+        body = body[: -len(f"--{boundary}--\r\n")]
+    elif how == "bare_lf":
+        body = body.replace(b"\r\n", b"\n")
+    return body, content_type
+
+
+@pytest.mark.parametrize("name", list(UPLOADS))
+@settings(FUZZ, max_examples=50 * SCALE)
+@given(data=st.data())
+def test_broken_multipart_bodies(target: Target, name: str, data: st.DataObject) -> None:
+    endpoint = UPLOADS[name]
+    body, content_type = data.draw(multipart_bodies(endpoint.parts), label="multipart")
+    response = target.post(endpoint.path, content=body, headers={"Content-Type": content_type})
+    target.check(response)
+
+
+@pytest.mark.parametrize("name", list(UPLOADS))
+def test_the_valid_uploads_are_served(target: Target, name: str) -> None:
+    endpoint = UPLOADS[name]
+    boundary = "b" + secrets.token_hex(8)
+    response = target.post(
+        endpoint.path,
+        content=encode(list(endpoint.parts), boundary),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize("name", list(UPLOADS))
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("multipart/form-data", b"--x\r\n\r\n--x--\r\n"),
+        ("multipart/form-data; boundary=x", b'--x\r\nContent-Disposition: form-data; name="a"'),
+        ("multipart/form-data; boundary=x", b"not multipart at all"),
+        ("multipart/form-data; boundary=x",
+         b'--x\r\nContent-Disposition: form-data; name="model"\r\n'
+         b"Content-Transfer-Encoding: base64\r\n\r\n!!!not base64!!!\r\n--x--\r\n"),
+        ("multipart/form-data; boundary=x",
+         b'--x\r\nContent-Disposition: form-data; name="model"\r\n'
+         b"Content-Encoding: gzip\r\n\r\nnot gzip\r\n--x--\r\n"),
+        ("application/json", b'{"model": "whisper-1"}'),
+    ],
+)  # fmt: skip
+def test_malformed_multipart_is_a_400(
+    target: Target, name: str, content_type: str, body: bytes
+) -> None:
+    response = target.post(UPLOADS[name].path, content=body, headers={"Content-Type": content_type})
+    error = target.check(response)
+    assert response.status_code == 400, response.text
+    assert error["type"] == "invalid_request_error"

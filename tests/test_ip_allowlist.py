@@ -1,0 +1,188 @@
+"""A key's IP allowlist holds on every client path, and lets allowed addresses through.
+
+For each route outside /admin and /healthz, a key allowed only for 127.0.0.1/32 (where the
+tests run) is served, and a key allowed only for 10.0.0.0/8 is refused with 403
+``ip_not_allowed`` (Anthropic's ``permission_error`` on /v1/messages*).
+"""
+
+from __future__ import annotations
+
+import io
+import secrets
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+from aiohttp import web
+
+from omnirelay.api.routes import add_routes
+from support.constants import UPSTREAM_KEY
+from support.fake_openai_more import PNG, FakeOpenAIMore
+from support.gateway import Gateway
+
+MODELS = ["gpt-4o", "text-embedding-3-small", "omni-moderation-latest", "dall-e-2", "tts-1",
+          "whisper-1", "rerank-v3.5"]  # fmt: skip
+CHAT = {"model": "gpt-4o", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 5}
+MESSAGE = {"model": "gpt-4o", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]}
+
+
+def _wav() -> bytes:
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as audio:
+        audio.setnchannels(1)
+        audio.setsampwidth(2)
+        audio.setframerate(8000)
+        audio.writeframes(b"\x00\x01" * 800)
+    return buffer.getvalue()
+
+
+@dataclass(frozen=True)
+class Keys:
+    gateway: Gateway
+    here: str
+    elsewhere: str
+
+
+@pytest.fixture(scope="module")
+def keys(gateway: Gateway) -> Iterator[Keys]:
+    with FakeOpenAIMore(api_key=UPSTREAM_KEY) as fake:
+        group = "ips-" + secrets.token_hex(4)
+        channel = gateway.add_channel(name=group, base_url=fake.base_url, api_key=UPSTREAM_KEY,
+                                      models=MODELS, group=group)  # fmt: skip
+
+        def key(network: str) -> str:
+            limits = {"allowed_ips": [network]}
+            return str(gateway.create_key(name=group, group=group, limits=limits)["key"])
+
+        yield Keys(gateway, key("127.0.0.1/32"), key("10.0.0.0/8"))
+        gateway.admin("DELETE", f"/admin/channels/{channel['id']}")
+
+
+Call = Callable[[Gateway, dict[str, str]], httpx.Response]
+
+
+def _post(path: str, **kwargs: Any) -> Call:
+    def call(gateway: Gateway, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(gateway.url + path, headers=headers, timeout=30, **kwargs)
+
+    return call
+
+
+def _delete(path: str) -> Call:
+    def call(gateway: Gateway, headers: dict[str, str]) -> httpx.Response:
+        return httpx.delete(gateway.url + path, headers=headers, timeout=30)
+
+    return call
+
+
+def _get(path: str) -> Call:
+    def call(gateway: Gateway, headers: dict[str, str]) -> httpx.Response:
+        return httpx.get(gateway.url + path, headers=headers, timeout=30)
+
+    return call
+
+
+IMAGE = {"image": ("a.png", PNG + b"pixels", "image/png")}
+AUDIO = {"file": ("a.wav", _wav(), "audio/wav")}
+ENDPOINTS: dict[str, Call] = {
+    "chat": _post("/v1/chat/completions", json=CHAT),
+    "messages": _post("/v1/messages", json=MESSAGE),
+    "count_tokens": _post("/v1/messages/count_tokens", json=MESSAGE),
+    "completions": _post("/v1/completions", json={"model": "gpt-4o", "prompt": "Say hi"}),
+    "embeddings": _post(
+        "/v1/embeddings", json={"model": "text-embedding-3-small", "input": "hello"}
+    ),
+    "moderations": _post("/v1/moderations", json={"input": "hello"}),
+    "images.generations": _post(
+        "/v1/images/generations", json={"model": "dall-e-2", "prompt": "a cat", "size": "256x256"}
+    ),
+    "images.edits": _post(
+        "/v1/images/edits", data={"model": "dall-e-2", "prompt": "a hat"}, files=IMAGE
+    ),
+    "images.variations": _post("/v1/images/variations", data={"model": "dall-e-2"}, files=IMAGE),
+    "audio.speech": _post(
+        "/v1/audio/speech", json={"model": "tts-1", "voice": "alloy", "input": "hi"}
+    ),
+    "audio.transcriptions": _post(
+        "/v1/audio/transcriptions", data={"model": "whisper-1"}, files=AUDIO
+    ),
+    "audio.translations": _post("/v1/audio/translations", data={"model": "whisper-1"}, files=AUDIO),
+    "rerank": _post(
+        "/v1/rerank", json={"model": "rerank-v3.5", "query": "red", "documents": ["red", "blue"]}
+    ),
+    "models": _get("/v1/models"),
+    "models.one": _get("/v1/models/gpt-4o"),
+    "billing.subscription": _get("/v1/dashboard/billing/subscription"),
+    "billing.usage": _get("/v1/dashboard/billing/usage"),
+    "billing.subscription (no /v1)": _get("/dashboard/billing/subscription"),
+    "billing.usage (no /v1)": _get(
+        "/dashboard/billing/usage?start_date=2024-01-01&end_date=2024-01-02"
+    ),
+    "responses": _post("/v1/responses", json={"model": "gpt-4o", "input": "hi", "store": False}),
+    "responses.input_tokens": _post(
+        "/v1/responses/input_tokens", json={"model": "gpt-4o", "input": "hi"}
+    ),
+    "responses.retrieve": _get("/v1/responses/resp_unknown"),
+    "responses.delete": _delete("/v1/responses/resp_unknown"),
+    "responses.cancel": _post("/v1/responses/resp_unknown/cancel"),
+    "responses.input_items": _get("/v1/responses/resp_unknown/input_items"),
+}
+# An allowed key asking for a stored response that is not there gets 404, not 403.
+ALLOWED_STATUS = {
+    name: 404 for name in ENDPOINTS if name.startswith("responses.") and "input_tokens" not in name
+}
+# Gemini's and Azure's paths are the same operations begun the same way; their allowlist
+# is tested on every one of them in tests/test_inbound_metering.py.
+OTHER_DIALECTS = ("/v1beta/", "/openai/", "/v1/models/{target}")
+
+
+def _headers(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}", "anthropic-version": "2023-06-01"}
+
+
+def test_every_client_route_is_covered() -> None:
+    app = web.Application()
+    add_routes(app)
+    paths = {
+        info.get("path") or info.get("formatter")
+        for route in app.router.routes()
+        if (info := route.resource.get_info() if route.resource else {})
+    }
+    client = {
+        p
+        for p in paths
+        if p and not p.startswith(("/admin", "/healthz")) and not p.startswith(OTHER_DIALECTS)
+    }
+    assert client == {
+        "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/completions",
+        "/v1/embeddings", "/v1/moderations", "/v1/images/generations", "/v1/images/edits",
+        "/v1/images/variations", "/v1/audio/speech", "/v1/audio/transcriptions",
+        "/v1/audio/translations", "/v1/rerank", "/v1/models", "/v1/models/{model}",
+        "/v1/dashboard/billing/subscription", "/v1/dashboard/billing/usage",
+        "/dashboard/billing/subscription", "/dashboard/billing/usage", "/v1/responses",
+        "/v1/responses/input_tokens", "/v1/responses/{id}", "/v1/responses/{id}/cancel",
+        "/v1/responses/{id}/input_items",
+    }  # fmt: skip
+    # Every path has a case (``/v1/responses/{id}`` two: GET and DELETE).
+    assert len(ENDPOINTS) == len(client) + 1
+
+
+@pytest.mark.parametrize("name", list(ENDPOINTS))
+def test_an_allowed_address_is_served(keys: Keys, name: str) -> None:
+    response = ENDPOINTS[name](keys.gateway, _headers(keys.here))
+    assert response.status_code == ALLOWED_STATUS.get(name, 200), response.text
+
+
+@pytest.mark.parametrize("name", list(ENDPOINTS))
+def test_an_address_outside_the_allowlist_is_refused(keys: Keys, name: str) -> None:
+    response = ENDPOINTS[name](keys.gateway, _headers(keys.elsewhere))
+    assert response.status_code == 403, response.text
+    body = response.json()
+    if name in ("messages", "count_tokens"):
+        assert body["type"] == "error" and body["error"]["type"] == "permission_error"
+        assert "network address" in body["error"]["message"]
+    else:
+        assert body["error"]["code"] == "ip_not_allowed"
