@@ -7,6 +7,8 @@ own) on the hostile fake, and a key of that group, so a cooldown never leaks bet
 
 from __future__ import annotations
 
+import secrets
+import time
 from typing import Any
 
 import httpx
@@ -25,6 +27,7 @@ from support.fake_hostile import (
     huge_body,
     huge_event,
     json_answer,
+    slow_answer,
     sse_answer,
     usage_chunk,
 )
@@ -440,3 +443,45 @@ def test_completions_stream_gets_a_usage_chunk_when_the_upstream_sends_none(
 
 def test_the_rss_helpers_read_the_gateway(gateway: Gateway) -> None:
     assert 10 * MIB < gateway.rss_bytes() <= gateway.peak_rss_bytes()
+
+
+# -- a channel's total time ---------------------------------------------------------------
+
+
+def _timed_lane(gateway: Gateway, hostile: HostileUpstream, total_s: float) -> Lane:
+    group = "timed-" + secrets.token_hex(4)
+    channel = gateway.add_channel(
+        name=group, base_url=hostile.base_url, api_key="sk-hostile", models=[MODEL],
+        group=group, timeouts={"total_s": total_s},
+    )  # fmt: skip
+    created = gateway.create_key(name=group, group=group)
+    return Lane(created["key"], created["id"], channel["id"])
+
+
+def test_a_stream_that_outlasts_its_channels_total_time_is_cut(
+    gateway: Gateway, hostile: HostileUpstream
+) -> None:
+    lane = _timed_lane(gateway, hostile, total_s=1.5)
+    hostile.answer = endless_stream(per_write=1, delay=0.2)  # never silent, never done
+    started = time.monotonic()
+    stream = lane.client(gateway).chat.completions.create(
+        model=MODEL, messages=MESSAGES, stream=True
+    )
+    with pytest.raises(openai.APIError) as cut:
+        list(stream)
+    assert "total time" in cut.value.message
+    assert time.monotonic() - started < 1.5 + 3
+    (row,) = rows_of(gateway, lane)
+    assert row["status"] == 504 and row["cost_nano"] > 0  # what it generated is charged
+
+
+def test_an_answer_slower_than_its_channels_total_time_is_a_504(
+    gateway: Gateway, hostile: HostileUpstream
+) -> None:
+    lane = _timed_lane(gateway, hostile, total_s=1.0)
+    hostile.answer = slow_answer(completion(ANSWER, plausible()), delay=3.0)
+    started = time.monotonic()
+    with pytest.raises(openai.APIStatusError) as slow:
+        lane.client(gateway).chat.completions.create(model=MODEL, messages=MESSAGES)
+    assert slow.value.status_code == 504
+    assert time.monotonic() - started < 2.5

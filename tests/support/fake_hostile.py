@@ -94,6 +94,19 @@ def json_answer(body: Any, status: int = 200, headers: dict[str, str] | None = N
     return answer
 
 
+def slow_answer(body: Any, *, delay: float) -> Answer:
+    """``body`` as JSON, after ``delay`` seconds with the status line already sent."""
+
+    async def answer(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        await asyncio.sleep(delay)
+        await response.write(json.dumps(body).encode())
+        return response
+
+    return answer
+
+
 def sse_answer(events: Iterable[bytes], *, delay: float = 0.0, cut: bool = False) -> Answer:
     """These raw events, in order; ``cut`` drops the connection after the last one."""
     frozen = list(events)

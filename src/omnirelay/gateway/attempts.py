@@ -78,8 +78,10 @@ class AttemptLoop:
             call.channel_id = route.channel_id
             started = time.monotonic()
             self._health.begin(route.channel_id, model, started)
+            # One timer bounds the attempt: the call's deadline, or the channel's total time.
+            limit = min(deadline - started, route.timeouts.total_s)
             try:
-                async with asyncio.timeout(max(deadline - started, 0.001)):
+                async with asyncio.timeout(max(limit, 0.001)):
                     result = await attempt(route)
             except UpstreamClientError as error:
                 self._health.end(route.channel_id)
@@ -87,10 +89,17 @@ class AttemptLoop:
                 call.note_attempt(route.channel_id, started, error.status, error.code)
                 raise
             except (UpstreamError, TimeoutError) as error:
-                failure = error if isinstance(error, UpstreamError) else _deadline_passed()
+                passed = isinstance(error, TimeoutError) and time.monotonic() >= deadline
+                failure = (
+                    error
+                    if isinstance(error, UpstreamError)
+                    else _deadline_passed()
+                    if passed
+                    else _too_slow()
+                )
                 self._failed(call, route, model, started, failure)
                 last = failure
-                if isinstance(error, TimeoutError):
+                if passed:
                     break
                 continue
             except BaseException:
@@ -191,6 +200,10 @@ class AttemptLoop:
         error.message = f"All {tried} attempts failed; the last: {last.message}"
         error.args = (error.message,)
         return error
+
+
+def _too_slow() -> UpstreamTimeout:
+    return UpstreamTimeout("The upstream did not finish its answer within its total time.")
 
 
 def _deadline_passed() -> UpstreamTimeout:

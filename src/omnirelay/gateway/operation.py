@@ -90,6 +90,8 @@ class Streaming:
     source: StreamSource
     first: bytes | None
     rest: AsyncIterator[bytes]
+    ends_at: float = float("inf")
+    """When (``time.monotonic``) the stream has used its channel's total time."""
 
 
 @dataclass(frozen=True, slots=True)

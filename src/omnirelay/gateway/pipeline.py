@@ -44,7 +44,7 @@ from omnirelay.gateway.operation import (
 from omnirelay.gateway.pricing import PriceBook, Quote
 from omnirelay.gateway.routing import Route
 from omnirelay.store.counters import Ticket
-from omnirelay.wire.errors import GatewayError, ModelNotPriced, UpstreamError
+from omnirelay.wire.errors import GatewayError, ModelNotPriced, UpstreamError, UpstreamTimeout
 from omnirelay.wire.usage import Usage
 
 log = logging.getLogger("omnirelay.pipeline")
@@ -154,8 +154,13 @@ class Pipeline:
                     await self._settle_stream(call, ticket, route, model, stream, 200, None)
                 yield stream.first
             async for chunk in stream.rest:
-                if time.monotonic() >= checkpoint_at:
-                    checkpoint_at = time.monotonic() + CHECKPOINT_EVERY_S
+                now = time.monotonic()
+                if now >= checkpoint_at:
+                    if now >= stream.ends_at:
+                        raise UpstreamTimeout(
+                            "The upstream's stream passed the total time it is allowed."
+                        )
+                    checkpoint_at = now + CHECKPOINT_EVERY_S
                     self._meter.checkpoint(ticket, source.cost_so_far())
                 if source.finished and self._settlement.strict and not settled:
                     # Strict: the charge is durable before the stream's last chunk.

@@ -43,7 +43,7 @@ class Rendered:
         """An opened stream, rendered from its first chunk on."""
         source = cls(streaming.source, renderer)
         first = None if streaming.first is None else source.render(streaming.first)
-        return Streaming(source, first, source._rendered(streaming.rest))
+        return Streaming(source, first, source._rendered(streaming.rest), streaming.ends_at)
 
     def render(self, chunk: bytes) -> bytes:
         """A chunk of whole SSE events, in the client's dialect."""

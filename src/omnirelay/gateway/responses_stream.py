@@ -244,7 +244,7 @@ class TranslatedStream:
         """``streaming`` (a chat attempt's) as a Responses stream."""
         source = TranslatedStream(streaming.source, events)
         first = None if streaming.first is None else source.convert(streaming.first)
-        return Streaming(source, first, source._converted(streaming.rest))
+        return Streaming(source, first, source._converted(streaming.rest), streaming.ends_at)
 
     @property
     def response(self) -> dict[str, Any] | None:

@@ -8,6 +8,7 @@ past the first-byte timeout a 504, and a failure closes the response.
 from __future__ import annotations
 
 import asyncio
+import time
 
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.operation import Streaming, StreamSource
@@ -43,18 +44,19 @@ class Upstream:
         """Wait for the stream's first chunk; failing before it, the loop may try another
         channel, as nothing has reached the client yet."""
         chunks = aiter(source)
+        ends_at = time.monotonic() + route.timeouts.total_s
         try:
             async with asyncio.timeout(route.timeouts.first_byte_s):
                 first = await anext(chunks)
         except StopAsyncIteration:
-            return Streaming(source, None, chunks)
+            return Streaming(source, None, chunks, ends_at)
         except TimeoutError as exc:
             source.close()
             raise UpstreamTimeout("The upstream sent nothing of its stream in time.") from exc
         except BaseException:
             source.close()
             raise
-        return Streaming(source, first, chunks)
+        return Streaming(source, first, chunks, ends_at)
 
 
 async def error_of(response: UpstreamResponse, provider: ErrorMapper) -> GatewayError:

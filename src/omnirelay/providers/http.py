@@ -39,8 +39,10 @@ class Timeouts:
     client: aiohttp.ClientTimeout = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
+        # No total timer in aiohttp: the gateway bounds an attempt by its total time itself
+        # (one timer per attempt, and a check per stream chunk), which costs less per call.
         client = aiohttp.ClientTimeout(
-            total=self.total_s, sock_connect=self.connect_s, sock_read=self.idle_s
+            total=None, sock_connect=self.connect_s, sock_read=self.idle_s
         )
         object.__setattr__(self, "client", client)
 
