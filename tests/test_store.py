@@ -41,6 +41,7 @@ BIG = 5_000_000_000_000  # 5000 USD in nano-dollars: far beyond a 32-bit integer
 TABLES = {
     "channels", "keys", "prices", "request_logs", "change_feed", "settings_kv",
     "ledger", "holds", "group_multipliers", "usage_daily", "dead_letters",
+    "tasks", "task_events", "blob_refs",
 }  # fmt: skip
 MONEY_COLUMNS = {
     "keys": ("quota_nano", "used_nano", "budget_nano"),
@@ -53,6 +54,7 @@ MONEY_COLUMNS = {
     "holds": ("amount_nano", "checkpoint_nano"),
     "usage_daily": ("cost_nano",),
     "dead_letters": ("cost_nano",),
+    "tasks": ("hold_nano", "charge_nano"),
 }  # fmt: skip
 # A UTC midnight (2023-11-14T00:00:00Z) in unix milliseconds.
 DAY0 = 19_675 * DAY_MS
