@@ -18,6 +18,8 @@ from omnirelay.store.logs import LogRepository
 from omnirelay.store.prices import PriceRepository
 from omnirelay.store.secrets import SecretBox
 from omnirelay.store.settings_kv import SettingsRepository
+from omnirelay.store.task_events import TaskEventRepository
+from omnirelay.store.tasks import TaskRepository
 from omnirelay.store.usage import UsageRepository
 
 
@@ -33,6 +35,9 @@ class Store:
     settings: SettingsRepository
     usage: UsageRepository
     dead_letters: DeadLetterRepository
+    tasks: TaskRepository
+    task_events: TaskEventRepository
+    secrets: SecretBox
     writer_engine: Engine | None = None  # SQLite: the log writer's own, synchronous
 
     @classmethod
@@ -42,17 +47,21 @@ class Store:
         await migrate(engine)
         writer = sqlite_writer_engine(settings.resolved_database_url)
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir / "secret.key")
+        logs = LogRepository(engine, writer)
         return cls(
             engine=engine,
             channels=ChannelRepository(engine, box),
             keys=KeyRepository(engine),
             prices=PriceRepository(engine),
-            logs=LogRepository(engine, writer),
+            logs=logs,
             ledger=LedgerRepository(engine),
             changes=ChangeFeed(engine),
             settings=SettingsRepository(engine),
             usage=UsageRepository(engine),
             dead_letters=DeadLetterRepository(engine),
+            tasks=TaskRepository(engine, logs),
+            task_events=TaskEventRepository(engine),
+            secrets=box,
             writer_engine=writer,
         )
 
