@@ -244,4 +244,7 @@ def test_video_is_priced_per_second_by_size_from_the_catalogue() -> None:
         sora.video_seconds("1792x1024", 4)  # sora-2 does not make that size
     units = prices["sora-2-pro"].units
     assert Units.from_json(units.to_json()) == units
-    assert units.to_json()["video_seconds"]["720x1280"] == 300_000_000
+    assert units.to_json()["video_seconds"] == {
+        "720x1280": 300_000_000, "1280x720": 300_000_000,
+        "1024x1792": 500_000_000, "1792x1024": 500_000_000,
+    }  # fmt: skip
