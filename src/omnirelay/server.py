@@ -30,6 +30,7 @@ from omnirelay.gateway.retention import LogRetention
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
+from omnirelay.gateway.task_holds import TaskHolds
 from omnirelay.gateway.upstream_io import Upstream
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
@@ -141,7 +142,8 @@ async def build_runtime(settings: Settings) -> Runtime:
         )
     )
     logs = LogWriter(store.logs, keys, settings.log_flush_interval_s, settings.hold_lease_s)
-    sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s)
+    task_holds = TaskHolds()
+    sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s, task_holds)
 
     async def disable(channel_id: int, reason: str) -> None:
         if await store.channels.set_health_state(channel_id, healthy=False, reason=reason):
@@ -161,7 +163,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     counters = build_counters(settings)
     tokens = TokenCounter()
     fetcher = ImageFetcher()
-    meter = Meter(counters, logs, store.ledger)
+    # Another process counts a new task's hold once it reads the change feed.
+    propagation_s = 4 * settings.sync_interval_s
+    meter = Meter(counters, logs, store.ledger, task_holds=task_holds, propagation_s=propagation_s)
     settlement = Settlement(meter, logs, strict=settings.strict_settlement)
     pipeline = Pipeline(attempts=attempts, prices=prices, meter=meter, settlement=settlement)
     kit = Kit(pipeline, Upstream(upstream), providers, tokens)
