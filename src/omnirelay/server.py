@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from omnirelay.api import videos
 from omnirelay.api.errors import error_middleware
 from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
@@ -31,9 +32,13 @@ from omnirelay.gateway.routing import Router
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.task_holds import TaskHolds
+from omnirelay.gateway.tasks.engine import TaskEngine
+from omnirelay.gateway.tasks.model import TaskLimits
 from omnirelay.gateway.upstream_io import Upstream
+from omnirelay.gateway.videos import FAMILY as VIDEO_FAMILY
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.blobs import BlobStore
 from omnirelay.store.counters import Counters, MemoryCounters
 from omnirelay.store.secrets import hash_key, new_client_key
 from omnirelay.store.settings_kv import ADMIN_KEY_HASH
@@ -74,6 +79,30 @@ def default_timeouts(settings: Settings) -> Timeouts:
     )
 
 
+def task_limits(settings: Settings) -> TaskLimits:
+    return TaskLimits(
+        poll_tick_s=settings.task_poll_interval_s,
+        poll_batch=settings.task_poll_batch,
+        channel_polls=settings.task_channel_polls,
+        poll_min_s=settings.task_poll_min_s,
+        poll_max_s=max(settings.task_poll_max_s, settings.task_poll_min_s),
+        poll_timeout_s=settings.task_poll_timeout_s,
+        early_poll_s=settings.task_early_poll_s,
+        lease_s=settings.task_lease_s,
+        deadline_s=settings.task_deadline_s,
+        submit_timeout_s=settings.task_submit_timeout_s,
+        submit_ambiguity_s=settings.submit_ambiguity_s,
+        result_max_bytes=settings.task_result_max_bytes,
+        download_timeout_s=settings.task_download_timeout_s,
+        retention_days=settings.result_retention_days,
+        result_url_ttl_s=settings.result_url_ttl_s,
+        webhook_timeout_s=settings.webhook_timeout_s,
+        webhook_max_attempts=settings.webhook_max_attempts,
+        allow_private_networks=settings.allow_private_networks,
+        public_base_url=settings.public_base_url,
+    )
+
+
 @dataclass
 class Runtime:
     """Everything a process runs: what handlers see (``state``), and the parts only the
@@ -93,6 +122,7 @@ class Runtime:
         await self.upstream.start()
         await self.fetcher.start()
         await self.reconciler.run_once()
+        await state.tasks.start()
         state.logs.start()
         state.sync.start()
         self.reconciler.start()
@@ -104,7 +134,9 @@ class Runtime:
         await self.retention.close()
         await state.prober.close()
         await self.reconciler.close()
+        await state.tasks.close()
         await state.sync.close()
+        await self.settlement.close()
         await state.logs.close()
         await self.upstream.close()
         await self.fetcher.close()
@@ -175,6 +207,16 @@ async def build_runtime(settings: Settings) -> Runtime:
         hold_output_tokens=settings.hold_output_tokens,
         fetcher=fetcher,
     )
+    tasks = TaskEngine(
+        store=store,
+        kit=kit,
+        settlement=settlement,
+        holds=task_holds,
+        router=router,
+        families={VIDEO_FAMILY: videos.family(settings.result_retention_days)},
+        blobs=BlobStore(settings.data_dir / "blobs"),
+        limits=task_limits(settings),
+    )
     state = AppState(
         settings=settings,
         store=store,
@@ -189,6 +231,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
         admin_key_hash=await admin_key_hash(settings, store),
         surface=surface,
+        tasks=tasks,
     )
     return Runtime(
         state=state,

@@ -9,6 +9,7 @@ from omnirelay.api import (
     admin_deadletters,
     admin_ledger,
     admin_prices,
+    admin_tasks,
     admin_usage,
     audio,
     billing,
@@ -19,6 +20,8 @@ from omnirelay.api import (
     models,
     moderations,
     rerank,
+    results,
+    videos,
 )
 from omnirelay.api.messages import count_tokens, messages
 
@@ -38,6 +41,13 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/v1/audio/translations", audio.translations)
     router.add_post("/v1/rerank", rerank.rerank)
     router.add_post("/v1/messages/count_tokens", count_tokens)
+    router.add_post("/v1/videos", videos.create)
+    router.add_get("/v1/videos", videos.list_videos)
+    router.add_get("/v1/videos/{video_id}", videos.retrieve)
+    router.add_delete("/v1/videos/{video_id}", videos.delete)
+    router.add_get("/v1/videos/{video_id}/content", videos.content)
+    router.add_post("/v1/videos/{video_id}/remix", videos.remix)
+    router.add_get("/v1/results/{task_id}/{name}", results.signed_result)
     router.add_get("/v1/models", models.list_models)
     router.add_get("/v1/models/{model:.+}", models.get_model)
     for prefix in ("/v1", ""):
@@ -66,6 +76,10 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/logs", admin.list_logs)
     router.add_get("/admin/ledger", admin_ledger.ledger)
     router.add_get("/admin/deadletters", admin_deadletters.dead_letters)
+    router.add_get("/admin/tasks", admin_tasks.list_tasks)
+    router.add_get("/admin/tasks/{task_id}", admin_tasks.get_task)
+    router.add_post("/admin/tasks/{task_id}/cancel", admin_tasks.cancel_task)
+    router.add_get("/admin/keys/{id}/webhook-secret", admin_tasks.webhook_secret)
     router.add_get("/healthz", _health)
 
 

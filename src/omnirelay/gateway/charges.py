@@ -184,6 +184,10 @@ class Settlement:
         await self._meter.task_ended(key_id, task_id, 0 if record is None else record.cost_nano)
         return True
 
+    async def close(self) -> None:
+        """Hand deferred holds over now (the process stops)."""
+        await self._meter.close()
+
     async def settle_once(self, record: ChargeRecord) -> bool:
         """Commit one charge now, in its own transaction, keyed by its id.
 

@@ -108,6 +108,18 @@ class BlobStore:
         finally:
             file.close()
 
+    def settled(self) -> list[str]:
+        """Every blob not put within the grace period: those ``delete`` may remove."""
+        cutoff = time.time() - self._grace_s
+        found: list[str] = []
+        for path in self.root.glob("??/??/*"):
+            try:
+                if DIGEST.fullmatch(path.name) and path.stat().st_mtime < cutoff:
+                    found.append(path.name)
+            except OSError:
+                continue  # deleted meanwhile
+        return found
+
     def delete(self, digest: str) -> bool:
         """Remove a blob's file; False when it is absent or was put again lately."""
         try:

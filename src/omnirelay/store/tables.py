@@ -232,6 +232,8 @@ tasks = Table(
     Column("finished_ms", BigInteger),
     Column("deleted_ms", BigInteger),
     UniqueConstraint("key_id", "idempotency_key", name="uq_tasks_key_idempotency"),
+    # One upstream task is one gateway task: never polled, delivered or charged twice.
+    UniqueConstraint("channel_id", "upstream_id", name="uq_tasks_channel_upstream"),
     Index("ix_tasks_next_poll", "next_poll_ms"),
     Index("ix_tasks_key_created", "key_id", "created_ms"),
     Index("ix_tasks_state_created", "state", "created_ms"),

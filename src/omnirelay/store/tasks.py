@@ -96,6 +96,10 @@ class TaskRow:
 _FIELDS = tuple(field.name for field in fields(TaskRow))
 
 
+class UpstreamIdTaken(Exception):
+    """Another task has this upstream task already (on the same channel)."""
+
+
 class IdempotencyTaken(Exception):
     """A task with this key's Idempotency-Key exists already."""
 
@@ -259,9 +263,22 @@ class TaskRepository:
             .values(**values, version=task.version + 1, updated_ms=now_ms)
             .returning(tasks)
         )
-        async with self._engine.begin() as connection:
-            row = (await connection.execute(statement)).mappings().one_or_none()
+        try:
+            async with self._engine.begin() as connection:
+                row = (await connection.execute(statement)).mappings().one_or_none()
+        except IntegrityError as exc:
+            if "upstream_id" in values:
+                raise UpstreamIdTaken(str(values["upstream_id"])) from exc
+            raise
         return None if row is None else TaskRow.of(row)
+
+    async def upstream_ids_taken(self, channel_id: int, upstream_ids: Collection[str]) -> set[str]:
+        """Which of these upstream tasks on the channel belong to a task already."""
+        query = select(tasks.c.upstream_id).where(
+            tasks.c.channel_id == channel_id, tasks.c.upstream_id.in_(list(upstream_ids))
+        )
+        async with self._engine.connect() as connection:
+            return {str(found) for found in await connection.scalars(query)}
 
     async def finish(
         self, task: TaskRow, ending: Ending, now_ms: int | None = None
@@ -412,6 +429,12 @@ class TaskRepository:
                 )
             )
         return [digest for digest in digests if digest not in still]
+
+    async def referenced_blobs(self, digests: Collection[str]) -> set[str]:
+        """Which of these blobs some owner still references."""
+        query = select(blob_refs.c.digest).where(blob_refs.c.digest.in_(list(digests)))
+        async with self._engine.connect() as connection:
+            return {str(digest) for digest in await connection.scalars(query.distinct())}
 
     async def _one(self, query: Any) -> TaskRow | None:
         async with self._engine.connect() as connection:

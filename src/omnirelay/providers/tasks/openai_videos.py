@@ -30,6 +30,7 @@ from omnirelay.providers.tasks.base import (
     TaskStatus,
 )
 from omnirelay.wire.errors import GatewayError, UpstreamError
+from omnirelay.wire.uploads import Upload
 
 STATES = {"queued": QUEUED, "in_progress": RUNNING, "completed": SUCCEEDED, "failed": FAILED}
 SUBMIT_FIELDS = ("prompt", "seconds", "size", "input_reference")
@@ -60,12 +61,12 @@ class OpenAIVideos(OpenAIOperations):
             return self._post_json(endpoint, path, {"prompt": params["prompt"]})
         fields = {name: params[name] for name in SUBMIT_FIELDS if params.get(name) is not None}
         fields["model"] = upstream_model
-        if submission.upload is None:
+        reference = submission.upload.file("input_reference") if submission.upload else None
+        if reference is None:
             return self._post_json(endpoint, "/videos", fields)
-        form = submission.upload
-        for name, value in fields.items():
-            if isinstance(value, str):
-                form = form.replaced(name, value)
+        # Only the fields the API takes, and the reference file: nothing else of the
+        # client's form (a notify URL is the gateway's own) goes upstream.
+        form = Upload([(k, v) for k, v in fields.items() if isinstance(v, str)], [reference])
         url = self.operation_url(endpoint, "/videos", upstream_model)
         headers = self.operation_headers(endpoint, json=False)
         return UpstreamRequest("POST", url, headers, b"", form)

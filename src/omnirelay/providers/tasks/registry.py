@@ -16,3 +16,7 @@ class TaskDialects:
 
     def get(self, family: str, channel_type: str) -> TaskDialect | None:
         return self._dialects.get((family, channel_type))
+
+    def of_family(self, family: str) -> TaskDialect:
+        """A dialect of the family: they agree on what a request may cost (its hold)."""
+        return next(dialect for (name, _), dialect in self._dialects.items() if name == family)

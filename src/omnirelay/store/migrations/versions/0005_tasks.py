@@ -57,6 +57,7 @@ def upgrade() -> None:
         sa.Column("finished_ms", sa.BigInteger),
         sa.Column("deleted_ms", sa.BigInteger),
         sa.UniqueConstraint("key_id", "idempotency_key", name="uq_tasks_key_idempotency"),
+        sa.UniqueConstraint("channel_id", "upstream_id", name="uq_tasks_channel_upstream"),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_tasks_next_poll", "tasks", ["next_poll_ms"])

@@ -1,0 +1,381 @@
+"""The poller: every process polls; there is no master node.
+
+Each tick claims due tasks with a lease (``TaskRepository.claim_due``), the longest due
+first, as many as this process has room for, and works each one under its channel's limit
+of concurrent polls. Working a task is one of: a cancel someone asked for, a deadline
+passed (expired, released), a submit that got no answer (found through the upstream's
+list, or failed and released after ``submit_ambiguity_s``), or a poll. A poll that brings
+no news backs off on the dialect's schedule; ``Retry-After`` is honoured; a 429, or any
+other failure to poll, never fails a task. A task the upstream finished has its results
+stored and is charged, or is released when it failed, each in the one transaction that
+ends it (``closer``). A client's read of an active task may poll it out of turn, at most
+once every ``early_poll_s``. Shutting down gives this process's leases back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import socket
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from omnirelay.gateway.background import stop
+from omnirelay.gateway.routing import Route, Router
+from omnirelay.gateway.tasks import transitions
+from omnirelay.gateway.tasks.closer import Closer
+from omnirelay.gateway.tasks.model import TaskLimits
+from omnirelay.gateway.tasks.requests import submission_of
+from omnirelay.gateway.tasks.results import ResultStore, ResultUnavailable
+from omnirelay.providers.base import UpstreamRequest
+from omnirelay.providers.http import Timeouts, UpstreamClient
+from omnirelay.providers.tasks.base import FAILED, SUCCEEDED, TaskDialect, TaskStatus
+from omnirelay.providers.tasks.registry import TaskDialects
+from omnirelay.store import tasks as states
+from omnirelay.store.tasks import TaskRepository, TaskRow, UpstreamIdTaken
+from omnirelay.wire.errors import GatewayError, UpstreamError
+
+log = logging.getLogger("omnirelay.tasks.poller")
+
+CLOCK_SKEW_S = 60
+"""How much older than its row an upstream task may look and still be the row's."""
+MAX_RETRY_AFTER_S = 3600.0
+CANCELLED_BY_OPERATOR = {"code": "cancelled", "message": "The task was cancelled."}
+EXPIRED = {
+    "code": "deadline_exceeded",
+    "message": "The task did not finish before its deadline; nothing was charged.",
+}
+UNCONFIRMED = {
+    "code": "submit_unconfirmed",
+    "message": "The upstream never confirmed this task; nothing was charged.",
+}
+LOST = {"code": "upstream_task_lost", "message": "The upstream no longer knows this task."}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    status: int
+    payload: bytes
+    retry_after: float | None
+
+
+def process_owner() -> str:
+    """This process's name on the leases it takes: unique per start."""
+    return f"{socket.gethostname()[:32]}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+class Poller:
+    def __init__(
+        self,
+        tasks: TaskRepository,
+        router: Router,
+        dialects: TaskDialects,
+        client: UpstreamClient,
+        closer: Closer,
+        results: ResultStore,
+        limits: TaskLimits,
+        owner: str | None = None,
+    ) -> None:
+        self._tasks = tasks
+        self._router = router
+        self._dialects = dialects
+        self._client = client
+        self._closer = closer
+        self._results = results
+        self._limits = limits
+        self.owner = owner or process_owner()
+        self._channels: dict[int, asyncio.Semaphore] = {}
+        self._working: set[asyncio.Task[None]] = set()
+        self._loop_task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    def start(self) -> None:
+        self._loop_task = asyncio.create_task(self._run(), name="omnirelay-task-poller")
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def close(self) -> None:
+        await stop(self._loop_task)
+        self._loop_task = None
+        working = list(self._working)
+        for task in working:
+            task.cancel()
+        await asyncio.gather(*working, return_exceptions=True)
+        released = await self._tasks.release_leases(self.owner)
+        if released:
+            log.info("gave back the leases of %d tasks", released)
+
+    async def tick(self, now_ms: int | None = None) -> int:
+        """Claim what is due and work it to the end; returns how many tasks were claimed.
+        (The loop does the same without waiting for the work.)"""
+        claimed = await self._claim(now_ms)
+        await asyncio.gather(*(self._work_safely(task) for task in claimed))
+        return len(claimed)
+
+    async def poll_now(self, public_id: str) -> TaskRow | None:
+        """Poll one active task out of turn (a client is reading it), unless it was polled
+        within ``early_poll_s`` or another process holds it. Never downloads: a task found
+        finished is left due for the loop, which stores its results."""
+        now_ms = _now_ms()
+        early_ms = int(self._limits.early_poll_s * 1000)
+        task = await self._tasks.claim_one(
+            public_id, self.owner, now_ms, self._lease_ms(), now_ms - early_ms
+        )
+        if task is None:
+            return None
+        if task.cancel_requested or task.state == states.SUBMITTING or task.upstream_id is None:
+            return await self._tasks.update(task, _due_now(now_ms))
+        found = self._route(task)
+        if found is None:
+            return await self._tasks.update(task, _due_now(now_ms))
+        route, dialect = found
+        status = await self._poll(task, route, dialect)
+        if status is None:
+            return None
+        if status.state == SUCCEEDED:
+            values = {**transitions.polled(task, status, now_ms, 0), "next_poll_ms": now_ms}
+            self.wake()
+            return await self._tasks.update(task, values)
+        return await self._apply(task, status, route, dialect)
+
+    async def cancel_upstream(self, task: TaskRow) -> GatewayError | None:
+        """Ask the upstream to cancel (or delete) the task; the error, if it refused."""
+        found = self._route(task)
+        if found is None or task.upstream_id is None:
+            return None
+        route, dialect = found
+        request = dialect.cancel_request(route.endpoint, task.upstream_id)
+        if request is None:
+            return None
+        try:
+            answer = await self._send(request, route)
+        except UpstreamError as error:
+            return error
+        if answer.status >= 400 and answer.status != 404:
+            return dialect.error(answer.status, answer.payload, answer.retry_after)
+        return None
+
+    async def _run(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._limits.poll_tick_s)
+            self._wake.clear()
+            try:
+                for task in await self._claim():
+                    worker = asyncio.create_task(self._work_safely(task))
+                    self._working.add(worker)
+                    worker.add_done_callback(self._working.discard)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("claiming due tasks failed; will retry")
+
+    async def _claim(self, now_ms: int | None = None) -> list[TaskRow]:
+        room = self._limits.poll_batch - len(self._working)
+        if room <= 0:
+            return []
+        return await self._tasks.claim_due(self.owner, now_ms or _now_ms(), self._lease_ms(), room)
+
+    async def _work_safely(self, task: TaskRow) -> None:
+        try:
+            limit = self._channels.setdefault(
+                task.channel_id or 0, asyncio.Semaphore(self._limits.channel_polls)
+            )
+            async with limit:
+                await self._work(task)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # The lease runs out and the task is worked again; nothing was settled.
+            log.exception("working task %s failed", task.public_id)
+
+    async def _work(self, task: TaskRow) -> None:
+        now_ms = _now_ms()
+        if task.cancel_requested:
+            await self.cancel_upstream(task)
+            await self._closer.release(task, states.CANCELLED, CANCELLED_BY_OPERATOR)
+            return
+        if now_ms >= task.deadline_ms:
+            await self._closer.release(task, states.EXPIRED, EXPIRED)
+            return
+        found = self._route(task)
+        if found is None:
+            wait_s = self._wait(task, None)
+            error = "the task's channel cannot be reached now (disabled, or removed)"
+            await self._tasks.update(task, transitions.poll_failed(task, error, now_ms, wait_s))
+            return
+        route, dialect = found
+        if task.state == states.SUBMITTING or task.upstream_id is None:
+            await self._resolve(task, route, dialect)
+            return
+        status = await self._poll(task, route, dialect)
+        if status is not None:
+            await self._apply(task, status, route, dialect, download=True)
+
+    async def _poll(self, task: TaskRow, route: Route, dialect: TaskDialect) -> TaskStatus | None:
+        """What the upstream says of the task; None when it said nothing usable (the task
+        is then rescheduled, or released when the upstream lost it)."""
+        assert task.upstream_id is not None
+        now_ms = _now_ms()
+        request = dialect.poll_request(route.endpoint, [task.upstream_id])
+        try:
+            answer = await self._send(request, route)
+            if answer.status == 404 and (task.last_error or "").startswith("HTTP 404"):
+                await self._closer.release(task, states.FAILED, LOST)
+                return None
+            if answer.status >= 400:
+                said = f"HTTP {answer.status} on poll"
+                wait_s = self._wait(task, answer.retry_after)
+                values = transitions.poll_failed(task, said, now_ms, wait_s)
+                await self._tasks.update(task, values)
+                return None
+            return dialect.poll_response(answer.payload, [task.upstream_id])[task.upstream_id]
+        except (UpstreamError, KeyError) as error:
+            said = error.message if isinstance(error, UpstreamError) else "no answer about it"
+            wait_s = self._wait(task, None)
+            await self._tasks.update(task, transitions.poll_failed(task, said, now_ms, wait_s))
+            return None
+
+    async def _apply(
+        self,
+        task: TaskRow,
+        status: TaskStatus,
+        route: Route,
+        dialect: TaskDialect,
+        *,
+        download: bool = False,
+    ) -> TaskRow | None:
+        now_ms = _now_ms()
+        if status.state == FAILED:
+            failure = transitions.failure_of(status)
+            await self._closer.release(task, states.FAILED, failure, status.upstream_status)
+            return await self._tasks.get(task.public_id)
+        if status.state == SUCCEEDED and download:
+            await self._succeed(task, status, route, dialect)
+            return None
+        wait_s = dialect.next_poll_s(
+            0 if transitions.changed(task, status) else task.unchanged_polls + 1,
+            self._limits.poll_min_s,
+            self._limits.poll_max_s,
+        )
+        return await self._tasks.update(task, transitions.polled(task, status, now_ms, wait_s))
+
+    async def _succeed(
+        self, task: TaskRow, status: TaskStatus, route: Route, dialect: TaskDialect
+    ) -> None:
+        assert task.upstream_id is not None
+        lease_s = self._limits.download_timeout_s * 3 + 60  # up to three files
+        held = await self._tasks.extend_lease(task, _now_ms(), int(lease_s * 1000))
+        if held is None:
+            return  # lost meanwhile (a cancel)
+        try:
+            assets = await self._results.fetch(
+                route, dialect.assets(route.endpoint, task.upstream_id, status)
+            )
+        except ResultUnavailable as unavailable:
+            now_ms = _now_ms()
+            values = transitions.poll_failed(held, str(unavailable), now_ms, self._wait(held, None))
+            values.update(upstream_status=status.upstream_status, progress=100)
+            await self._tasks.update(held, values)
+            return
+        billable = dialect.charge_units(submission_of(held), status)
+        result = {"assets": assets, "outputs": dict(status.outputs)}
+        await self._closer.succeed(held, billable, result, status.upstream_status)
+
+    async def _resolve(self, task: TaskRow, route: Route, dialect: TaskDialect) -> None:
+        """A submit that got no answer: find the task upstream, or give up in time."""
+        now_ms = _now_ms()
+        found = await self._find(task, route, dialect)
+        if found is not None:
+            values: dict[str, Any] = {
+                **transitions.polled(task, found, now_ms, 0),
+                "upstream_id": found.upstream_id,
+                "submitted_ms": task.submitted_ms or now_ms,
+                "next_poll_ms": now_ms,
+            }
+            try:
+                await self._tasks.update(task, values)
+            except UpstreamIdTaken:
+                found = None
+            else:
+                self.wake()
+                return
+        if now_ms - task.created_ms >= self._limits.submit_ambiguity_s * 1000:
+            await self._closer.release(task, states.FAILED, UNCONFIRMED)
+            return
+        error = "the submit got no answer; looking for the task upstream"
+        values = transitions.poll_failed(task, error, now_ms, self._wait(task, None))
+        await self._tasks.update(task, values)
+
+    async def _find(self, task: TaskRow, route: Route, dialect: TaskDialect) -> TaskStatus | None:
+        request = dialect.find_request(route.endpoint)
+        if request is None:
+            return None
+        source_upstream_id = None
+        source = task.request.get("source")
+        if isinstance(source, str):
+            source_task = await self._tasks.get(source)
+            source_upstream_id = source_task.upstream_id if source_task else None
+        submission = submission_of(task, source_upstream_id)
+        try:
+            answer = await self._send(request, route)
+            if answer.status >= 400:
+                return None
+            since_s = task.created_ms // 1000 - CLOCK_SKEW_S
+            candidates = dialect.find_response(
+                answer.payload, submission, route.upstream_model, since_s
+            )
+        except UpstreamError:
+            return None
+        ids = [status.upstream_id for status in candidates if status.upstream_id]
+        if not ids or task.channel_id is None:
+            return None
+        taken = await self._tasks.upstream_ids_taken(task.channel_id, ids)
+        return next((s for s in candidates if s.upstream_id not in taken), None)
+
+    async def _send(self, request: UpstreamRequest, route: Route) -> Answer:
+        limit = self._limits.poll_timeout_s
+        timeouts = Timeouts(
+            connect_s=min(route.timeouts.connect_s, limit),
+            first_byte_s=limit,
+            idle_s=limit,
+            total_s=limit,
+        )
+        response = await self._client.send(request, timeouts)
+        if response.status >= 400:
+            return Answer(response.status, await response.read_error(), response.retry_after)
+        return Answer(response.status, await response.read(), None)
+
+    def _route(self, task: TaskRow) -> tuple[Route, TaskDialect] | None:
+        if task.channel_id is None:
+            return None
+        route = self._router.route(task.channel_id, task.model)
+        if route is None:
+            return None
+        dialect = self._dialects.get(task.family, route.channel.type)
+        return None if dialect is None else (route, dialect)
+
+    def _wait(self, task: TaskRow, retry_after: float | None) -> float:
+        """The backoff after a poll with no news, or the upstream's Retry-After."""
+        limits = self._limits
+        wait = limits.poll_min_s * 1.5 ** min(task.unchanged_polls, 32)
+        wait = min(wait, limits.poll_max_s)
+        if retry_after is not None:
+            wait = max(wait, min(retry_after, MAX_RETRY_AFTER_S))
+        return wait
+
+    def _lease_ms(self) -> int:
+        return int(max(self._limits.lease_s, self._limits.poll_timeout_s * 2) * 1000)
+
+
+def _due_now(now_ms: int) -> dict[str, Any]:
+    return {"next_poll_ms": now_ms, "lease_owner": None, "lease_until_ms": None}
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
