@@ -21,6 +21,7 @@ import os
 import secrets
 import socket
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -269,23 +270,51 @@ class Poller:
         self, task: TaskRow, status: TaskStatus, route: Route, dialect: TaskDialect
     ) -> None:
         assert task.upstream_id is not None
-        lease_s = self._limits.download_timeout_s * 3 + 60  # up to three files
-        held = await self._tasks.extend_lease(task, _now_ms(), int(lease_s * 1000))
-        if held is None:
-            return  # lost meanwhile (a cancel)
+        held = _Held(task)
         try:
-            assets = await self._results.fetch(
-                route, dialect.assets(route.endpoint, task.upstream_id, status)
-            )
+            async with self._kept(held):
+                assets = await self._results.fetch(
+                    route, dialect.assets(route.endpoint, task.upstream_id, status)
+                )
         except ResultUnavailable as unavailable:
+            if held.lost:
+                return
             now_ms = _now_ms()
-            values = transitions.poll_failed(held, str(unavailable), now_ms, self._wait(held, None))
+            wait_s = self._wait(held.row, None)
+            values = transitions.poll_failed(held.row, str(unavailable), now_ms, wait_s)
             values.update(upstream_status=status.upstream_status, progress=100)
-            await self._tasks.update(held, values)
+            await self._tasks.update(held.row, values)
             return
-        billable = dialect.charge_units(submission_of(held), status)
+        if held.lost:
+            return  # another process has it now (its files are swept unless referenced)
+        billable = dialect.charge_units(submission_of(held.row), status)
         result = {"assets": assets, "outputs": dict(status.outputs)}
-        await self._closer.succeed(held, billable, result, status.upstream_status)
+        await self._closer.succeed(held.row, billable, result, status.upstream_status)
+
+    @contextlib.asynccontextmanager
+    async def _kept(self, held: _Held) -> AsyncIterator[None]:
+        """Renew the task's lease while a long step (a download) runs, so that a live
+        process keeps it and a dead one's lease still runs out in ``lease_s``."""
+        stop = asyncio.Event()
+
+        async def renew() -> None:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), self._limits.lease_s / 3)
+                if stop.is_set():
+                    return
+                moved = await self._tasks.extend_lease(held.row, _now_ms(), self._lease_ms())
+                if moved is None:
+                    held.lost = True
+                    return
+                held.row = moved
+
+        renewing = asyncio.create_task(renew())
+        try:
+            yield
+        finally:
+            stop.set()
+            await renewing  # the row's version is final before anyone ends the task
 
     async def _resolve(self, task: TaskRow, route: Route, dialect: TaskDialect) -> None:
         """A submit that got no answer: find the task upstream, or give up in time."""
@@ -370,7 +399,16 @@ class Poller:
         return wait
 
     def _lease_ms(self) -> int:
-        return int(max(self._limits.lease_s, self._limits.poll_timeout_s * 2) * 1000)
+        # A poll must end within its lease, or another process could poll the task too.
+        return int(max(self._limits.lease_s, self._limits.poll_timeout_s + 1) * 1000)
+
+
+class _Held:
+    """A claimed task as its lease renewals move it."""
+
+    def __init__(self, row: TaskRow) -> None:
+        self.row = row
+        self.lost = False
 
 
 def _due_now(now_ms: int) -> dict[str, Any]:

@@ -168,7 +168,7 @@ class Submitter:
     ) -> None:
         """Insert the row before the first upstream call; move it to each next channel."""
         now_ms = _now_ms()
-        lease_ms = int(max(self._limits.lease_s, self._limits.submit_timeout_s + 30) * 1000)
+        lease_ms = int(max(self._limits.lease_s, self._limits.submit_timeout_s + 5) * 1000)
         values: dict[str, Any] = {
             "channel_id": attempt.route.channel_id,
             "price": billing.snapshot(attempt.quote),
