@@ -305,6 +305,43 @@ def test_a_clients_read_polls_an_active_task_early(tmp_path: Path) -> None:
         fake.stop()
 
 
+def test_task_holds_outlive_the_reconciler_and_a_restart(tmp_path: Path) -> None:
+    fake = FakeVideos(api_key=UPSTREAM_KEY)
+    fake.start()
+    gateway = Gateway(tmp_path, env={**FAST, "OMNIRELAY_HOLD_LEASE_S": "0.5"})
+    gateway.start()
+    try:
+        gateway.add_channel(name="sora", base_url=fake.base_url, api_key=UPSTREAM_KEY,
+                            models=["sora-2"])  # fmt: skip
+        created = gateway.create_key(name="one-video", quota_usd="0.4")
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"], max_retries=0)
+        fake.set(never_finish=True)
+        video = client.videos.create(prompt="long")
+        time.sleep(2.0)  # four reconciler rounds: a stream's hold would have expired
+        with pytest.raises(openai.RateLimitError):
+            client.videos.create(prompt="second")
+        gateway.stop()
+        gateway.start()  # a restart: the hold is read back from the tasks table
+        with pytest.raises(openai.RateLimitError):
+            client.videos.create(prompt="after restart")
+        book = gateway.admin("GET", f"/admin/ledger?key_id={created['id']}").json()
+        assert [e for e in book["entries"] if e["kind"] == "expired" and e["amount_nano"]] == []
+        assert setup_task_state(gateway, video.id) == "running"
+        with fake._lock:
+            for job in fake.jobs.values():
+                job.never_finish = False
+        assert client.videos.poll(video.id, poll_interval_ms=100).status == "completed"
+        book = gateway.admin("GET", f"/admin/ledger?key_id={created['id']}").json()
+        assert book["total_nano"] == book["key_used_nano"] == 400_000_000
+    finally:
+        gateway.stop()
+        fake.stop()
+
+
+def setup_task_state(gateway: Gateway, task_id: str) -> str:
+    return str(gateway.admin("GET", f"/admin/tasks/{task_id}").json()["state"])
+
+
 def _served(setup: Setup, key: str) -> bool:
     try:
         setup.client(key).videos.create(prompt="through the live channel")

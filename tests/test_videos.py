@@ -3,6 +3,7 @@ stored result, ownership, money, and the fake's faults."""
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -243,7 +244,12 @@ def test_flapping_statuses_and_429s_on_poll_never_fail_a_task(setup: Setup) -> N
     client = setup.client(key)
     setup.fake.set(flap=True, poll_429=3)
     video = client.videos.create(prompt="indecisive")
-    wait_until(lambda: setup.fake.polls_of(_job_id(setup)) >= 4, timeout=10)
+    wait_until(lambda: setup.fake.polls_of(_job_id(setup)) >= 4, timeout=15)
+    (job,) = setup.fake.jobs.values()
+    times = list(job.poll_times)
+    for (when, status), (after, _) in itertools.pairwise(times):
+        if status == 429:  # Retry-After: 1, where the poll interval is 0.1 s
+            assert after - when >= 0.95, "a Retry-After was not honoured"
     row = setup.task(video.id)
     assert row["state"] in ("queued", "running")
     with setup.fake._lock:

@@ -63,6 +63,7 @@ class Job:
     finish_after_s: float | None = None
     deleted: bool = False
     polling: int = 0  # polls being answered right now
+    poll_times: list[tuple[float, int]] = field(default_factory=list)  # (when, status)
     content_reads: dict[str, int] = field(default_factory=dict)
 
 
@@ -218,6 +219,7 @@ class FakeVideos(LoopbackServer):
             limited = self.poll_429 > 0
             if limited:
                 self.poll_429 -= 1
+            job.poll_times.append((time.monotonic(), 429 if limited else 200))
         try:
             if self.poll_delay_s:
                 await asyncio.sleep(self.poll_delay_s)
