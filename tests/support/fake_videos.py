@@ -311,8 +311,8 @@ class FakeVideos(LoopbackServer):
         else:
             share = job.polls / max(self.polls_to_finish, 1)
         if share < 1:
-            job.status = "in_progress" if share > 0 else "queued"
             job.progress = int(share * 100)
+            job.status = "in_progress" if job.progress > 0 else "queued"
             return
         job.completed_at = int(self.now())
         if job.fail:
