@@ -49,6 +49,7 @@ class Job:
     seconds: str
     size: str
     created_at: int
+    created_clock: float = 0.0  # the fake's clock at creation, unrounded
     remixed_from: str | None = None
     reference: str | None = None
     polls: int = 0
@@ -193,6 +194,7 @@ class FakeVideos(LoopbackServer):
                 seconds=seconds,
                 size=size,
                 created_at=int(self.now()),
+                created_clock=self.now(),
                 fail=self.fail_jobs,
                 never_finish=self.never_finish,
                 flap=self.flap,
@@ -307,7 +309,7 @@ class FakeVideos(LoopbackServer):
             job.status, job.progress = "in_progress", min(job.progress + 1, 99)
             return
         if job.finish_after_s is not None:
-            share = (self.now() - job.created_at) / job.finish_after_s
+            share = (self.now() - job.created_clock) / job.finish_after_s
         else:
             share = job.polls / max(self.polls_to_finish, 1)
         if share < 1:
