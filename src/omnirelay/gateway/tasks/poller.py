@@ -115,7 +115,7 @@ class Poller:
         """Claim what is due and work it to the end; returns how many tasks were claimed.
         (The loop does the same without waiting for the work.)"""
         claimed = await self._claim(now_ms)
-        await asyncio.gather(*(self._work_safely(task) for task in claimed))
+        await asyncio.gather(*(self._work_safely(unit) for unit in self._units(claimed)))
         return len(claimed)
 
     async def poll_now(self, public_id: str) -> TaskRow | None:
@@ -167,8 +167,8 @@ class Poller:
                 await asyncio.wait_for(self._wake.wait(), self._limits.poll_tick_s)
             self._wake.clear()
             try:
-                for task in await self._claim():
-                    worker = asyncio.create_task(self._work_safely(task))
+                for unit in self._units(await self._claim()):
+                    worker = asyncio.create_task(self._work_safely(unit))
                     self._working.add(worker)
                     worker.add_done_callback(self._working.discard)
             except asyncio.CancelledError:
@@ -182,18 +182,51 @@ class Poller:
             return []
         return await self._tasks.claim_due(self.owner, now_ms or _now_ms(), self._lease_ms(), room)
 
-    async def _work_safely(self, task: TaskRow) -> None:
+    def _units(self, claimed: list[TaskRow]) -> list[list[TaskRow]]:
+        """Claimed tasks as units of work: a batch per channel where the upstream answers
+        for many tasks in one poll, else one task."""
+        units: list[list[TaskRow]] = []
+        batches: dict[int, list[TaskRow]] = {}
+        now_ms = _now_ms()
+        for task in claimed:
+            found = self._route(task)
+            if found is None or found[1].max_batch <= 1 or not _plain_poll(task, now_ms):
+                units.append([task])
+            else:
+                batches.setdefault(found[0].channel_id, []).append(task)
+        for tasks in batches.values():
+            found = self._route(tasks[0])
+            size = found[1].max_batch if found else 1
+            units.extend(tasks[start : start + size] for start in range(0, len(tasks), size))
+        return units
+
+    async def _work_safely(self, unit: list[TaskRow]) -> None:
+        first = unit[0]
         try:
             limit = self._channels.setdefault(
-                task.channel_id or 0, asyncio.Semaphore(self._limits.channel_polls)
+                first.channel_id or 0, asyncio.Semaphore(self._limits.channel_polls)
             )
             async with limit:
-                await self._work(task)
+                if len(unit) == 1:
+                    await self._work(first)
+                else:
+                    await self._work_batch(unit)
         except asyncio.CancelledError:
             raise
         except Exception:
-            # The lease runs out and the task is worked again; nothing was settled.
-            log.exception("working task %s failed", task.public_id)
+            # The leases run out and the tasks are worked again; nothing was settled.
+            log.exception("working task %s failed", first.public_id)
+
+    async def _work_batch(self, tasks: list[TaskRow]) -> None:
+        found = self._route(tasks[0])
+        if found is None:
+            return  # the channel went away since the claim: the leases run out
+        route, dialect = found
+        statuses = await self._poll_many(tasks, route, dialect)
+        for task in tasks:
+            status = statuses.get(task.id)
+            if status is not None:
+                await self._apply(task, status, route, dialect, download=True)
 
     async def _work(self, task: TaskRow) -> None:
         now_ms = _now_ms()
@@ -219,28 +252,45 @@ class Poller:
             await self._apply(task, status, route, dialect, download=True)
 
     async def _poll(self, task: TaskRow, route: Route, dialect: TaskDialect) -> TaskStatus | None:
-        """What the upstream says of the task; None when it said nothing usable (the task
-        is then rescheduled, or released when the upstream lost it)."""
-        assert task.upstream_id is not None
+        return (await self._poll_many([task], route, dialect)).get(task.id)
+
+    async def _poll_many(
+        self, tasks: list[TaskRow], route: Route, dialect: TaskDialect
+    ) -> dict[int, TaskStatus]:
+        """What the upstream says of each task, in one request. A task it said nothing
+        usable about is rescheduled (or released, when the upstream lost it)."""
         now_ms = _now_ms()
-        request = dialect.poll_request(route.endpoint, [task.upstream_id])
+        ids = [task.upstream_id for task in tasks if task.upstream_id is not None]
+        request = dialect.poll_request(route.endpoint, ids)
         try:
             answer = await self._send(request, route)
-            if answer.status == 404 and (task.last_error or "").startswith("HTTP 404"):
+            said: dict[str, TaskStatus] = {}
+            if answer.status < 400:
+                said = dialect.poll_response(answer.payload, ids)
+        except UpstreamError as error:
+            await self._poll_failed(tasks, error.message, now_ms, None)
+            return {}
+        if answer.status == 404 and len(tasks) == 1:
+            (task,) = tasks
+            if (task.last_error or "").startswith("HTTP 404"):
                 await self._closer.release(task, states.FAILED, LOST)
-                return None
-            if answer.status >= 400:
-                said = f"HTTP {answer.status} on poll"
-                wait_s = self._wait(task, answer.retry_after)
-                values = transitions.poll_failed(task, said, now_ms, wait_s)
-                await self._tasks.update(task, values)
-                return None
-            return dialect.poll_response(answer.payload, [task.upstream_id])[task.upstream_id]
-        except (UpstreamError, KeyError) as error:
-            said = error.message if isinstance(error, UpstreamError) else "no answer about it"
-            wait_s = self._wait(task, None)
-            await self._tasks.update(task, transitions.poll_failed(task, said, now_ms, wait_s))
-            return None
+                return {}
+        if answer.status >= 400:
+            await self._poll_failed(
+                tasks, f"HTTP {answer.status} on poll", now_ms, answer.retry_after
+            )
+            return {}
+        found = {task.id: said[task.upstream_id] for task in tasks if task.upstream_id in said}
+        missing = [task for task in tasks if task.id not in found]
+        await self._poll_failed(missing, "the upstream's answer left this task out", now_ms, None)
+        return found
+
+    async def _poll_failed(
+        self, tasks: list[TaskRow], error: str, now_ms: int, retry_after: float | None
+    ) -> None:
+        for task in tasks:
+            wait_s = self._wait(task, retry_after)
+            await self._tasks.update(task, transitions.poll_failed(task, error, now_ms, wait_s))
 
     async def _apply(
         self,
@@ -409,6 +459,16 @@ class _Held:
     def __init__(self, row: TaskRow) -> None:
         self.row = row
         self.lost = False
+
+
+def _plain_poll(task: TaskRow, now_ms: int) -> bool:
+    """A task that needs only a poll (no cancel, deadline or submit to resolve)."""
+    return (
+        not task.cancel_requested
+        and now_ms < task.deadline_ms
+        and task.state != states.SUBMITTING
+        and task.upstream_id is not None
+    )
 
 
 def _due_now(now_ms: int) -> dict[str, Any]:

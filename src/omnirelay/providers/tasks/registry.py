@@ -14,6 +14,9 @@ class TaskDialects:
             (OPENAI_VIDEO, "openai"): OpenAIVideos(),
         }
 
+    def register(self, family: str, channel_type: str, dialect: TaskDialect) -> None:
+        self._dialects[(family, channel_type)] = dialect
+
     def get(self, family: str, channel_type: str) -> TaskDialect | None:
         return self._dialects.get((family, channel_type))
 
