@@ -251,6 +251,27 @@ def test_the_operator_lists_shows_and_cancels_tasks(setup: Setup) -> None:
     assert book["total_nano"] == 0 and not book["open_holds"]
 
 
+def test_deleting_or_cancelling_an_active_task_releases_its_hold(setup: Setup) -> None:
+    key, key_id = setup.key()
+    client = setup.client(key)
+    setup.fake.set(never_finish=True)
+    deleted = client.videos.create(prompt="never mind")
+    cancelled = client.videos.create(prompt="the operator stops this one")
+
+    assert client.videos.delete(deleted.id).deleted
+    assert setup.task(deleted.id)["state"] == "cancelled"
+    assert all(job.deleted for job in setup.fake.jobs.values() if job.prompt == "never mind")
+    with pytest.raises(openai.NotFoundError):
+        client.videos.retrieve(deleted.id)
+    answer = setup.gateway.admin("POST", f"/admin/tasks/{cancelled.id}/cancel")
+    assert answer.status_code == 200 and answer.json()["state"] == "cancelled"
+    assert client.videos.retrieve(cancelled.id).status == "failed"
+    again = setup.gateway.admin("POST", f"/admin/tasks/{cancelled.id}/cancel")
+    assert again.status_code == 400
+    book = setup.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json()
+    assert book["total_nano"] == 0 and not book["open_holds"]
+
+
 def test_tasks_show_in_the_usage_report(setup: Setup) -> None:
     key, key_id = setup.key()
     client = setup.client(key)
