@@ -167,6 +167,8 @@ def test_two_processes_on_postgresql_share_200_tasks_and_survive_losing_one(
             "OMNIRELAY_TASK_POLL_TIMEOUT_S": "1",
             "OMNIRELAY_HOLD_LEASE_S": "1",
             "OMNIRELAY_TASK_POLL_MIN_S": "0.2",
+            # Few polls at once per channel: claimed tasks queue longer than their lease.
+            "OMNIRELAY_TASK_CHANNEL_POLLS": "2",
         }
         first = Gateway(tmp_path / "a", env=env)
         second = Gateway(tmp_path / "b", env=env)

@@ -45,6 +45,8 @@ log = logging.getLogger("omnirelay.tasks.poller")
 CLOCK_SKEW_S = 60
 """How much older than its row an upstream task may look and still be the row's."""
 MAX_RETRY_AFTER_S = 3600.0
+LEASE_MARGIN_S = 0.5
+"""A poll starts only when its timeout and this margin still fit in its lease."""
 CANCELLED_BY_OPERATOR = {"code": "cancelled", "message": "The task was cancelled."}
 EXPIRED = {
     "code": "deadline_exceeded",
@@ -207,15 +209,27 @@ class Poller:
                 first.channel_id or 0, asyncio.Semaphore(self._limits.channel_polls)
             )
             async with limit:
+                unit = [held for task in unit if (held := await self._held(task)) is not None]
                 if len(unit) == 1:
-                    await self._work(first)
-                else:
+                    await self._work(unit[0])
+                elif unit:
                     await self._work_batch(unit)
         except asyncio.CancelledError:
             raise
         except Exception:
             # The leases run out and the tasks are worked again; nothing was settled.
             log.exception("working task %s failed", first.public_id)
+
+    async def _held(self, task: TaskRow) -> TaskRow | None:
+        """The task, if this process still holds it long enough for a poll to end within
+        its lease; waiting for a busy channel may have eaten the lease up. A lease about
+        to end is renewed, and a lost one given up: two processes never poll a task at
+        once (given clocks that agree)."""
+        now_ms = _now_ms()
+        needed = int((self._limits.poll_timeout_s + LEASE_MARGIN_S) * 1000)
+        if task.lease_until_ms is not None and task.lease_until_ms - now_ms >= needed:
+            return task
+        return await self._tasks.extend_lease(task, now_ms, self._lease_ms())
 
     async def _work_batch(self, tasks: list[TaskRow]) -> None:
         found = self._route(tasks[0])
@@ -348,11 +362,13 @@ class Poller:
         stop = asyncio.Event()
 
         async def renew() -> None:
+            wait_s = 0.0  # at once: the poll before may have used most of the lease
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), self._limits.lease_s / 3)
+                    await asyncio.wait_for(stop.wait(), wait_s)
                 if stop.is_set():
                     return
+                wait_s = self._limits.lease_s / 3
                 moved = await self._tasks.extend_lease(held.row, _now_ms(), self._lease_ms())
                 if moved is None:
                     held.lost = True
@@ -450,7 +466,8 @@ class Poller:
 
     def _lease_ms(self) -> int:
         # A poll must end within its lease, or another process could poll the task too.
-        return int(max(self._limits.lease_s, self._limits.poll_timeout_s + 1) * 1000)
+        least = self._limits.poll_timeout_s + 2 * LEASE_MARGIN_S
+        return int(max(self._limits.lease_s, least) * 1000)
 
 
 class _Held:
