@@ -24,6 +24,7 @@ from aiohttp import web
 from support.fake_threaded import LoopbackServer
 from support.fake_videos import FakeVideos, video_bytes
 from support.gateway import Gateway, wait_until
+from test_metering import REDIS_URL
 from test_videos import FAST, UPSTREAM_KEY
 
 
@@ -352,6 +353,38 @@ def test_task_holds_outlive_the_reconciler_and_a_restart(tmp_path: Path) -> None
             for job in fake.jobs.values():
                 job.never_finish = False
         assert client.videos.poll(video.id, poll_interval_ms=100).status == "completed"
+        book = gateway.admin("GET", f"/admin/ledger?key_id={created['id']}").json()
+        assert book["total_nano"] == book["key_used_nano"] == 400_000_000
+    finally:
+        gateway.stop()
+        fake.stop()
+
+
+def test_with_redis_counters_a_task_hold_is_counted_once_handed_over(tmp_path: Path) -> None:
+    fake = FakeVideos(api_key=UPSTREAM_KEY)
+    fake.start()
+    env = {**FAST, "OMNIRELAY_REDIS_URL": REDIS_URL,
+           "OMNIRELAY_REDIS_PREFIX": "tasks-" + secrets.token_hex(4)}  # fmt: skip
+    gateway = Gateway(tmp_path, env=env)
+    gateway.start()
+    try:
+        gateway.add_channel(name="sora", base_url=fake.base_url, api_key=UPSTREAM_KEY,
+                            models=["sora-2"])  # fmt: skip
+        created = gateway.create_key(name="redis", quota_usd="0.4")
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"], max_retries=0)
+        fake.set(never_finish=True)
+        video = client.videos.create(prompt="shared counters")
+        with pytest.raises(openai.RateLimitError):  # Redis holds it
+            client.videos.create(prompt="too much")
+        time.sleep(1.5)  # handed over to the task's hold, which every process counts
+        with pytest.raises(openai.RateLimitError):
+            client.videos.create(prompt="still too much")
+        with fake._lock:
+            for job in fake.jobs.values():
+                job.never_finish = False
+        assert client.videos.poll(video.id, poll_interval_ms=100).status == "completed"
+        with pytest.raises(openai.RateLimitError):  # spent now
+            client.videos.create(prompt="nothing left")
         book = gateway.admin("GET", f"/admin/ledger?key_id={created['id']}").json()
         assert book["total_nano"] == book["key_used_nano"] == 400_000_000
     finally:
