@@ -129,14 +129,25 @@ ENDPOINTS: dict[str, Call] = {
     "responses.delete": _delete("/v1/responses/resp_unknown"),
     "responses.cancel": _post("/v1/responses/resp_unknown/cancel"),
     "responses.input_items": _get("/v1/responses/resp_unknown/input_items"),
+    "videos": _post("/v1/videos", json={"model": "sora-2", "prompt": "a cat"}),
+    "videos.list": _get("/v1/videos"),
+    "videos.retrieve": _get("/v1/videos/video_unknown"),
+    "videos.delete": _delete("/v1/videos/video_unknown"),
+    "videos.content": _get("/v1/videos/video_unknown/content"),
+    "videos.remix": _post("/v1/videos/video_unknown/remix", json={"prompt": "a dog"}),
 }
-# An allowed key asking for a stored response that is not there gets 404, not 403.
-ALLOWED_STATUS = {
-    name: 404 for name in ENDPOINTS if name.startswith("responses.") and "input_tokens" not in name
-}
+# An allowed key asking for a stored response or video that is not there gets 404, not 403
+# (and so does a video model its group has no channel for).
+STORED = (
+    "responses.retrieve", "responses.delete", "responses.cancel", "responses.input_items",
+    "videos", "videos.retrieve", "videos.delete", "videos.content", "videos.remix",
+)  # fmt: skip
+ALLOWED_STATUS = dict.fromkeys(STORED, 404)
 # Gemini's and Azure's paths are the same operations begun the same way; their allowlist
 # is tested on every one of them in tests/test_inbound_metering.py.
 OTHER_DIALECTS = ("/v1beta/", "/openai/", "/v1/models/{target}")
+# A signed result URL takes no key: its signature is its allowlist (tests/test_task_engine.py).
+KEYLESS = ("/v1/results/",)
 
 
 def _headers(key: str) -> dict[str, str]:
@@ -154,7 +165,9 @@ def test_every_client_route_is_covered() -> None:
     client = {
         p
         for p in paths
-        if p and not p.startswith(("/admin", "/healthz")) and not p.startswith(OTHER_DIALECTS)
+        if p
+        and not p.startswith(("/admin", "/healthz", *KEYLESS))
+        and not p.startswith(OTHER_DIALECTS)
     }
     assert client == {
         "/v1/chat/completions", "/v1/messages", "/v1/messages/count_tokens", "/v1/completions",
@@ -164,10 +177,12 @@ def test_every_client_route_is_covered() -> None:
         "/v1/dashboard/billing/subscription", "/v1/dashboard/billing/usage",
         "/dashboard/billing/subscription", "/dashboard/billing/usage", "/v1/responses",
         "/v1/responses/input_tokens", "/v1/responses/{id}", "/v1/responses/{id}/cancel",
-        "/v1/responses/{id}/input_items",
+        "/v1/responses/{id}/input_items", "/v1/videos", "/v1/videos/{video_id}",
+        "/v1/videos/{video_id}/content", "/v1/videos/{video_id}/remix",
     }  # fmt: skip
-    # Every path has a case (``/v1/responses/{id}`` two: GET and DELETE).
-    assert len(ENDPOINTS) == len(client) + 1
+    # Every path has a case (``/v1/responses/{id}`` and ``/v1/videos`` and
+    # ``/v1/videos/{video_id}`` two each: GET and DELETE, GET and POST, GET and DELETE).
+    assert len(ENDPOINTS) == len(client) + 3
 
 
 @pytest.mark.parametrize("name", list(ENDPOINTS))

@@ -229,3 +229,22 @@ def test_the_catalogue_ships_list_prices_with_source_and_date() -> None:
     assert catalogue_price({"input": "1", "per_call": "0.5"}) == Price(
         1_000_000_000, 0, 1_000_000_000, per_call_nano=500_000_000
     )
+
+
+def test_video_is_priced_per_second_by_size_from_the_catalogue() -> None:
+    raw = json.loads(resources.files("omnirelay").joinpath("data/prices.json").read_text())
+    assert "2025-10-07" in raw["sources"]["sora-2, sora-2-pro and their snapshots"]
+    prices = default_prices()
+    sora = Quote("sora-2", prices["sora-2"])
+    pro = Quote("sora-2-pro", prices["sora-2-pro"], multiplier_ppm=1_500_000)
+
+    assert sora.video_seconds("1280x720", 8) == 800_000_000  # $0.10 a second
+    assert pro.video_seconds("1792x1024", 12) == 9_000_000_000  # $0.50 a second, x1.5
+    with pytest.raises(ModelNotPriced, match="seconds of video of size 1792x1024"):
+        sora.video_seconds("1792x1024", 4)  # sora-2 does not make that size
+    units = prices["sora-2-pro"].units
+    assert Units.from_json(units.to_json()) == units
+    assert units.to_json()["video_seconds"] == {
+        "720x1280": 300_000_000, "1280x720": 300_000_000,
+        "1024x1792": 500_000_000, "1792x1024": 500_000_000,
+    }  # fmt: skip

@@ -44,7 +44,7 @@ from support.store_backend import BIG, Backend, count, fetch, log_row
 TABLES = {
     "channels", "keys", "prices", "request_logs", "change_feed", "settings_kv",
     "ledger", "holds", "group_multipliers", "usage_daily", "dead_letters", "responses",
-    "response_items",
+    "response_items", "tasks", "task_events", "blob_refs",
 }  # fmt: skip
 MONEY_COLUMNS = {
     "keys": ("quota_nano", "used_nano", "budget_nano"),
@@ -57,6 +57,7 @@ MONEY_COLUMNS = {
     "holds": ("amount_nano", "checkpoint_nano"),
     "usage_daily": ("cost_nano",),
     "dead_letters": ("cost_nano",),
+    "tasks": ("hold_nano", "charge_nano"),
 }  # fmt: skip
 # A UTC midnight (2023-11-14T00:00:00Z) in unix milliseconds.
 DAY0 = 19_675 * DAY_MS

@@ -3,6 +3,7 @@
 omnirelay price set MODEL --input USD --output USD [--cached-input USD] [--cache-write USD]
     [--per-call USD] [--channel NAME] [--image SIZE/QUALITY=USD ...] [--audio-second USD]
     [--speech-1m-chars USD] [--rerank-search USD] [--task-action ACTION=USD ...]
+    [--video-second SIZE=USD ...]
 omnirelay price list [--catalogue]
 omnirelay price remove MODEL [--channel NAME | --channel-id N]
 omnirelay group multiplier GROUP [VALUE | --remove]
@@ -55,6 +56,7 @@ async def price_set(_admin: Admin, store: Store, args: argparse.Namespace) -> No
         "channel": args.channel,
         "images_usd": _pairs(args.image, "--image") or None,
         "task_actions_usd": _pairs(args.task_action, "--task-action") or None,
+        "video_usd_per_second": _pairs(args.video_second, "--video-second") or None,
     }
     data.update({name: value for name, value in optional.items() if value is not None})
     row = await PriceAdmin(store).set_price(args.model, parse(PriceSpec, data))
@@ -153,6 +155,9 @@ def add_commands(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     setter.add_argument("--speech-1m-chars", metavar="USD", help="per 1M characters of speech")
     setter.add_argument("--rerank-search", metavar="USD", help="per rerank search")
     setter.add_argument("--task-action", action="append", metavar="ACTION=USD", help="per action")
+    setter.add_argument(
+        "--video-second", action="append", metavar="SIZE=USD", help="per second of video"
+    )
     setter.set_defaults(action_fn=price_set)
     lister = price.add_parser("list", help="the operator's prices")
     lister.add_argument("--catalogue", action="store_true", help="the shipped list prices instead")

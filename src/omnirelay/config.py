@@ -99,6 +99,48 @@ class Settings(BaseSettings):
     """Delete stored responses (``POST /v1/responses`` with ``store``) and their items older
     than this many days (0: keep them all)."""
 
+    public_base_url: str = ""
+    """This gateway's public address (https://relay.example.com), for the signed result URLs
+    of webhook events; empty: admin views build them from the request's own address."""
+    allow_private_networks: bool = False
+    """Let task results and webhooks reach private and loopback addresses. A channel's own
+    base-URL host is always allowed for its results."""
+    task_poll_interval_s: float = Field(default=1.0, gt=0, le=60)
+    """How often each process looks for tasks due a poll."""
+    task_poll_batch: int = Field(default=100, ge=1, le=10_000)
+    """The most tasks one process works on at once."""
+    task_channel_polls: int = Field(default=8, ge=1, le=1000)
+    """Concurrent polls per channel, per process."""
+    task_poll_min_s: float = Field(default=2.0, gt=0)
+    """The first wait between polls of a task; it grows while nothing changes."""
+    task_poll_max_s: float = Field(default=30.0, gt=0)
+    """The longest wait between polls of a task (a Retry-After may ask for longer)."""
+    task_poll_timeout_s: float = Field(default=30.0, gt=0)
+    """How long one poll of an upstream may take."""
+    task_early_poll_s: float = Field(default=2.0, ge=0)
+    """A client's read of an active task polls it at most this often."""
+    task_lease_s: float = Field(default=60.0, gt=0)
+    """How long a process holds a task it polls; a task whose process died is polled again
+    after this."""
+    task_deadline_s: float = Field(default=7200.0, gt=0)
+    """A task not finished this long after its submit expires, and its hold is released."""
+    task_submit_timeout_s: float = Field(default=60.0, gt=0)
+    """How long a submit may wait for the upstream's answer before it is ambiguous."""
+    submit_ambiguity_s: float = Field(default=300.0, gt=0)
+    """A submit that got no answer and is not found upstream fails after this, released."""
+    task_result_max_bytes: int = Field(default=512 * 1024 * 1024, gt=0)
+    """The largest result file (a video) the gateway downloads and keeps."""
+    task_download_timeout_s: float = Field(default=600.0, gt=0)
+    """How long downloading one result file may take."""
+    result_retention_days: int = Field(default=7, ge=0)
+    """Stored task results are deleted this many days after their task ended (0: kept)."""
+    result_url_ttl_s: int = Field(default=3600, gt=0)
+    """How long a signed result URL works."""
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    """How long one webhook delivery may take."""
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    """Deliveries of one webhook event before it is given up (with backoff between)."""
+
     @field_validator("log_level", "log_format", mode="before")
     @classmethod
     def _lower(cls, value: Any) -> Any:

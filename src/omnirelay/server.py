@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from omnirelay.api import cors
+from omnirelay.api import cors, videos
 from omnirelay.api.errors import error_middleware
 from omnirelay.api.listener import loop_factory, name_server, serve_until_stopped
 from omnirelay.api.routes import add_routes
@@ -33,9 +33,14 @@ from omnirelay.gateway.retention import LogRetention, ResponseRetention
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
+from omnirelay.gateway.task_holds import TaskHolds
+from omnirelay.gateway.tasks.engine import TaskEngine
+from omnirelay.gateway.tasks.model import TaskLimits
 from omnirelay.gateway.upstream_io import Upstream
+from omnirelay.gateway.videos import FAMILY as VIDEO_FAMILY
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.blobs import BlobStore
 from omnirelay.store.counters import Counters, MemoryCounters
 from omnirelay.store.secrets import hash_key, new_client_key
 from omnirelay.store.settings_kv import ADMIN_KEY_HASH
@@ -76,6 +81,30 @@ def default_timeouts(settings: Settings) -> Timeouts:
     )
 
 
+def task_limits(settings: Settings) -> TaskLimits:
+    return TaskLimits(
+        poll_tick_s=settings.task_poll_interval_s,
+        poll_batch=settings.task_poll_batch,
+        channel_polls=settings.task_channel_polls,
+        poll_min_s=settings.task_poll_min_s,
+        poll_max_s=max(settings.task_poll_max_s, settings.task_poll_min_s),
+        poll_timeout_s=settings.task_poll_timeout_s,
+        early_poll_s=settings.task_early_poll_s,
+        lease_s=settings.task_lease_s,
+        deadline_s=settings.task_deadline_s,
+        submit_timeout_s=settings.task_submit_timeout_s,
+        submit_ambiguity_s=settings.submit_ambiguity_s,
+        result_max_bytes=settings.task_result_max_bytes,
+        download_timeout_s=settings.task_download_timeout_s,
+        retention_days=settings.result_retention_days,
+        result_url_ttl_s=settings.result_url_ttl_s,
+        webhook_timeout_s=settings.webhook_timeout_s,
+        webhook_max_attempts=settings.webhook_max_attempts,
+        allow_private_networks=settings.allow_private_networks,
+        public_base_url=settings.public_base_url,
+    )
+
+
 @dataclass
 class Runtime:
     """Everything a process runs: what handlers see (``state``), and the parts only the
@@ -102,6 +131,7 @@ class Runtime:
         await self.upstream.start()
         await self.fetcher.start()
         await self.reconciler.run_once()
+        await state.tasks.start()
         state.logs.start()
         state.sync.start()
         self.reconciler.start()
@@ -117,7 +147,9 @@ class Runtime:
         await self.response_retention.close()
         await state.prober.close()
         await self.reconciler.close()
+        await state.tasks.close()
         await state.sync.close()
+        await self.settlement.close()
         await state.logs.close()
         await self.upstream.close()
         await self.fetcher.close()
@@ -155,7 +187,8 @@ async def build_runtime(settings: Settings) -> Runtime:
         )
     )
     logs = LogWriter(store.logs, keys, settings.log_flush_interval_s, settings.hold_lease_s)
-    sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s)
+    task_holds = TaskHolds()
+    sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s, task_holds)
 
     async def disable(channel_id: int, reason: str) -> None:
         if await store.channels.set_health_state(channel_id, healthy=False, reason=reason):
@@ -175,7 +208,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     counters = build_counters(settings)
     tokens = TokenCounter()
     fetcher = ImageFetcher()
-    meter = Meter(counters, logs, store.ledger)
+    # Another process counts a new task's hold once it reads the change feed.
+    propagation_s = 4 * settings.sync_interval_s
+    meter = Meter(counters, logs, store.ledger, task_holds=task_holds, propagation_s=propagation_s)
     settlement = Settlement(meter, logs, strict=settings.strict_settlement)
     pipeline = Pipeline(attempts=attempts, prices=prices, meter=meter, settlement=settlement)
     kit = Kit(pipeline, Upstream(upstream), providers, tokens)
@@ -185,6 +220,16 @@ async def build_runtime(settings: Settings) -> Runtime:
         hold_output_tokens=settings.hold_output_tokens,
         fetcher=fetcher,
         stored_responses=store.responses,
+    )
+    tasks = TaskEngine(
+        store=store,
+        kit=kit,
+        settlement=settlement,
+        holds=task_holds,
+        router=router,
+        families={VIDEO_FAMILY: videos.family(settings.result_retention_days)},
+        blobs=BlobStore(settings.data_dir / "blobs"),
+        limits=task_limits(settings),
     )
     state = AppState(
         settings=settings,
@@ -200,6 +245,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
         admin_key_hash=await admin_key_hash(settings, store),
         surface=surface,
+        tasks=tasks,
     )
     return Runtime(
         state=state,

@@ -41,6 +41,13 @@ async def upload_body(request: web.Request, limit: int) -> tuple[Upload, int]:
     return upload, sum(part.size for part in upload.files)
 
 
+async def json_or_upload_body(request: web.Request, limit: int) -> tuple[JSONBody | Upload, int]:
+    """A JSON body, or a multipart one (whose files spool to disk), as the client sent."""
+    if request.content_type == "multipart/form-data":
+        return await upload_body(request, limit)
+    return await read_json_sized(request, limit)
+
+
 async def begin(request: web.Request, endpoint: str) -> tuple[AppState, Call, JSONBody]:
     """:func:`begin_with` for a JSON body."""
     return await begin_with(request, endpoint, read_json_sized)

@@ -9,6 +9,7 @@ from omnirelay.api import (
     admin_deadletters,
     admin_ledger,
     admin_prices,
+    admin_tasks,
     admin_usage,
     audio,
     azure,
@@ -22,6 +23,8 @@ from omnirelay.api import (
     moderations,
     rerank,
     responses,
+    results,
+    videos,
 )
 from omnirelay.api.messages import count_tokens, messages
 
@@ -47,6 +50,13 @@ def add_routes(app: web.Application) -> None:
     router.add_delete("/v1/responses/{id}", responses.delete)
     router.add_post("/v1/responses/{id}/cancel", responses.cancel)
     router.add_get("/v1/responses/{id}/input_items", responses.input_items)
+    router.add_post("/v1/videos", videos.create)
+    router.add_get("/v1/videos", videos.list_videos)
+    router.add_get("/v1/videos/{video_id}", videos.retrieve)
+    router.add_delete("/v1/videos/{video_id}", videos.delete)
+    router.add_get("/v1/videos/{video_id}/content", videos.content)
+    router.add_post("/v1/videos/{video_id}/remix", videos.remix)
+    router.add_get("/v1/results/{task_id}/{name}", results.signed_result)
     router.add_get("/v1/models", gemini.list_models_either)
     router.add_get("/v1/models/{model:.+}", gemini.get_model_either)
     for prefix in ("/v1", ""):
@@ -93,6 +103,10 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/logs", admin.list_logs)
     router.add_get("/admin/ledger", admin_ledger.ledger)
     router.add_get("/admin/deadletters", admin_deadletters.dead_letters)
+    router.add_get("/admin/tasks", admin_tasks.list_tasks)
+    router.add_get("/admin/tasks/{task_id}", admin_tasks.get_task)
+    router.add_post("/admin/tasks/{task_id}/cancel", admin_tasks.cancel_task)
+    router.add_get("/admin/keys/{id}/webhook-secret", admin_tasks.webhook_secret)
     router.add_get("/healthz", _health)
 
 

@@ -16,6 +16,7 @@ from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
+from omnirelay.gateway.tasks.engine import TaskEngine
 from omnirelay.store.store import Store
 from omnirelay.wire.tokens import TokenCounter
 
@@ -35,6 +36,7 @@ class AppState:
     prober: Prober
     admin_key_hash: str
     surface: Surface
+    tasks: TaskEngine
 
 
 STATE = web.AppKey("omnirelay_state", AppState)

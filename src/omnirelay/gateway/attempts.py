@@ -61,9 +61,14 @@ class AttemptLoop:
         self._background: set[asyncio.Task[None]] = set()
 
     async def run(
-        self, call: Call, group: str, model: str, attempt: Callable[[Route], Awaitable[T]]
+        self,
+        call: Call,
+        group: str,
+        model: str,
+        attempt: Callable[[Route], Awaitable[T]],
+        only: int | None = None,
     ) -> Attempted[T]:
-        candidates = self._router.candidates(group, model)
+        candidates = self.candidates(group, model, only)
         deadline = time.monotonic() + self._policy.deadline_s
         tried: set[int] = set()
         waited: set[int] = set()
@@ -112,9 +117,19 @@ class AttemptLoop:
             return Attempted(route, result)
         raise self._exhausted(candidates, model, last, len(tried))
 
-    def candidates(self, group: str, model: str) -> list[Route]:
-        """The channels that may serve the call; ModelNotFound when there are none."""
-        return self._router.candidates(group, model)
+    def candidates(self, group: str, model: str, only: int | None = None) -> list[Route]:
+        """The channels that may serve the call (``only``: that one channel); ModelNotFound
+        when there are none."""
+        candidates = self._router.candidates(group, model)
+        if only is None:
+            return candidates
+        pinned = [route for route in candidates if route.channel_id == only]
+        if not pinned:
+            raise UpstreamUnavailable(
+                f"The channel that holds this task no longer serves '{model}'; it cannot "
+                "take follow-up calls now."
+            )
+        return pinned
 
     def finish(self, route: Route, model: str, *, failed: bool = False) -> None:
         """The call that ``run`` started on this route is over."""

@@ -9,11 +9,17 @@ before the hold is dropped, so that a concurrent admission never sees neither.
 A settlement can also run later, detached from any request, in its own transaction keyed
 by its id (a task's, a batch line's): the ledger takes one entry per id, so a second
 settlement of the same id charges nothing.
+
+A call accepted upstream as a task is deferred: its own row is logged free and its hold
+moves to the task (``defer``). When the task ends, ``settle_task`` charges it (or releases
+it) in the transaction that ends the task, exactly once, and only then do the counters and
+the key's spend follow.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +27,7 @@ from omnirelay.gateway.calls import Call
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
 from omnirelay.store.counters import Ticket
+from omnirelay.store.logs import spend_of
 from omnirelay.wire.errors import GatewayError
 from omnirelay.wire.usage import Usage
 
@@ -29,6 +36,10 @@ CANCELLED = "client disconnected; the call was cancelled"
 MODEL_COLUMN_CHARS = 128
 MAX_COST_NANO = 1 << 62
 """No charge may overflow its BIGINT column, whatever an upstream reported."""
+
+TaskEnd = Callable[[dict[str, Any] | None, dict[int, int]], Awaitable[dict[int, int] | None]]
+"""Commits a task's end with its log row and the spend it charges, in one transaction;
+returns the keys' new spend, or None when the task had ended already (nothing written)."""
 
 
 @dataclass(slots=True)
@@ -153,6 +164,29 @@ class Settlement:
     def _submit_free(self, call: Call, status: int, error: str, stream: bool) -> None:
         record = ChargeRecord.of(call, status=status, stream=stream, error=error)
         self._writer.submit(record.as_row())
+
+    async def defer(self, call: Call, ticket: Ticket, task_id: str) -> None:
+        """The call was accepted upstream and goes on as a task: the call is logged free,
+        and its hold moves to the task until ``settle_task``."""
+        record = ChargeRecord.of(call, status=200, stream=False, usage=Usage())
+        await self._meter.defer(ticket, task_id, record.as_row())
+
+    async def settle_task(
+        self, key_id: int, task_id: str, record: ChargeRecord | None, end: TaskEnd
+    ) -> bool:
+        """A task ended: commit its charge (``record``; None releases its hold in full)
+        with its end, exactly once. False, moving no money, when it had ended already."""
+        row = None if record is None else record.as_row()
+        totals = await end(row, spend_of([row]) if row is not None else {})
+        if totals is None:
+            return False
+        self._writer.committed(totals)
+        await self._meter.task_ended(key_id, task_id, 0 if record is None else record.cost_nano)
+        return True
+
+    async def close(self) -> None:
+        """Hand deferred holds over now (the process stops)."""
+        await self._meter.close()
 
     async def settle_once(self, record: ChargeRecord) -> bool:
         """Commit one charge now, in its own transaction, keyed by its id.

@@ -36,7 +36,7 @@ import orjson
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.chat import Chat, charged_usage
 from omnirelay.gateway.kit import Kit
-from omnirelay.gateway.operation import Attempt, Charged, Reply, Streaming, StreamReply
+from omnirelay.gateway.operation import Attempt, Charged, Deferred, Reply, Streaming, StreamReply
 from omnirelay.gateway.rendered import Rendered
 from omnirelay.gateway.requests import ChatRequest, check_chat_request
 from omnirelay.gateway.token_stream import TokenStream, chat_prompt, output_tally
@@ -77,6 +77,8 @@ class GenerateContent:
                 else translated
             )
             result = await operation.attempt(attempt)
+            if isinstance(result, Deferred):  # chat answers or streams; it never defers
+                raise TypeError("a chat attempt deferred its charge")
             return _in_gemini_shape(result, model)
 
         return await self._kit.pipeline.run(call, dataclasses.replace(translated, attempt=attempt))

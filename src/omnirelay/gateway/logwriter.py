@@ -312,6 +312,10 @@ class LogWriter:
         self._keys.apply_used(totals)
         return True
 
+    def committed(self, totals: dict[int, int]) -> None:
+        """Keys' spend as a transaction of someone else's committed it (a task's end)."""
+        self._keys.apply_used(totals)
+
     async def _run(self) -> None:
         while True:
             with contextlib.suppress(TimeoutError):

@@ -5,6 +5,9 @@ count, plus the request's output cap, at the model's price) and checks the key's
 limits, atomically in the counters. Settlement replaces the hold with the exact cost from
 the usage; a failed call releases it in full. Holds are also recorded through the log
 writer, so that a reconciler can settle the holds of a process that died.
+
+A call that goes on as a task (``defer``) hands its hold to the task: the tasks table keeps
+it while the task is open, and admission counts it (``TaskHolds``) until the task ends.
 """
 
 from __future__ import annotations
@@ -12,10 +15,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from omnirelay.gateway.keys import KeyState
 from omnirelay.gateway.logwriter import LogWriter
+from omnirelay.gateway.task_holds import TaskHolds
 from omnirelay.store.counters import Counters, Limits, Refusal, Seeds, Ticket
 from omnirelay.store.ledger import LedgerRepository
 from omnirelay.wire.errors import InsufficientQuota, RateLimited
@@ -49,10 +55,21 @@ def _period_of_day(kind: str, day_number: int) -> tuple[str, int]:
 
 
 class Meter:
-    def __init__(self, counters: Counters, logs: LogWriter, ledger: LedgerRepository) -> None:
+    def __init__(
+        self,
+        counters: Counters,
+        logs: LogWriter,
+        ledger: LedgerRepository,
+        *,
+        task_holds: TaskHolds | None = None,
+        propagation_s: float = 1.0,
+    ) -> None:
         self._counters = counters
         self._logs = logs
         self._ledger = ledger
+        self.task_holds = task_holds or TaskHolds()
+        self._propagation_s = propagation_s
+        self._deferring: dict[str, tuple[asyncio.TimerHandle, Ticket, Mapping[str, Any]]] = {}
         self._period_seeds: dict[tuple[int, str], int] = {}
         self._seeding: dict[tuple[int, str], asyncio.Future[int]] = {}
 
@@ -64,9 +81,8 @@ class Meter:
         period_spent = 0
         if period is not None and row.budget_nano is not None:
             period_spent = await self._period_seed(row.id, period, period_start_ms)
-        refusal = await self._counters.admit(
-            ticket, limits, Seeds(key.used_nano, period_spent), now
-        )
+        seeds = Seeds(key.used_nano, period_spent, self.task_holds.held(row.id))
+        refusal = await self._counters.admit(ticket, limits, seeds, now)
         if refusal is not None:
             raise _refused(refusal)
         self._logs.open_hold(request_id, row.id, hold_nano)
@@ -85,6 +101,48 @@ class Meter:
 
     async def release(self, ticket: Ticket) -> None:
         await self._counters.release(ticket)
+
+    async def defer(self, ticket: Ticket, task_id: str, row: Mapping[str, Any]) -> None:
+        """The call goes on as the task ``task_id``, whose hold the tasks table now keeps:
+        log the call's own ``row`` (which closes its hold record) and drop its counters'
+        hold. Only ``charges.Settlement`` calls this.
+
+        Counters shared with other processes let go only once those count the task's hold
+        from the table, after their next read of the change feed: until then the hold
+        counts twice, never not at all. Should this process die meanwhile, the call's hold
+        record expires and the reconciler drops the shared hold.
+        """
+        self.task_holds.add(ticket.key_id, task_id, ticket.hold_nano)
+        if not self._counters.shared:
+            await self._hand_over(ticket, task_id, row)
+            return
+        handle = asyncio.get_running_loop().call_later(
+            self._propagation_s, self._hand_over_later, ticket, task_id, row
+        )
+        self._deferring[task_id] = (handle, ticket, row)
+
+    def _hand_over_later(self, ticket: Ticket, task_id: str, row: Mapping[str, Any]) -> None:
+        self._deferring.pop(task_id, None)
+        task = asyncio.ensure_future(self._hand_over(ticket, task_id, row))
+        task.add_done_callback(_log_failure)
+
+    async def _hand_over(self, ticket: Ticket, task_id: str, row: Mapping[str, Any]) -> None:
+        self._logs.submit(dict(row))
+        await self._counters.release(ticket)
+        self.task_holds.uncover(ticket.key_id, task_id)
+
+    async def task_ended(self, key_id: int, task_id: str, charged_nano: int) -> None:
+        """A task's end is committed: its hold is gone, its charge is spent."""
+        self.task_holds.remove(key_id, task_id)
+        if charged_nano:
+            await self._counters.reconcile(key_id, task_id, charged_nano)
+
+    async def close(self) -> None:
+        """Hand over the deferred holds still waiting, now."""
+        waiting, self._deferring = self._deferring, {}
+        for task_id, (handle, ticket, row) in waiting.items():
+            handle.cancel()
+            await self._hand_over(ticket, task_id, row)
 
     def checkpoint(self, ticket: Ticket, charged_nano: int) -> None:
         self._logs.checkpoint(ticket.request_id, min(charged_nano, ticket.hold_nano))
@@ -114,6 +172,11 @@ class Meter:
             self._period_seeds.clear()
         self._period_seeds[(key_id, period)] = seed
         return seed
+
+
+def _log_failure(task: asyncio.Future[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("handing a deferred hold over failed", exc_info=task.exception())
 
 
 def _refused(refusal: Refusal) -> InsufficientQuota | RateLimited:

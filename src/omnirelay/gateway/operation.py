@@ -1,9 +1,10 @@
 """What an operation plugs into the pipeline, and what one attempt of it hands back.
 
 An :class:`Operation` says what its call may cost on a channel (the hold) and how one
-attempt goes. An attempt ends in a :class:`Charged` answer (complete, with its cost) or a
+attempt goes. An attempt ends in a :class:`Charged` answer (complete, with its cost), a
 :class:`Streaming` one, whose :class:`StreamSource` yields the client's bytes and meters
-them as they pass. The pipeline (``gateway.pipeline``) does everything else.
+them as they pass, or a :class:`Deferred` one: accepted upstream as a task, whose cost is
+known only when the task ends. The pipeline (``gateway.pipeline``) does everything else.
 """
 
 from __future__ import annotations
@@ -95,6 +96,15 @@ class Streaming:
 
 
 @dataclass(frozen=True, slots=True)
+class Deferred:
+    """One attempt accepted upstream as a task: the client gets its answer now, and the
+    call's hold stays with the task until the task ends and is settled."""
+
+    reply: Reply
+    task_id: str
+
+
+@dataclass(frozen=True, slots=True)
 class Attempt:
     """What one attempt of a call is given: where it goes, and its price there."""
 
@@ -103,6 +113,8 @@ class Attempt:
     quote: Quote
     spend_limit: int | None
     """The most the call may cost, its hold plus the key's remaining budget; None: no limit."""
+    hold_nano: int = 0
+    """What admission held for the call (the dearest quote)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,5 +122,7 @@ class Operation:
     model: str
     hold: Callable[[Quote], int]
     """An upper bound of the call's cost at a quote; ModelNotPriced when it cannot be priced."""
-    attempt: Callable[[Attempt], Awaitable[Charged | Streaming]]
+    attempt: Callable[[Attempt], Awaitable[Charged | Streaming | Deferred]]
     stream: bool = False
+    channel_id: int | None = None
+    """Only this channel may serve the call (a task's follow-up goes where the task is)."""

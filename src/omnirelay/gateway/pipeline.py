@@ -4,7 +4,8 @@ It owns the steps every call takes: authorize (the key and the model; the client
 was checked where the call arrived, ``api.begin``), quote the model on every candidate
 channel, hold the most the call may cost and admit it against the key's limits, run the
 attempt loop with failover, then settle the exact cost (or release the hold) and log the
-call, however it ends. An :class:`Operation` brings only
+call, however it ends; a call accepted upstream as a task hands its hold over to the task,
+to be settled when the task ends. An :class:`Operation` brings only
 what is its own: the hold, and what one attempt sends and how it reads the answer.
 
 A complete answer settles at once. A stream settles when it ends, however it ends: at its
@@ -36,6 +37,7 @@ from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.operation import (
     Attempt,
     Charged,
+    Deferred,
     Operation,
     Reply,
     Streaming,
@@ -87,19 +89,23 @@ class Pipeline:
         ticket = await self._meter.admit(call.request_id, key, hold, now)
         limit = self._meter.spend_limit(key, hold)
 
-        async def attempt(route: Route) -> Charged | Streaming:
+        async def attempt(route: Route) -> Charged | Streaming | Deferred:
             quote = quotes.get(route.channel_id)
             if quote is None:
                 # Moves on to a channel where the model has a price.
                 raise UpstreamError(f"The model has no price on channel {route.channel_id}.")
-            return await operation.attempt(Attempt(call, route, quote, limit))
+            return await operation.attempt(Attempt(call, route, quote, limit, hold))
 
         try:
-            done = await self._attempts.run(call, group, model, attempt)
+            done = await self._attempts.run(call, group, model, attempt, only=operation.channel_id)
         except BaseException:
             await self._settlement.release(ticket)
             raise
         result = done.result
+        if isinstance(result, Deferred):
+            self._attempts.finish(done.route, model)
+            await self._settlement.defer(call, ticket, result.task_id)
+            return result.reply
         if isinstance(result, Charged):
             self._attempts.finish(done.route, model)
             call.served_model = result.served_model
@@ -120,7 +126,7 @@ class Pipeline:
         quotes: dict[int, Quote] = {}
         hold = 0
         refusal: ModelNotPriced | None = None
-        for route in self._attempts.candidates(group, operation.model):
+        for route in self._attempts.candidates(group, operation.model, operation.channel_id):
             quote = self._prices.quote(operation.model, route.channel_id, group)
             if quote is None:
                 continue

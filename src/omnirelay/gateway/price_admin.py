@@ -22,6 +22,7 @@ MAX_USD = Decimal(1_000_000)
 MAX_MODEL_NAME = 128  # the column's width
 _UNIT_NAME = re.compile(r"^[\w.:-]{1,64}$")
 _IMAGE_KIND = re.compile(r"^[\w.-]{1,32}(/[\w.-]{1,32})?$")
+_VIDEO_SIZE = re.compile(r"^\d{1,5}x\d{1,5}$")
 
 
 class _Strict(BaseModel):
@@ -55,6 +56,8 @@ class PriceSpec(_Strict):
     speech_usd_per_m_chars: Decimal | None = Field(default=None, ge=0, le=MAX_USD)
     rerank_usd_per_search: Decimal | None = Field(default=None, ge=0, le=MAX_USD)
     task_actions_usd: dict[str, Decimal] = Field(default_factory=dict)
+    video_usd_per_second: dict[str, Decimal] = Field(default_factory=dict)
+    """Per second of video out, by ``SIZE`` (e.g. ``1280x720``)."""
     channel: str | None = Field(default=None, min_length=1, max_length=128)
     channel_id: int | None = Field(default=None, ge=0)
 
@@ -62,6 +65,11 @@ class PriceSpec(_Strict):
     @classmethod
     def _images(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
         return _usd_table(value, _IMAGE_KIND, "image SIZE or SIZE/QUALITY")
+
+    @field_validator("video_usd_per_second")
+    @classmethod
+    def _video(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        return _usd_table(value, _VIDEO_SIZE, "video SIZE such as 1280x720")
 
     @field_validator("task_actions_usd")
     @classmethod
@@ -143,6 +151,10 @@ class PriceAdmin:
             rerank_search=_nano_or_none(spec.rerank_usd_per_search, "rerank_usd_per_search"),
             task_actions={
                 k: _nano(v, f"task_actions_usd.{k}") for k, v in spec.task_actions_usd.items()
+            },
+            video_seconds={
+                k: _nano(v, f"video_usd_per_second.{k}")
+                for k, v in spec.video_usd_per_second.items()
             },
         )
         row = PriceRow(

@@ -38,6 +38,8 @@ class Units:
     """Nano-dollars per rerank search."""
     task_actions: Mapping[str, int] = field(default_factory=dict)
     """Nano-dollars per task action (e.g. ``imagine``, ``upscale``)."""
+    video_seconds: Mapping[str, int] = field(default_factory=dict)
+    """Nano-dollars per second of video out, by ``SIZE`` (e.g. ``1280x720``)."""
 
     def to_json(self) -> dict[str, object]:
         """The stored and public form, keeping only what is priced."""
@@ -52,6 +54,8 @@ class Units:
             data["rerank_search"] = self.rerank_search
         if self.task_actions:
             data["task_actions"] = dict(self.task_actions)
+        if self.video_seconds:
+            data["video_seconds"] = dict(self.video_seconds)
         return data
 
     @classmethod
@@ -67,6 +71,7 @@ class Units:
             speech_per_m_chars=_nano_or_none(data.get("speech_per_m_chars")),
             rerank_search=_nano_or_none(data.get("rerank_search")),
             task_actions=_nano_map(data.get("task_actions")),
+            video_seconds=_nano_map(data.get("video_seconds")),
         )
 
 
@@ -204,6 +209,11 @@ class Quote:
         each = self.price.units.task_actions.get(action)
         return self._units(each, 1, f"the task action '{action}'")
 
+    def video_seconds(self, size: str, seconds: int) -> int:
+        """``seconds`` of video of ``size``."""
+        each = self.price.units.video_seconds.get(size)
+        return self._units(each, max(seconds, 0), f"seconds of video of size {size}")
+
     def _units(self, each: int | None, count: int, label: str) -> int:
         if each is None:
             if self.free_unpriced:
@@ -246,6 +256,7 @@ def catalogue_price(entry: Mapping[str, Any]) -> Price:
             speech_per_m_chars=usd("speech_1m_chars"),
             rerank_search=usd("rerank_search"),
             task_actions=table("task_actions"),
+            video_seconds=table("video_seconds"),
         ),
     )
 

@@ -38,6 +38,7 @@ class Router:
         self._defaults = default_timeouts
         self._rng = rng or random.Random()
         self._routes: dict[tuple[str, str], list[Route]] = {}
+        self._by_channel: dict[tuple[int, str], Route] = {}
         self._channel_ids: set[int] = set()
 
     @property
@@ -72,7 +73,16 @@ class Router:
         for candidates in routes.values():
             candidates.sort(key=lambda route: -route.channel.priority)
         self._routes = dict(routes)
+        self._by_channel = {
+            (route.channel_id, model): route
+            for (_group, model), candidates in routes.items()
+            for route in candidates
+        }
         self._channel_ids = ids
+
+    def route(self, channel_id: int, model: str) -> Route | None:
+        """How to reach one enabled channel for one model (a task's follow-up calls)."""
+        return self._by_channel.get((channel_id, model))
 
     def models_for(self, group: str) -> list[str]:
         return sorted({model for (g, model) in self._routes if g == group})

@@ -12,6 +12,7 @@ from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.pricing import Price, PriceBook, Units
 from omnirelay.gateway.routing import Router
+from omnirelay.gateway.task_holds import TaskHolds
 from omnirelay.store import changes
 from omnirelay.store.store import Store
 
@@ -32,8 +33,10 @@ class CacheSync:
         health: HealthBoard,
         prices: PriceBook,
         interval_s: float,
+        task_holds: TaskHolds | None = None,
     ) -> None:
         self._store = store
+        self._task_holds = task_holds
         self._health = health
         self._keys = keys
         self._router = router
@@ -53,6 +56,7 @@ class CacheSync:
             self._keys.replace_all(await self._store.keys.list_all())
             await self._reload_channels()
             await self._reload_prices()
+            await self._reload_task_holds(None)
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="omnirelay-sync")
@@ -72,6 +76,7 @@ class CacheSync:
                 return
             key_ids: set[int] = set()
             usage_ids: set[int] = set()
+            task_key_ids: set[int] = set()
             reload_channels = reload_prices = False
             for change in fresh:
                 self._remember(change.id)
@@ -79,6 +84,8 @@ class CacheSync:
                     key_ids.add(int(change.entity_id))
                 elif change.entity == changes.KEY_USAGE:
                     usage_ids.add(int(change.entity_id))
+                elif change.entity == changes.KEY_TASKS:
+                    task_key_ids.add(int(change.entity_id))
                 elif change.entity == changes.CHANNEL:
                     reload_channels = True
                 elif change.entity in (changes.PRICE, changes.GROUP):
@@ -92,6 +99,16 @@ class CacheSync:
                 await self._reload_channels()
             if reload_prices:
                 await self._reload_prices()
+            if task_key_ids:
+                await self._reload_task_holds(task_key_ids)
+
+    async def _reload_task_holds(self, key_ids: set[int] | None) -> None:
+        """The holds of these keys' open tasks (None: every key's), as the table has them."""
+        if self._task_holds is None:
+            return
+        mark = self._task_holds.mark()
+        holds = await self._store.tasks.open_holds(key_ids)
+        self._task_holds.replace(holds, key_ids, mark)
 
     def _remember(self, change_id: int) -> None:
         if len(self._seen) == self._seen.maxlen:

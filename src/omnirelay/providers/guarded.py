@@ -1,19 +1,24 @@
-"""HTTP GETs guarded against server-side request forgery, for URLs that clients give.
+"""HTTP guarded against server-side request forgery, for URLs that clients or upstreams
+give: GETs of images, streamed downloads of task results, and webhook POSTs.
 
 Only http(s); every address a host name resolves to must be one the caller allows (by
 default a public one: no private, loopback, link-local, shared, reserved or multicast
 address, IPv4-mapped and NAT64 forms included), and the connection goes to an address that
-was checked, so a second DNS answer cannot swap in an internal one. Redirects are followed
-by hand, each hop checked again. Size and time are limited. Every refusal is a
-:class:`FetchRefused` whose message names no internal address.
+was checked, so a second DNS answer cannot swap in an internal one. A client may trust one
+host besides (``trusted_host``: a channel's own base-URL host, which the operator chose),
+wherever it resolves. Redirects are followed by hand, each hop checked again, and the
+caller's headers (credentials) never follow a redirect to another host. Size and time are
+limited. Every refusal is a :class:`FetchRefused` whose message names no internal address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
-from collections.abc import Callable
+import time
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -46,17 +51,25 @@ def public_address(address: Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
+def any_address(address: Address) -> bool:
+    """The check of a gateway that allows private networks: anything but the unroutable."""
+    return not (address.is_multicast or address.is_unspecified)
+
+
 class GuardedResolver(AbstractResolver):
     """Resolves like aiohttp does, then refuses any answer with a disallowed address."""
 
-    def __init__(self, allowed: AddressCheck) -> None:
+    def __init__(self, allowed: AddressCheck, trusted_host: str | None = None) -> None:
         self._inner = DefaultResolver()
         self._allowed = allowed
+        self._trusted = trusted_host
 
     async def resolve(
         self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
     ) -> list[ResolveResult]:
         answers = await self._inner.resolve(host, port, family)
+        if host == self._trusted:
+            return answers
         for answer in answers:
             if not self._allowed(ipaddress.ip_address(answer["host"])):
                 raise _Refused(f"{host} resolves to an address that may not be fetched")
@@ -72,6 +85,15 @@ class Fetched:
     body: bytes
 
 
+@dataclass(frozen=True, slots=True)
+class Opened:
+    """A download whose headers arrived; iterate ``chunks`` for the body."""
+
+    content_type: str
+    length: int | None
+    chunks: AsyncIterator[bytes]
+
+
 class GuardedClient:
     """One pooled session whose every connection passes the address check."""
 
@@ -81,14 +103,17 @@ class GuardedClient:
         timeout_s: float = 10.0,
         max_redirects: int = 3,
         allowed: AddressCheck = public_address,
+        trusted_host: str | None = None,
     ) -> None:
         self.timeout_s = timeout_s
         self._max_redirects = max_redirects
         self._allowed = allowed
+        self._trusted = trusted_host
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
-        connector = aiohttp.TCPConnector(resolver=GuardedResolver(self._allowed), limit=32)
+        resolver = GuardedResolver(self._allowed, self._trusted)
+        connector = aiohttp.TCPConnector(resolver=resolver, limit=32)
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self.timeout_s),
@@ -122,6 +147,61 @@ class GuardedClient:
         except aiohttp.ClientError as exc:
             raise FetchRefused("could not be fetched") from exc
 
+    @contextlib.asynccontextmanager
+    async def open(
+        self, url: str, max_bytes: int, headers: Mapping[str, str] | None = None
+    ) -> AsyncIterator[Opened]:
+        """Stream the body at ``url`` (a 200 answer), at most ``max_bytes`` of it, within
+        ``timeout_s`` for the whole; ``headers`` go to ``url``'s host only."""
+        session = self._started()
+        deadline = time.monotonic() + self.timeout_s
+        with _refusals():
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                response = await self._follow_open(session, url, dict(headers or {}))
+        try:
+            if response.status != 200:
+                raise FetchRefused(f"answered HTTP {response.status}")
+            length = response.content_length
+            if length is not None and length > max_bytes:
+                raise FetchRefused(f"is larger than the {max_bytes} bytes allowed")
+            chunks = _bounded(response, max_bytes, deadline)
+            yield Opened(response.content_type, length, chunks)
+        finally:
+            response.release()
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST ``body`` to ``url``; its status. Redirects are not followed."""
+        session = self._started()
+        with _refusals():
+            async with asyncio.timeout(self.timeout_s):
+                self._check_url(url)
+                async with session.post(
+                    url, data=body, headers=dict(headers), allow_redirects=False
+                ) as response:
+                    await response.content.read(64 * 1024)
+                    status = response.status
+        return status
+
+    def _started(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("GuardedClient.start() was not called")
+        return self._session
+
+    async def _follow_open(
+        self, session: aiohttp.ClientSession, url: str, headers: dict[str, str]
+    ) -> aiohttp.ClientResponse:
+        origin = urlsplit(url).netloc
+        for _ in range(self._max_redirects + 1):
+            self._check_url(url)
+            sent = headers if urlsplit(url).netloc == origin else {}
+            response = await session.get(url, headers=sent, allow_redirects=False)
+            if response.status in REDIRECTS and "Location" in response.headers:
+                response.release()
+                url = urljoin(url, response.headers["Location"])
+                continue
+            return response
+        raise FetchRefused("redirected too many times")
+
     async def _follow(
         self,
         session: aiohttp.ClientSession,
@@ -147,6 +227,8 @@ class GuardedClient:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise FetchRefused("is not an http(s) URL")
+        if parts.hostname == self._trusted:
+            return
         try:
             literal = ipaddress.ip_address(parts.hostname)
         except ValueError:
@@ -164,3 +246,43 @@ async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:
         if len(data) > limit:
             raise FetchRefused(f"is larger than the {limit} bytes allowed")
     return bytes(data)
+
+
+@contextlib.contextmanager
+def _refusals() -> Iterator[None]:
+    """aiohttp's failures as FetchRefused, with a message safe to show."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise FetchRefused("did not answer in time") from exc
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, _Refused):
+            raise FetchRefused("points to a private or local address") from exc
+        raise FetchRefused("could not be reached") from exc
+    except aiohttp.ClientError as exc:
+        raise FetchRefused("could not be fetched") from exc
+
+
+def _loop_time(deadline: float) -> float:
+    """A ``time.monotonic`` deadline on the running loop's clock."""
+    loop = asyncio.get_running_loop()
+    return loop.time() + (deadline - time.monotonic())
+
+
+async def _bounded(
+    response: aiohttp.ClientResponse, limit: int, deadline: float
+) -> AsyncIterator[bytes]:
+    # Each read under the deadline on its own: a timeout must never span a yield, or it
+    # would cancel the consumer wherever it happens to be.
+    chunks = response.content.iter_chunked(READ_SIZE)
+    size = 0
+    while True:
+        with _refusals():
+            async with asyncio.timeout_at(_loop_time(deadline)):
+                chunk = await anext(chunks, None)
+        if chunk is None:
+            return
+        size += len(chunk)
+        if size > limit:
+            raise FetchRefused(f"is larger than the {limit} bytes allowed")
+        yield chunk

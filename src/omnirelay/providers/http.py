@@ -185,6 +185,23 @@ class UpstreamResponse:
         self._raw.close()
 
 
+class ConnectFailed(UpstreamError):
+    """No connection was made: the request was never sent."""
+
+
+class ConnectTimeout(UpstreamTimeout):
+    """Connecting took too long: the request was never sent."""
+
+
+def never_sent(error: BaseException) -> bool:
+    """Whether a failure of :meth:`UpstreamClient.send` proves the request was not sent.
+
+    Any other failure (a timeout waiting for the answer, a connection that broke) may
+    have reached the upstream: for a call that must not happen twice, it is ambiguous.
+    """
+    return isinstance(error, ConnectFailed | ConnectTimeout)
+
+
 def _too_large(limit: int) -> UpstreamTooLarge:
     return UpstreamTooLarge(
         f"The upstream's answer is larger than the {limit} bytes this gateway accepts."
@@ -234,10 +251,12 @@ class UpstreamClient:
                     headers=request.headers,
                     timeout=timeouts.client,
                 )
+        except aiohttp.ConnectionTimeoutError as exc:
+            raise ConnectTimeout("Could not connect to the upstream in time.") from exc
         except TimeoutError as exc:
             raise UpstreamTimeout("The upstream did not answer in time.") from exc
         except aiohttp.ClientConnectorError as exc:
-            raise UpstreamError(
+            raise ConnectFailed(
                 f"Could not connect to the upstream ({exc.os_error.__class__.__name__})."
             ) from exc
         except READ_ERRORS as exc:

@@ -17,6 +17,7 @@ from omnirelay.store.tables import change_feed
 
 KEY = "key"
 KEY_USAGE = "key_usage"
+KEY_TASKS = "key_tasks"  # the holds of a key's open tasks changed
 CHANNEL = "channel"
 PRICE = "price"
 GROUP = "group"  # a group's price multiplier

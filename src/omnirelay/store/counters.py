@@ -43,6 +43,8 @@ class Seeds:
 
     spent_nano: int
     period_spent_nano: int
+    task_held_nano: int = 0
+    """What the key's open tasks hold (the tasks table keeps it, not the counters)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +54,9 @@ class Refusal:
 
 
 class Counters(Protocol):
+    shared: bool
+    """True when other processes share these counters (Redis)."""
+
     async def admit(
         self, ticket: Ticket, limits: Limits, seeds: Seeds, now: float
     ) -> Refusal | None:
@@ -97,6 +102,8 @@ class _KeyCounters:
 class MemoryCounters:
     """Exact for one process: nothing here awaits, so each method is atomic."""
 
+    shared = False
+
     def __init__(self) -> None:
         self._keys: dict[int, _KeyCounters] = defaultdict(_KeyCounters)
 
@@ -123,13 +130,14 @@ class MemoryCounters:
             return Refusal("tpm", math.ceil(window_left))
         # In one process the caller's figure is exact: it includes every settled charge.
         spent = seeds.spent_nano
+        tasks = seeds.task_held_nano
         if (
             limits.quota_nano is not None
-            and limits.quota_nano - spent - state.held < ticket.hold_nano
+            and limits.quota_nano - spent - state.held - tasks < ticket.hold_nano
         ):
             return Refusal("quota")
         if limits.budget_nano is not None and (
-            limits.budget_nano - state.period_spent - state.period_held < ticket.hold_nano
+            limits.budget_nano - state.period_spent - state.period_held - tasks < ticket.hold_nano
         ):
             return Refusal("budget")
         state.requests += 1

@@ -35,18 +35,19 @@ end
 local tokens = tonumber(redis.call('GET', KEYS[7]) or '0')
 if tonumber(ARGV[6]) >= 0 and tokens >= tonumber(ARGV[6]) then return {'tpm', ARGV[10]} end
 redis.call('SET', KEYS[1], ARGV[8], 'NX')
+local tasks = tonumber(ARGV[14])
 local quota = tonumber(ARGV[3])
 if quota >= 0 then
   local spent = tonumber(redis.call('GET', KEYS[1]))
   local held = tonumber(redis.call('GET', KEYS[2]) or '0')
-  if quota - spent - held < hold then return {'quota', -1} end
+  if quota - spent - held - tasks < hold then return {'quota', -1} end
 end
 local budget = tonumber(ARGV[4])
 if budget >= 0 then
   redis.call('SET', KEYS[4], ARGV[9], 'NX', 'EX', ARGV[11])
   local spent = tonumber(redis.call('GET', KEYS[4]))
   local held = tonumber(redis.call('GET', KEYS[5]) or '0')
-  if budget - spent - held < hold then return {'budget', -1} end
+  if budget - spent - held - tasks < hold then return {'budget', -1} end
   redis.call('INCRBY', KEYS[5], hold)
   redis.call('EXPIRE', KEYS[5], ARGV[11])
 end
@@ -96,6 +97,8 @@ return 1
 
 
 class RedisCounters:
+    shared = True
+
     def __init__(self, url: str, prefix: str = "omnirelay") -> None:
         self._prefix = prefix
         # A bounded pool that waits for a free connection: a burst of calls must queue,
@@ -125,7 +128,7 @@ class RedisCounters:
             ticket.request_id, ticket.hold_nano, _opt(limits.quota_nano), _opt(budget),
             _opt(limits.rpm), _opt(limits.tpm), _opt(limits.max_concurrency),
             seeds.spent_nano, seeds.period_spent_nano, int(window_left) + 1,
-            PERIOD_TTL_S, WINDOW_TTL_S, INFLIGHT_TTL_S,
+            PERIOD_TTL_S, WINDOW_TTL_S, INFLIGHT_TTL_S, seeds.task_held_nano,
         ]  # fmt: skip
         try:
             verdict, retry_after = await self._admit(keys=keys, args=args)

@@ -199,6 +199,13 @@ class LogRepository:
         """Which of these calls are settled already (``stored_request_ids``)."""
         return await self._transaction(stored_request_ids, request_ids)
 
+    async def transaction(
+        self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Run ``work`` in a transaction where the writer runs its batches (a settlement
+        that commits other rows with its log row, such as a task's end)."""
+        return await self._transaction(work, *args, **kwargs)
+
     async def _transaction(
         self, work: Callable[Concatenate[Connection, P], T], *args: P.args, **kwargs: P.kwargs
     ) -> T:

@@ -9,6 +9,7 @@ nothing to brute-force, and the hash keeps the lookup indexed.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import secrets
 from pathlib import Path
@@ -21,6 +22,12 @@ CLIENT_KEY_PREFIX = "sk-"
 class SecretBox:
     def __init__(self, key: bytes) -> None:
         self._fernet = Fernet(key)
+        self._key = key
+
+    def derive(self, purpose: str) -> bytes:
+        """A 32-byte key for another purpose (signing result URLs, webhooks), derived from
+        the secret key: one secret to keep, and no derived key reveals it or another."""
+        return hmac.new(self._key, b"omnirelay:" + purpose.encode(), hashlib.sha256).digest()
 
     @classmethod
     def from_settings(cls, secret_key: str, key_file: Path) -> SecretBox:

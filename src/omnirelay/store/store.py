@@ -19,6 +19,8 @@ from omnirelay.store.prices import PriceRepository
 from omnirelay.store.responses import ResponseRepository
 from omnirelay.store.secrets import SecretBox
 from omnirelay.store.settings_kv import SettingsRepository
+from omnirelay.store.task_events import TaskEventRepository
+from omnirelay.store.tasks import TaskRepository
 from omnirelay.store.usage import UsageRepository
 
 
@@ -35,6 +37,9 @@ class Store:
     usage: UsageRepository
     dead_letters: DeadLetterRepository
     responses: ResponseRepository
+    tasks: TaskRepository
+    task_events: TaskEventRepository
+    secrets: SecretBox
     writer_engine: Engine | None = None  # SQLite: the log writer's own, synchronous
 
     @classmethod
@@ -46,18 +51,22 @@ class Store:
         box = SecretBox.from_settings(settings.secret_key, settings.data_dir / "secret.key")
         channels = ChannelRepository(engine, box)
         await channels.seal_headers()
+        logs = LogRepository(engine, writer)
         return cls(
             engine=engine,
             channels=channels,
             keys=KeyRepository(engine),
             prices=PriceRepository(engine),
-            logs=LogRepository(engine, writer),
+            logs=logs,
             ledger=LedgerRepository(engine),
             changes=ChangeFeed(engine),
             settings=SettingsRepository(engine),
             usage=UsageRepository(engine),
             dead_letters=DeadLetterRepository(engine),
             responses=ResponseRepository(engine),
+            tasks=TaskRepository(engine, logs),
+            task_events=TaskEventRepository(engine),
+            secrets=box,
             writer_engine=writer,
         )
 

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    UniqueConstraint,
     false,
     true,
 )
@@ -221,4 +222,81 @@ settings_kv = Table(
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", Text, nullable=False),
+)
+
+tasks = Table(
+    "tasks",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("public_id", String(64), nullable=False, unique=True),
+    Column("key_id", BigInteger, nullable=False),
+    Column("family", String(32), nullable=False),  # e.g. openai.video
+    Column("action", String(32), nullable=False),  # e.g. create, remix
+    Column("model", String(128), nullable=False),
+    Column("channel_id", BigInteger),
+    Column("upstream_id", String(256)),
+    Column("state", String(16), nullable=False),  # gateway.tasks.model.STATES
+    Column("upstream_status", String(64)),
+    Column("progress", Integer, nullable=False, server_default="0"),
+    Column("request", JSON, nullable=False),  # what the client asked, secrets stripped
+    Column("result", JSON),  # stored assets and what the upstream reported at the end
+    Column("error", JSON),  # {"code", "message"} of a task that did not succeed
+    Column("price", JSON),  # the quote's prices at submit
+    Column("hold_nano", BigInteger, nullable=False, server_default="0"),
+    Column("charge_nano", BigInteger),
+    Column("request_id", String(64), nullable=False),  # the submit call's
+    Column("version", Integer, nullable=False, server_default="0"),  # compare-and-swap
+    Column("next_poll_ms", BigInteger),  # NULL once the task is over
+    Column("unchanged_polls", Integer, nullable=False, server_default="0"),
+    Column("polled_ms", BigInteger),
+    Column("last_error", Text),
+    Column("lease_owner", String(64)),
+    Column("lease_until_ms", BigInteger),
+    Column("deadline_ms", BigInteger, nullable=False),
+    Column("idempotency_key", String(128)),
+    Column("request_hash", String(64)),
+    Column("notify_url", Text),
+    Column("cancel_requested", Boolean, nullable=False, server_default=false()),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("updated_ms", BigInteger, nullable=False),
+    Column("submitted_ms", BigInteger),
+    Column("finished_ms", BigInteger),
+    Column("deleted_ms", BigInteger),
+    UniqueConstraint("key_id", "idempotency_key", name="uq_tasks_key_idempotency"),
+    # One upstream task is one gateway task: never polled, delivered or charged twice.
+    UniqueConstraint("channel_id", "upstream_id", name="uq_tasks_channel_upstream"),
+    Index("ix_tasks_next_poll", "next_poll_ms"),
+    Index("ix_tasks_key_created", "key_id", "created_ms"),
+    Index("ix_tasks_state_created", "state", "created_ms"),
+    Index("ix_tasks_finished", "finished_ms"),
+    sqlite_autoincrement=True,
+)
+
+task_events = Table(
+    "task_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("event_id", String(64), nullable=False, unique=True),
+    Column("task_id", BigInteger, nullable=False),
+    Column("key_id", BigInteger, nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("url", Text, nullable=False),
+    Column("payload", Text, nullable=False),  # the exact body signed and sent
+    Column("state", String(16), nullable=False),  # pending | delivered | failed
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("next_attempt_ms", BigInteger),  # NULL once delivered or given up
+    Column("last_error", Text),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("delivered_ms", BigInteger),
+    UniqueConstraint("task_id", "kind", name="uq_task_events_task_kind"),
+    Index("ix_task_events_next_attempt", "next_attempt_ms"),
+    sqlite_autoincrement=True,
+)
+
+blob_refs = Table(
+    "blob_refs",
+    metadata,
+    Column("digest", String(64), primary_key=True),  # the blob's SHA-256, hex
+    Column("owner", String(128), primary_key=True),  # e.g. task:<public id>
+    Column("created_ms", BigInteger, nullable=False),
 )

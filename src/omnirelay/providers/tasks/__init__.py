@@ -1,0 +1,2 @@
+"""Upstream task APIs, one dialect per module (``base.TaskDialect``), found by family and
+channel type (``registry``)."""

@@ -1,0 +1,121 @@
+"""What a task dialect implements: one upstream task API, as data in and data out.
+
+A dialect builds the requests of a task's life (submit, poll, find a task whose submit
+got no answer, cancel, download its results) and reads the answers into the engine's
+canonical terms (:class:`TaskStatus`). It says what a task costs in billable units
+(:class:`Billable`; the gateway prices them from the catalogue) and how often to poll. It
+sends nothing itself: the engine does, through the pooled client and the SSRF guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.operations import ErrorMapper
+from omnirelay.wire.uploads import Upload
+
+# What an upstream says of a task, in the engine's words.
+QUEUED, RUNNING, SUCCEEDED, FAILED = "queued", "running", "succeeded", "failed"
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    state: str
+    """QUEUED, RUNNING, SUCCEEDED or FAILED."""
+    upstream_status: str
+    """The upstream's own word for it, kept for the operator."""
+    progress: int
+    upstream_id: str | None = None
+    error: Mapping[str, str] | None = None
+    """``{"code", "message"}`` of a task that failed, in the upstream's words."""
+    outputs: Mapping[str, Any] = field(default_factory=dict)
+    """What the task makes, as the upstream reports it (a video's ``seconds``, ``size``)."""
+    created_at: int | None = None
+    """Unix seconds, when the upstream says (to match a task whose submit got no answer)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Billable:
+    """What a task costs, in a catalogue unit: ``unit`` is ``video_seconds`` (``variant`` a
+    size) or ``task_action`` (``variant`` an action name)."""
+
+    unit: str
+    variant: str
+    quantity: int
+
+
+@dataclass(frozen=True, slots=True)
+class Asset:
+    """One result file to keep, and the request that downloads it."""
+
+    name: str
+    request: UpstreamRequest
+    required: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    """A submit as the engine hands it to a dialect."""
+
+    action: str
+    params: Mapping[str, Any]
+    """The client's fields the upstream needs (secrets and gateway-only fields removed)."""
+    upload: Upload | None = None
+    source_upstream_id: str | None = None
+    """The upstream id of the task this one works on (a remix's video)."""
+
+
+class TaskDialect(ErrorMapper, Protocol):
+    max_batch: int
+    """How many tasks one poll may ask about (1: one at a time)."""
+
+    def submit_request(
+        self, endpoint: Endpoint, submission: Submission, upstream_model: str
+    ) -> UpstreamRequest: ...
+
+    def submit_response(self, payload: bytes) -> TaskStatus:
+        """The accepted task (UpstreamError when the answer is not one)."""
+        ...
+
+    def poll_request(self, endpoint: Endpoint, upstream_ids: Sequence[str]) -> UpstreamRequest:
+        """Ask about up to ``max_batch`` tasks."""
+        ...
+
+    def poll_response(self, payload: bytes, upstream_ids: Sequence[str]) -> dict[str, TaskStatus]:
+        """What the upstream says of each task it answered about."""
+        ...
+
+    def find_request(self, endpoint: Endpoint) -> UpstreamRequest | None:
+        """The request that lists recent tasks, or None when the API has none."""
+        ...
+
+    def find_response(
+        self, payload: bytes, submission: Submission, upstream_model: str, since_s: int
+    ) -> list[TaskStatus]:
+        """The listed tasks that may be this submission, made since ``since_s``, oldest
+        first."""
+        ...
+
+    def cancel_request(self, endpoint: Endpoint, upstream_id: str) -> UpstreamRequest | None:
+        """The request that cancels (or deletes) a task upstream; None when there is none."""
+        ...
+
+    def assets(self, endpoint: Endpoint, upstream_id: str, status: TaskStatus) -> list[Asset]:
+        """The result files of a task that succeeded."""
+        ...
+
+    def hold_units(self, submission: Submission) -> Billable:
+        """The most the task may cost."""
+        ...
+
+    def charge_units(self, submission: Submission, status: TaskStatus) -> Billable:
+        """What the task that succeeded costs."""
+        ...
+
+    def next_poll_s(self, unchanged_polls: int, min_s: float, max_s: float) -> float:
+        """How long to wait before the next poll, after ``unchanged_polls`` polls that
+        brought no news."""
+        ...

@@ -1,0 +1,25 @@
+"""Which dialect speaks a family's tasks on a channel of a given type."""
+
+from __future__ import annotations
+
+from omnirelay.providers.tasks.base import TaskDialect
+from omnirelay.providers.tasks.openai_videos import OpenAIVideos
+
+OPENAI_VIDEO = "openai.video"
+
+
+class TaskDialects:
+    def __init__(self) -> None:
+        self._dialects: dict[tuple[str, str], TaskDialect] = {
+            (OPENAI_VIDEO, "openai"): OpenAIVideos(),
+        }
+
+    def register(self, family: str, channel_type: str, dialect: TaskDialect) -> None:
+        self._dialects[(family, channel_type)] = dialect
+
+    def get(self, family: str, channel_type: str) -> TaskDialect | None:
+        return self._dialects.get((family, channel_type))
+
+    def of_family(self, family: str) -> TaskDialect:
+        """A dialect of the family: they agree on what a request may cost (its hold)."""
+        return next(dialect for (name, _), dialect in self._dialects.items() if name == family)

@@ -1,0 +1,42 @@
+"""What the task tests share: a gateway's settings for fast polling, and a task row."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from typing import Any
+
+from omnirelay.store.tasks import QUEUED
+
+HOUR_MS = 3_600_000
+VIDEOS_UPSTREAM_KEY = "sk-upstream-videos-5c1d"
+FAST = {
+    "OMNIRELAY_TASK_POLL_INTERVAL_S": "0.1",
+    "OMNIRELAY_TASK_POLL_MIN_S": "0.1",
+    "OMNIRELAY_TASK_POLL_MAX_S": "0.5",
+    "OMNIRELAY_TASK_EARLY_POLL_S": "0.3",
+    "OMNIRELAY_TASK_SUBMIT_TIMEOUT_S": "1",
+    "OMNIRELAY_SUBMIT_AMBIGUITY_S": "3",
+    "OMNIRELAY_LOG_FLUSH_INTERVAL_S": "0.1",
+}
+
+
+def task_values(key_id: int, **extra: Any) -> dict[str, Any]:
+    now = int(time.time() * 1000)
+    values: dict[str, Any] = {
+        "public_id": "video_" + secrets.token_hex(12),
+        "key_id": key_id,
+        "family": "openai.video",
+        "action": "create",
+        "model": "sora-2",
+        "state": QUEUED,
+        "request": {"prompt": "a cat", "seconds": "4", "size": "720x1280"},
+        "hold_nano": 400_000_000,
+        "request_id": "req_" + secrets.token_hex(8),
+        "deadline_ms": now + HOUR_MS,
+        "next_poll_ms": now,
+        "created_ms": now,
+        "updated_ms": now,
+    }
+    values.update(extra)
+    return values
