@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -27,6 +29,7 @@ from omnirelay.gateway.probe import Prober
 from omnirelay.providers.http import UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.server import default_timeouts
+from omnirelay.store.audit import CLI, Actor
 from omnirelay.store.store import Store
 from omnirelay.wire.errors import GatewayError
 
@@ -132,7 +135,7 @@ async def channel_test(admin: ops.Admin, store: Store, args: argparse.Namespace)
     await upstream.start()
     try:
         prober = Prober(store, ProviderRegistry(), upstream, default_timeouts(args.settings))
-        result = await prober.test(channel_id)
+        result = await prober.test(channel_id, cli_actor())
     finally:
         await upstream.close()
     verdict = "ok" if result["ok"] else f"FAILED: {result['error']}"
@@ -396,9 +399,18 @@ async def _run_admin(settings: Settings, action: Action, args: argparse.Namespac
     args.settings = settings
     store = await Store.open(settings)
     try:
-        await action(ops.Admin(store, ProviderRegistry().types), store, args)
+        await action(ops.Admin(store, ProviderRegistry().types, cli_actor()), store, args)
     finally:
         await store.close()
+
+
+def cli_actor() -> Actor:
+    """Who runs an admin command, for the audit log: the system user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return Actor(CLI, f"cli ({user})")
 
 
 async def _migrate(settings: Settings) -> None:
