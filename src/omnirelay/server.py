@@ -31,11 +31,13 @@ from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.retention import LogRetention, ResponseRetention
 from omnirelay.gateway.routing import Router
+from omnirelay.gateway.sessions import SessionPolicy, Sessions
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.upstream_io import Upstream
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.audit import GATEWAY, Actor, Audit
 from omnirelay.store.counters import Counters, MemoryCounters
 from omnirelay.store.secrets import hash_key, new_client_key
 from omnirelay.store.settings_kv import ADMIN_KEY_HASH
@@ -45,6 +47,7 @@ from omnirelay.wire.tokens import TokenCounter
 log = logging.getLogger("omnirelay.server")
 
 SYSTEM_FINGERPRINT = "fp_omnirelay"
+HEALTH = Actor(GATEWAY, "health check")
 
 
 async def admin_key_hash(settings: Settings, store: Store) -> str:
@@ -158,7 +161,10 @@ async def build_runtime(settings: Settings) -> Runtime:
     sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s)
 
     async def disable(channel_id: int, reason: str) -> None:
-        if await store.channels.set_health_state(channel_id, healthy=False, reason=reason):
+        audit = Audit(HEALTH, "disable", {"reason": reason})
+        if await store.channels.set_health_state(
+            channel_id, healthy=False, reason=reason, audit=audit
+        ):
             log.warning("channel %s disabled: %s", channel_id, reason)
             await sync.refresh()
 
@@ -186,6 +192,17 @@ async def build_runtime(settings: Settings) -> Runtime:
         fetcher=fetcher,
         stored_responses=store.responses,
     )
+    admin_hash = await admin_key_hash(settings, store)
+    sessions = Sessions(
+        store,
+        keys,
+        admin_hash,
+        SessionPolicy(
+            ttl_s=settings.console_session_ttl_s,
+            max_failures=settings.console_signin_max_failures,
+            window_s=settings.console_signin_window_s,
+        ),
+    )
     state = AppState(
         settings=settings,
         store=store,
@@ -198,8 +215,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         tokens=tokens,
         admin=Admin(store, providers.types),
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
-        admin_key_hash=await admin_key_hash(settings, store),
+        admin_key_hash=admin_hash,
         surface=surface,
+        sessions=sessions,
     )
     return Runtime(
         state=state,

@@ -14,6 +14,7 @@ from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.routing import Router
+from omnirelay.gateway.sessions import Sessions
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.store.store import Store
@@ -35,6 +36,7 @@ class AppState:
     prober: Prober
     admin_key_hash: str
     surface: Surface
+    sessions: Sessions
 
 
 STATE = web.AppKey("omnirelay_state", AppState)

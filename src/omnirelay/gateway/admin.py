@@ -249,8 +249,19 @@ def audit_detail(given: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def given_fields(model: BaseModel) -> dict[str, Any]:
-    """The fields the caller gave, as they were validated."""
+    """The fields the caller gave, as they were validated (None included: it clears)."""
     return {name: getattr(model, name) for name in model.model_fields_set}
+
+
+def set_fields(model: BaseModel) -> dict[str, Any]:
+    """What a new channel or key has: every field with a value, empty ones left out."""
+    return {name: value for name, value in dict(model).items() if not _empty(value)}
+
+
+def _empty(value: Any) -> bool:
+    if isinstance(value, BaseModel):
+        return not value.model_fields_set
+    return value is None or value == {} or value == []
 
 
 class Admin:
@@ -296,7 +307,7 @@ class Admin:
                 weight=spec.weight,
                 enabled=spec.enabled,
                 options={**spec.options, **_options(dict(spec))},
-                audit=self._audit("create", audit_detail(dict(spec))),
+                audit=self._audit("create", audit_detail(set_fields(spec))),
             )
         except NameTaken as exc:
             raise Conflict(f"A channel named '{spec.name}' already exists.", param="name") from exc
@@ -352,7 +363,7 @@ class Admin:
             group_name=spec.group,
             enabled=spec.enabled,
             limits=spec.limits.fields(spec.limits.model_fields_set),
-            audit=self._audit("create", audit_detail(dict(spec))),
+            audit=self._audit("create", audit_detail(set_fields(spec))),
         )
 
     async def update_key(self, key_id: int, patch: KeyPatch) -> KeyRow:
