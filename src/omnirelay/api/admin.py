@@ -149,7 +149,9 @@ def _key_view(state: AppState, view: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
-LOG_FILTERS = ("key_id", "channel_id", "status", "since_ms", "until_ms", "before_id", "limit")
+LOG_FILTERS = ("key_id", "channel_id", "since_ms", "until_ms", "before_id", "limit")
+STATUS_CLASSES = {"ok": False, "error": True}
+"""``status=ok`` or ``error``: answered below 400, or 400 and up."""
 OPERATOR_COLUMNS = ("channel_id", "attempts")
 """What a key holder's log rows leave out: which of the operator's channels served them."""
 
@@ -184,7 +186,9 @@ async def list_logs(request: web.Request) -> web.Response:
     state, caller = await reader(request)
     given = _integers(request, LOG_FILTERS)
     status = request.query.get("status", "")
-    failed = {"ok": False, "error": True}.get(status)
+    failed = STATUS_CLASSES.get(status)
+    if status and failed is None:
+        given |= _integers(request, ("status",))
     where = LogFilter(
         key_id=own_key(caller, given.get("key_id")),
         model=request.query.get("model") or None,
