@@ -468,3 +468,48 @@ def test_the_playground_streams_as_it_arrives_and_says_what_the_call_cost(
         headers={"Authorization": f"Bearer {ADMIN_KEY}"},
     )
     assert (missing.status_code, missing.json()["error"]["param"]) == (400, "key_id")
+
+
+# --- pages and static files ----------------------------------------------------------------
+
+
+def test_pages_are_shells_for_who_may_see_them_and_run_only_the_packages_own_files(
+    gateway: Gateway, make_key: Any
+) -> None:
+    bare = httpx.get(gateway.url + "/console/keys", follow_redirects=False)
+    assert (bare.status_code, bare.headers["location"]) == (
+        303,
+        "/console/signin?next=/console/keys",
+    )
+    assert httpx.get(gateway.url + "/console", follow_redirects=False).headers["location"] == (
+        "/console/signin"
+    )
+    operator = Console(gateway, ADMIN_KEY)
+    page = operator.client.get("/console/keys")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "frame-ancestors 'none'" in policy
+    assert "unsafe-inline" not in policy and "<script>" not in page.text
+    assert f'<meta name="csrf-token" content="{operator.csrf}">' in page.text
+    assert operator.client.get("/console/usage", follow_redirects=False).status_code == 303
+    assert operator.client.get("/console/nonsense").status_code == 404
+    holder = Console(gateway, make_key())
+    refused = holder.client.get("/console/channels")
+    assert refused.status_code == 403 and "for the gateway&#x27;s operators" in refused.text
+    assert holder.client.get("/console/usage").status_code == 200
+    operator.close()
+    holder.close()
+
+    plain = httpx.get(gateway.url + "/console/static/lib.js", headers={"Accept-Encoding": ""})
+    assert plain.status_code == 200 and plain.headers["content-type"].startswith("text/javascript")
+    assert "content-encoding" not in plain.headers
+    packed = httpx.get(gateway.url + "/console/static/lib.js")  # httpx accepts gzip
+    assert packed.headers["content-encoding"] == "gzip" and packed.text == plain.text
+    assert int(packed.headers["content-length"]) < len(plain.content) / 2
+    again = httpx.get(
+        gateway.url + "/console/static/lib.js",
+        headers={"If-None-Match": packed.headers["etag"]},
+    )
+    assert again.status_code == 304
+    for missing in ("nope.js", "../state.py", "..%2Fstate.py", "pages/../../state.py"):
+        assert httpx.get(gateway.url + "/console/static/" + missing).status_code == 404, missing

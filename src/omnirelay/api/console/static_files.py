@@ -2,11 +2,13 @@
 
 Only files that exist in the package are served, by exact name, so no path from a URL ever
 reaches the file system. Each answer carries a strong ETag; the browser revalidates
-(``no-cache``) and gets a 304 while the file is unchanged.
+(``no-cache``) and gets a 304 while the file is unchanged. Each file is also kept gzipped
+(compressed once, at the first request), for browsers that accept it.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 from dataclasses import dataclass
 from functools import cache
@@ -26,6 +28,7 @@ CONTENT_TYPES = {
 @dataclass(frozen=True, slots=True)
 class StaticFile:
     body: bytes
+    gzipped: bytes
     content_type: str
     etag: str
 
@@ -46,7 +49,8 @@ def static_files() -> dict[str, StaticFile]:
             if suffix in CONTENT_TYPES:
                 body = entry.read_bytes()
                 digest = hashlib.sha256(body).hexdigest()[:16]
-                found[name] = StaticFile(body, CONTENT_TYPES[suffix], f'"{digest}"')
+                packed = gzip.compress(body, compresslevel=9, mtime=0)
+                found[name] = StaticFile(body, packed, CONTENT_TYPES[suffix], f'"{digest}"')
 
     walk(root, "")
     return found
@@ -64,7 +68,18 @@ async def serve_static(request: web.Request) -> web.Response:
     item = static_files().get(request.match_info["path"])
     if item is None:
         raise NotFound("No such console file.")
-    headers = {"ETag": item.etag, "Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"}
-    if request.headers.get("If-None-Match") == item.etag:
+    packed = "gzip" in request.headers.get("Accept-Encoding", "")
+    # Each encoding is its own representation, with its own tag.
+    etag = item.etag[:-1] + '-gz"' if packed else item.etag
+    headers = {
+        "ETag": etag,
+        "Cache-Control": "no-cache",
+        "Vary": "Accept-Encoding",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers=headers)
-    return web.Response(body=item.body, headers={**headers, "Content-Type": item.content_type})
+    headers["Content-Type"] = item.content_type
+    if packed:
+        return web.Response(body=item.gzipped, headers={**headers, "Content-Encoding": "gzip"})
+    return web.Response(body=item.body, headers=headers)
