@@ -321,6 +321,14 @@ def test_every_page_draws_without_script_errors(
     tab: Tab, console: Gateway, journey: Journey
 ) -> None:
     assert journey.secret
+    for model in ("gpt-4o-mini", "gpt-4o-mini", "gpt-4o"):  # a few more calls, for the pages
+        answered = httpx.post(
+            console.base_url + "/chat/completions",
+            headers={"Authorization": f"Bearer {journey.secret}"},
+            json={"model": model, "messages": [{"role": "user", "content": "hello, console"}]},
+            timeout=15,
+        )
+        assert answered.status_code == 200
     page = tab.page
     tab.open("/console/signin")
     tab.ready()
