@@ -352,3 +352,87 @@ def test_every_page_draws_without_script_errors(
         expect(page.locator("#page .notice.error")).to_have_count(0)
         tab.shot(f"key-holder-{name}")
     assert tab.script_errors() == []
+
+
+def test_operator_edits_channels_keys_prices_and_groups(
+    tab: Tab, console: Gateway, journey: Journey
+) -> None:
+    page = tab.page
+    page.on("dialog", lambda dialog: dialog.accept())  # the delete buttons ask first
+    tab.sign_in(ADMIN_KEY)
+
+    # A channel edited with the key field left empty keeps its stored key: it still answers.
+    tab.open("/console/channels")
+    tab.ready()
+    page.locator("tr[data-channel='main'] [data-action='edit']").click()
+    expect(page.locator("#f-api_key")).to_have_value("")
+    page.fill("#f-priority", "2")
+    page.click("#save-channel")
+    expect(page.locator("#status .notice.ok")).to_contain_text("saved")
+    page.locator("tr[data-channel='main'] [data-action='test']").click()
+    expect(page.locator("#status .notice.ok")).to_contain_text("answered in")
+    page.locator("tr[data-channel='main'] [data-action='toggle']").click()
+    expect(page.locator("tr[data-channel='main']")).to_contain_text("disabled by operator")
+    page.locator("tr[data-channel='main'] [data-action='toggle']").click()
+    expect(page.locator("tr[data-channel='main']")).to_contain_text("enabled")
+    [channel] = admin(console, "GET", "/admin/channels")["data"]
+    assert (channel["priority"], channel["enabled"]) == (2, True)
+
+    # A key created, edited, disabled and deleted: kept, shown as deleted on demand.
+    tab.open("/console/keys")
+    tab.ready()
+    page.click("#create-key")
+    page.fill("#f-name", "short-lived")
+    page.click("#save-key")
+    expect(page.locator("#new-key-secret")).to_be_visible()
+    row = page.locator("tr[data-key='short-lived']")
+    row.locator("[data-action='edit']").click()
+    page.fill("#f-quota_usd", "0.25")
+    page.fill("#f-budget_usd", "0.1")
+    page.select_option("#f-budget_period", "day")
+    page.fill("#f-models", "gpt-4o-mini")
+    page.click("#save-key")
+    expect(row).to_contain_text("$0.25")
+    expect(row).to_contain_text("$0.10/day")
+    row.locator("[data-action='toggle']").click()
+    expect(row).to_contain_text("disabled")
+    [key] = [k for k in admin(console, "GET", "/admin/keys")["data"] if k["name"] == "short-lived"]
+    assert (key["quota_nano"], key["budget_nano"], key["models"], key["enabled"]) == (
+        250_000_000, 100_000_000, ["gpt-4o-mini"], False
+    )  # fmt: skip
+    row.locator("[data-action='delete']").click()
+    expect(page.locator("tr[data-key='short-lived']")).to_have_count(0)
+    page.check("#show-deleted")
+    page.wait_for_url(re.compile(r".*deleted=1$"))
+    tab.ready()
+    expect(page.locator("tr[data-key='short-lived']")).to_contain_text("deleted")
+    assert admin(console, "GET", f"/admin/keys/{key['id']}")["deleted_at"] is not None
+
+    # A price for one channel, overridden from the catalogue; a group's multiplier.
+    tab.open("/console/prices")
+    tab.ready()
+    page.fill("#f-catalogue-filter", "gpt-4.1-nano")
+    page.get_by_role("button", name="Override").first.click()
+    expect(page.locator("#f-model")).to_have_value("gpt-4.1-nano")
+    page.select_option("#f-channel_id", str(journey.channel_id))
+    page.fill("#f-input_usd_per_m", "0.125")
+    page.click("#save-price")
+    expect(page.locator("#status .notice.ok")).to_contain_text("gpt-4.1-nano")
+    [price] = admin(console, "GET", "/admin/prices")["data"]
+    assert (price["model"], price["channel_id"], price["input_nano_per_m"]) == (
+        "gpt-4.1-nano", journey.channel_id, 125_000_000
+    )  # fmt: skip
+    page.get_by_role("button", name="Set a multiplier").click()
+    page.fill("#f-group", "vip")
+    page.fill("#f-multiplier", "0.85")
+    page.get_by_role("button", name="Set multiplier").click()
+    expect(page.locator("#status .notice.ok")).to_contain_text("vip")
+    assert admin(console, "GET", "/admin/groups")["data"] == [
+        {"group": "vip", "multiplier": 0.85, "multiplier_ppm": 850_000}
+    ]
+    entries = admin(console, "GET", "/admin/audit?source=console&limit=50")["data"]
+    done = {(e["action"], e["entity"]) for e in entries}
+    assert {("update", "channel"), ("disable", "channel"), ("enable", "channel"),
+            ("create", "key"), ("update", "key"), ("disable", "key"), ("delete", "key"),
+            ("set", "price"), ("set", "group")} <= done  # fmt: skip
+    assert tab.script_errors() == []

@@ -116,7 +116,8 @@ start(async (root) => {
 
   function drawCatalogue() {
     const wanted = filter.value.trim().toLowerCase();
-    const rows = catalogueRows.filter((r) => !wanted || r.model.toLowerCase().includes(wanted)).slice(0, 200);
+    // A short list until filtered: the catalogue has hundreds of models.
+    const rows = catalogueRows.filter((r) => !wanted || r.model.toLowerCase().includes(wanted)).slice(0, wanted ? 200 : 25);
     clear(
       catalogue,
       table(priceColumns((r) => button("Override", () => priceForm(formSlot, channels, r, reload))), rows, { empty: "No model matches." }),
