@@ -269,7 +269,7 @@ async def key_update(admin: ops.Admin, _store: Store, args: argparse.Namespace) 
 
 async def key_remove(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
     await admin.delete_key(args.id)
-    print(f"key {args.id} removed")
+    print(f"key {args.id} deleted: it no longer works; its ledger and logs are kept")
 
 
 # -- logs ---------------------------------------------------------------------------------

@@ -59,8 +59,12 @@ function form(where, key, reload, secretSlot) {
       // Blank means none: no quota, no expiry, any model.
       if (quota.value.trim()) body.quota_usd = quota.value.trim();
       else body.unlimited = true;
-      if (expires.value) body.expires = expires.value;
-      else body.never_expires = true;
+      // An expiry left as it was is not sent: one set to the second (through the API)
+      // would otherwise move to the end of its day.
+      if (expires.value !== expiryDay(k)) {
+        if (expires.value) body.expires = expires.value;
+        else body.never_expires = true;
+      }
       if (models.value.trim()) body.models = csv(models.value);
       else body.all_models = true;
       body.limits = limitFields;
