@@ -6,9 +6,11 @@ stream.
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import secrets
 import time
+import tomllib
 from collections.abc import Iterator
 from http.cookies import SimpleCookie
 from pathlib import Path
@@ -17,6 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
+from omnirelay.api.console.static_files import static_files
 from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import ADMIN_KEY, Gateway, wait_until
@@ -513,3 +516,19 @@ def test_pages_are_shells_for_who_may_see_them_and_run_only_the_packages_own_fil
     assert again.status_code == 304
     for missing in ("nope.js", "../state.py", "..%2Fstate.py", "pages/../../state.py"):
         assert httpx.get(gateway.url + "/console/static/" + missing).status_code == 404, missing
+
+
+def test_every_console_file_ships_as_package_data() -> None:
+    """A file the pages load must be in the wheel, so the package alone serves the console."""
+    root = Path(__file__).resolve().parents[1]
+    patterns = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-data"
+    ]["omnirelay"]
+    package = root / "src" / "omnirelay"
+    static = package / "api" / "console" / "static"
+    files = [path for path in static.rglob("*") if path.is_file()]
+    assert len(files) >= 10
+    for path in files:
+        name = path.relative_to(package).as_posix()
+        assert any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns), name
+        assert path.relative_to(static).as_posix() in static_files(), name  # and is served
