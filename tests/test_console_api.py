@@ -518,6 +518,14 @@ def test_pages_are_shells_for_who_may_see_them_and_run_only_the_packages_own_fil
         assert httpx.get(gateway.url + "/console/static/" + missing).status_code == 404, missing
 
 
+def _glob_matches(name: str, pattern: str) -> bool:
+    """As setuptools globs package data: ``*`` never crosses a ``/``."""
+    parts, wanted = name.split("/"), pattern.split("/")
+    return len(parts) == len(wanted) and all(
+        fnmatch.fnmatchcase(part, glob) for part, glob in zip(parts, wanted, strict=True)
+    )
+
+
 def test_every_console_file_ships_as_package_data() -> None:
     """A file the pages load must be in the wheel, so the package alone serves the console."""
     root = Path(__file__).resolve().parents[1]
@@ -530,5 +538,5 @@ def test_every_console_file_ships_as_package_data() -> None:
     assert len(files) >= 10
     for path in files:
         name = path.relative_to(package).as_posix()
-        assert any(fnmatch.fnmatchcase(name, pattern) for pattern in patterns), name
+        assert any(_glob_matches(name, pattern) for pattern in patterns), name
         assert path.relative_to(static).as_posix() in static_files(), name  # and is served
