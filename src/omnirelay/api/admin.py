@@ -11,7 +11,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from omnirelay.api.admin_auth import operator, own_key, reader
+from omnirelay.api.admin_auth import operator, own_key, own_key_id, reader
 from omnirelay.api.body import read_json
 from omnirelay.api.models import visible_models
 from omnirelay.api.state import AppState
@@ -108,8 +108,7 @@ async def get_key(request: web.Request) -> web.Response:
     """One key, deleted ones too (they explain old ledger and log rows); a key holder's
     session may read its own."""
     state, caller = await reader(request)
-    key_id = own_key(caller, _int_param(request, "id"))
-    assert key_id is not None
+    key_id = own_key_id(caller, _int_param(request, "id"))
     row = await state.admin.key(key_id, include_deleted=True)
     return _json(_key_view(state, row.public()))
 
@@ -117,8 +116,7 @@ async def get_key(request: web.Request) -> web.Response:
 async def key_models(request: web.Request) -> web.Response:
     """The models a key may call: served by a channel of its group, and in its allowlist."""
     state, caller = await reader(request)
-    key_id = own_key(caller, _int_param(request, "id"))
-    assert key_id is not None
+    key_id = own_key_id(caller, _int_param(request, "id"))
     key = state.keys.get(key_id)
     if key is None:
         await state.admin.key(key_id)  # 404 for an unknown key

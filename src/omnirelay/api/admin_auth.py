@@ -94,3 +94,9 @@ def own_key(caller: Principal, asked: int | None) -> int | None:
     if asked is not None and asked != caller.key_id:
         raise PermissionDenied("A key holder may see only its own key.", code="not_your_key")
     return caller.key_id
+
+
+def own_key_id(caller: Principal, asked: int) -> int:
+    """:func:`own_key` for a key named in the path."""
+    found = own_key(caller, asked)
+    return asked if found is None else found
