@@ -9,7 +9,11 @@ STAMP := $(VENV)/.installed-stamp
 NODE_DIR := tests/node
 NODE_STAMP := $(NODE_DIR)/node_modules/.ci-stamp
 
-.PHONY: serve test lint typecheck unit node
+# The console's browser tests drive Debian's chromium; Playwright never downloads a browser.
+CHROMIUM := /usr/bin/chromium
+export PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD := 1
+
+.PHONY: serve test lint typecheck unit node chromium screenshots
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,7 +39,14 @@ $(NODE_STAMP): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 
 node: $(NODE_STAMP)
 
-unit: $(STAMP) $(NODE_STAMP)
+chromium:
+	@test -x $(CHROMIUM) || { echo "make test needs Debian's chromium at $(CHROMIUM) for the console's browser tests: apt-get install -y chromium" >&2; exit 1; }
+
+unit: $(STAMP) $(NODE_STAMP) chromium
 	$(BIN)/pytest
+
+# Every console page, as the browser tests see it, into docs/console/ (linked from the README).
+screenshots: $(STAMP) chromium
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest tests/test_console_browser.py -q
 
 test: lint typecheck unit

@@ -44,7 +44,8 @@ from support.store_backend import BIG, Backend, count, fetch, log_row
 TABLES = {
     "channels", "keys", "prices", "request_logs", "change_feed", "settings_kv",
     "ledger", "holds", "group_multipliers", "usage_daily", "dead_letters", "responses",
-    "response_items", "tasks", "task_events", "blob_refs",
+    "response_items", "tasks", "task_events", "blob_refs", "audit_log", "console_sessions",
+    "signin_failures",
 }  # fmt: skip
 MONEY_COLUMNS = {
     "keys": ("quota_nano", "used_nano", "budget_nano"),

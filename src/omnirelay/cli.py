@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import errno
+import getpass
 import json
+import os
 import sys
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -28,6 +30,7 @@ from omnirelay.providers.http import UpstreamClient
 from omnirelay.providers.presets import preset_at
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.server import default_timeouts
+from omnirelay.store.audit import CLI, Actor
 from omnirelay.store.store import Store
 from omnirelay.wire.errors import GatewayError
 
@@ -145,7 +148,7 @@ async def channel_test(admin: ops.Admin, store: Store, args: argparse.Namespace)
     await upstream.start()
     try:
         prober = Prober(store, ProviderRegistry(), upstream, default_timeouts(args.settings))
-        result = await prober.test(channel_id)
+        result = await prober.test(channel_id, cli_actor())
     finally:
         await upstream.close()
     verdict = "ok" if result["ok"] else f"FAILED: {result['error']}"
@@ -279,7 +282,7 @@ async def key_update(admin: ops.Admin, _store: Store, args: argparse.Namespace) 
 
 async def key_remove(admin: ops.Admin, _store: Store, args: argparse.Namespace) -> None:
     await admin.delete_key(args.id)
-    print(f"key {args.id} removed")
+    print(f"key {args.id} deleted: it no longer works; its ledger and logs are kept")
 
 
 # -- logs ---------------------------------------------------------------------------------
@@ -410,9 +413,18 @@ async def _run_admin(settings: Settings, action: Action, args: argparse.Namespac
     args.settings = settings
     store = await Store.open(settings)
     try:
-        await action(ops.Admin(store, ProviderRegistry().types), store, args)
+        await action(ops.Admin(store, ProviderRegistry().types, cli_actor()), store, args)
     finally:
         await store.close()
+
+
+def cli_actor() -> Actor:
+    """Who runs an admin command, for the audit log: the system user."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):  # no name for this uid (a bare container)
+        user = f"uid {os.getuid()}"
+    return Actor(CLI, f"cli ({user})")
 
 
 async def _migrate(settings: Settings) -> None:

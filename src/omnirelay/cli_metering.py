@@ -44,7 +44,7 @@ def _pairs(values: Sequence[str] | None, flag: str) -> dict[str, str]:
     return pairs
 
 
-async def price_set(_admin: Admin, store: Store, args: argparse.Namespace) -> None:
+async def price_set(admin: Admin, store: Store, args: argparse.Namespace) -> None:
     data: dict[str, Any] = {"input_usd_per_m": args.input, "output_usd_per_m": args.output}
     optional = {
         "cached_input_usd_per_m": args.cached_input,
@@ -59,7 +59,7 @@ async def price_set(_admin: Admin, store: Store, args: argparse.Namespace) -> No
         "video_usd_per_second": _pairs(args.video_second, "--video-second") or None,
     }
     data.update({name: value for name, value in optional.items() if value is not None})
-    row = await PriceAdmin(store).set_price(args.model, parse(PriceSpec, data))
+    row = await PriceAdmin(store, admin.actor).set_price(args.model, parse(PriceSpec, data))
     where = f"channel '{args.channel}'" if args.channel else "every channel"
     print(f"price for '{row.model}' on {where} set")
 
@@ -90,15 +90,15 @@ async def price_list(_admin: Admin, store: Store, args: argparse.Namespace) -> N
     )  # fmt: skip
 
 
-async def price_remove(_admin: Admin, store: Store, args: argparse.Namespace) -> None:
-    await PriceAdmin(store).delete_price(
+async def price_remove(admin: Admin, store: Store, args: argparse.Namespace) -> None:
+    await PriceAdmin(store, admin.actor).delete_price(
         args.model, channel=args.channel, channel_id=args.channel_id
     )
     print(f"price for '{args.model}' removed")
 
 
-async def group_multiplier(_admin: Admin, store: Store, args: argparse.Namespace) -> None:
-    prices = PriceAdmin(store)
+async def group_multiplier(admin: Admin, store: Store, args: argparse.Namespace) -> None:
+    prices = PriceAdmin(store, admin.actor)
     if args.remove:
         await prices.delete_multiplier(args.group)
         print(f"group '{args.group}' pays list price again")

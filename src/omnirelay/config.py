@@ -140,6 +140,13 @@ class Settings(BaseSettings):
     """How long one webhook delivery may take."""
     webhook_max_attempts: int = Field(default=8, ge=1, le=50)
     """Deliveries of one webhook event before it is given up (with backoff between)."""
+    console_enabled: bool = True
+    """Serve the web console under /console (sessions also reach the admin API)."""
+    console_session_ttl_s: float = Field(default=43200.0, gt=0)
+    """How long a console sign-in lasts."""
+    console_signin_max_failures: int = Field(default=5, ge=1)
+    """Failed console sign-ins one address may make within the window before a 429."""
+    console_signin_window_s: float = Field(default=300.0, gt=0)
 
     @field_validator("log_level", "log_format", mode="before")
     @classmethod

@@ -31,6 +31,7 @@ from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.retention import LogRetention, ResponseRetention
 from omnirelay.gateway.routing import Router
+from omnirelay.gateway.sessions import SessionPolicy, Sessions
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.task_holds import TaskHolds
@@ -40,6 +41,7 @@ from omnirelay.gateway.upstream_io import Upstream
 from omnirelay.gateway.videos import FAMILY as VIDEO_FAMILY
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.audit import GATEWAY, Actor, Audit
 from omnirelay.store.blobs import BlobStore
 from omnirelay.store.counters import Counters, MemoryCounters
 from omnirelay.store.secrets import hash_key, new_client_key
@@ -50,6 +52,7 @@ from omnirelay.wire.tokens import TokenCounter
 log = logging.getLogger("omnirelay.server")
 
 SYSTEM_FINGERPRINT = "fp_omnirelay"
+HEALTH = Actor(GATEWAY, "health check")
 
 
 async def admin_key_hash(settings: Settings, store: Store) -> str:
@@ -191,7 +194,10 @@ async def build_runtime(settings: Settings) -> Runtime:
     sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s, task_holds)
 
     async def disable(channel_id: int, reason: str) -> None:
-        if await store.channels.set_health_state(channel_id, healthy=False, reason=reason):
+        audit = Audit(HEALTH, "disable", {"reason": reason})
+        if await store.channels.set_health_state(
+            channel_id, healthy=False, reason=reason, audit=audit
+        ):
             log.warning("channel %s disabled: %s", channel_id, reason)
             await sync.refresh()
 
@@ -231,6 +237,17 @@ async def build_runtime(settings: Settings) -> Runtime:
         blobs=BlobStore(settings.data_dir / "blobs"),
         limits=task_limits(settings),
     )
+    admin_hash = await admin_key_hash(settings, store)
+    sessions = Sessions(
+        store,
+        keys,
+        admin_hash,
+        SessionPolicy(
+            ttl_s=settings.console_session_ttl_s,
+            max_failures=settings.console_signin_max_failures,
+            window_s=settings.console_signin_window_s,
+        ),
+    )
     state = AppState(
         settings=settings,
         store=store,
@@ -243,9 +260,10 @@ async def build_runtime(settings: Settings) -> Runtime:
         tokens=tokens,
         admin=Admin(store, providers.types),
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
-        admin_key_hash=await admin_key_hash(settings, store),
+        admin_key_hash=admin_hash,
         surface=surface,
         tasks=tasks,
+        sessions=sessions,
     )
     return Runtime(
         state=state,

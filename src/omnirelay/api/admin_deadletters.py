@@ -13,7 +13,7 @@ from omnirelay.wire.errors import InvalidRequest
 
 
 async def dead_letters(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
+    state, _ = await _admin(request)
     query = request.query
     wanted = query.get("state")
     if wanted is not None and wanted not in STATES:

@@ -16,7 +16,8 @@ from typing import Any
 
 from aiohttp import web
 
-from omnirelay.api.admin import ADMIN_BODY_LIMIT, _admin, _json
+from omnirelay.api.admin import ADMIN_BODY_LIMIT, _json
+from omnirelay.api.admin_auth import operator
 from omnirelay.api.body import read_json
 from omnirelay.gateway.admin import parse
 from omnirelay.gateway.price_admin import (
@@ -48,7 +49,7 @@ def _scope(request: web.Request) -> dict[str, Any]:
 
 
 async def list_prices(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
+    state, _ = await operator(request)
     if request.query.get("catalogue") in ("1", "true"):
         rows = catalogue_rows()
     else:
@@ -58,9 +59,10 @@ async def list_prices(request: web.Request) -> web.Response:
 
 async def effective_price(request: web.Request) -> web.Response:
     """From this process's memory, as calls are charged: shows that a change has arrived."""
-    state, _ = _admin(request)
+    state, caller = await operator(request)
     model = check_model_name(request.match_info["model"])
-    channel_id = await PriceAdmin(state.store).channel_id(**_scope(request), must_exist=False)
+    prices = PriceAdmin(state.store, caller.actor)
+    channel_id = await prices.channel_id(**_scope(request), must_exist=False)
     group = request.query.get("group", "default")
     found = state.prices.resolve(model, channel_id)
     if found is None:
@@ -72,42 +74,43 @@ async def effective_price(request: web.Request) -> web.Response:
 
 
 async def set_price(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
+    state, caller = await operator(request)
     body = await read_json(request, ADMIN_BODY_LIMIT)
     for name, value in _scope(request).items():
         if name in body and body[name] != value:
             raise InvalidRequest(f"'{name}' differs in the query and the body.", param=name)
         body[name] = value
     spec = parse(PriceSpec, body)
-    row = await PriceAdmin(state.store).set_price(request.match_info["model"], spec)
+    row = await PriceAdmin(state.store, caller.actor).set_price(request.match_info["model"], spec)
     await state.sync.refresh()
     return _json(price_view(row))
 
 
 async def delete_price(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
+    state, caller = await operator(request)
     model = check_model_name(request.match_info["model"])
-    await PriceAdmin(state.store).delete_price(model, **_scope(request))
+    await PriceAdmin(state.store, caller.actor).delete_price(model, **_scope(request))
     await state.sync.refresh()
     return _json({"deleted": True})
 
 
 async def list_multipliers(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
+    state, _ = await operator(request)
     multipliers = await state.store.prices.multipliers()
     return _json({"data": [multiplier_view(group, ppm) for group, ppm in multipliers.items()]})
 
 
 async def set_multiplier(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
+    state, caller = await operator(request)
     spec = parse(MultiplierSpec, await read_json(request, ADMIN_BODY_LIMIT))
-    view = await PriceAdmin(state.store).set_multiplier(request.match_info["group"], spec)
+    prices = PriceAdmin(state.store, caller.actor)
+    view = await prices.set_multiplier(request.match_info["group"], spec)
     await state.sync.refresh()
     return _json(view)
 
 
 async def delete_multiplier(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
-    await PriceAdmin(state.store).delete_multiplier(request.match_info["group"])
+    state, caller = await operator(request)
+    await PriceAdmin(state.store, caller.actor).delete_multiplier(request.match_info["group"])
     await state.sync.refresh()
     return _json({"deleted": True})

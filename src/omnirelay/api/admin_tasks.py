@@ -23,7 +23,7 @@ def _base_url(state: AppState, request: web.Request) -> str:
 
 
 async def list_tasks(request: web.Request) -> web.Response:
-    state, _ = _admin(request)
+    state, _ = await _admin(request)
     query = request.query
     try:
         named = ("key_id", "channel_id", "before_id")
@@ -45,7 +45,7 @@ async def list_tasks(request: web.Request) -> web.Response:
 
 
 async def _task(request: web.Request) -> tuple[AppState, TaskRow]:
-    state, _ = _admin(request)
+    state, _ = await _admin(request)
     task = await state.store.tasks.get(request.match_info["task_id"])
     if task is None:
         raise NotFound("No such task.", param="task_id")
@@ -74,6 +74,6 @@ async def cancel_task(request: web.Request) -> web.Response:
 
 
 async def webhook_secret(request: web.Request) -> web.Response:
-    state, admin = _admin(request)
+    state, admin = await _admin(request)
     key = await admin.key(_int_param(request, "id"))
     return _json({"key_id": key.id, "secret": state.tasks.webhook_secret(key.id)})

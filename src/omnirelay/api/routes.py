@@ -6,10 +6,12 @@ from aiohttp import web
 
 from omnirelay.api import (
     admin,
+    admin_audit,
     admin_deadletters,
     admin_ledger,
     admin_prices,
     admin_tasks,
+    admin_upstream,
     admin_usage,
     audio,
     azure,
@@ -26,6 +28,7 @@ from omnirelay.api import (
     results,
     videos,
 )
+from omnirelay.api.console.routes import add_console_routes
 from omnirelay.api.messages import count_tokens, messages
 
 
@@ -90,6 +93,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/keys", admin.list_keys)
     router.add_post("/admin/keys", admin.create_key)
     router.add_get("/admin/keys/{id}", admin.get_key)
+    router.add_get("/admin/keys/{id}/models", admin.key_models)
     router.add_patch("/admin/keys/{id}", admin.update_key)
     router.add_delete("/admin/keys/{id}", admin.delete_key)
     router.add_get("/admin/prices", admin_prices.list_prices)
@@ -100,6 +104,10 @@ def add_routes(app: web.Application) -> None:
     router.add_put("/admin/groups/{group}/multiplier", admin_prices.set_multiplier)
     router.add_delete("/admin/groups/{group}/multiplier", admin_prices.delete_multiplier)
     router.add_get("/admin/usage", admin_usage.usage)
+    router.add_get("/admin/usage/hourly", admin_usage.hourly)
+    router.add_get("/admin/audit", admin_audit.audit)
+    router.add_get("/admin/channel-types", admin_upstream.channel_types)
+    router.add_post("/admin/upstream-models", admin_upstream.upstream_models)
     router.add_get("/admin/logs", admin.list_logs)
     router.add_get("/admin/ledger", admin_ledger.ledger)
     router.add_get("/admin/deadletters", admin_deadletters.dead_letters)
@@ -108,6 +116,7 @@ def add_routes(app: web.Application) -> None:
     router.add_post("/admin/tasks/{task_id}/cancel", admin_tasks.cancel_task)
     router.add_get("/admin/keys/{id}/webhook-secret", admin_tasks.webhook_secret)
     router.add_get("/healthz", _health)
+    add_console_routes(router)
 
 
 async def _health(_request: web.Request) -> web.Response:

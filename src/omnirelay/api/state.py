@@ -14,6 +14,7 @@ from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.routing import Router
+from omnirelay.gateway.sessions import Sessions
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.tasks.engine import TaskEngine
@@ -37,6 +38,7 @@ class AppState:
     admin_key_hash: str
     surface: Surface
     tasks: TaskEngine
+    sessions: Sessions
 
 
 STATE = web.AppKey("omnirelay_state", AppState)

@@ -1,6 +1,8 @@
-"""Operator actions on channels and keys, shared by the admin API and the CLI.
+"""Operator actions on channels and keys, shared by the admin API, the console and the CLI.
 
-Prices and group multipliers have their own module, ``price_admin``.
+Prices and group multipliers have their own module, ``price_admin``. Every action is done
+by an :class:`~omnirelay.store.audit.Actor` (``Admin.acting``) and recorded in the audit
+log in the same transaction as the change.
 
 Inputs are validated here with pydantic: this is not the hot path, and the messages it
 produces name the offending field.
@@ -19,7 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from omnirelay.gateway.pricing import usd_to_nano
 from omnirelay.providers.presets import default_base_url
-from omnirelay.store.channels import DISABLED_BY_OPERATOR, ChannelRow
+from omnirelay.store.audit import Actor, Audit
+from omnirelay.store.channels import DISABLED_BY_OPERATOR, HEADERS, ChannelRow
 from omnirelay.store.errors import NameTaken
 from omnirelay.store.keys import KeyRow
 from omnirelay.store.store import Store
@@ -28,7 +31,7 @@ from omnirelay.wire.errors import Conflict, InvalidRequest, NotFound
 Spec = TypeVar("Spec", bound=BaseModel)
 
 
-def _check_url(value: str) -> str:
+def check_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ValueError("must be an http(s) URL such as https://api.openai.com/v1")
@@ -92,7 +95,7 @@ class ChannelSpec(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value)
+        return None if value is None else check_url(value)
 
     @field_validator("options")
     @classmethod
@@ -128,7 +131,7 @@ class ChannelPatch(_Strict):
     @field_validator("base_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        return None if value is None else _check_url(value)
+        return None if value is None else check_url(value)
 
     @field_validator("options")
     @classmethod
@@ -226,10 +229,63 @@ def _nano(usd: Decimal) -> int:
         raise InvalidRequest(str(exc), param="quota_usd") from exc
 
 
+SECRET_FIELDS = ("api_key",)
+
+
+def audit_detail(given: Mapping[str, Any]) -> dict[str, Any]:
+    """What an action set, for the audit log: secrets and header values are only said to
+    have been set."""
+    detail: dict[str, Any] = {}
+    for name, value in given.items():
+        if name in SECRET_FIELDS:
+            detail[name] = "(set)"
+        elif name == HEADERS and isinstance(value, Mapping):
+            detail[name] = dict.fromkeys(value, "(set)")
+        elif isinstance(value, BaseModel):
+            detail[name] = value.model_dump(mode="json", exclude_unset=True)
+        else:
+            detail[name] = value
+    return detail
+
+
+def given_fields(model: BaseModel) -> dict[str, Any]:
+    """The fields the caller gave, as they were validated (None included: it clears)."""
+    return {name: getattr(model, name) for name in model.model_fields_set}
+
+
+def set_fields(model: BaseModel) -> dict[str, Any]:
+    """What a new channel or key has: every field with a value, empty ones left out."""
+    return {name: value for name, value in dict(model).items() if not _empty(value)}
+
+
+def _empty(value: Any) -> bool:
+    if isinstance(value, BaseModel):
+        return not value.model_fields_set
+    return value is None or value == {} or value == []
+
+
 class Admin:
-    def __init__(self, store: Store, channel_types: list[str]) -> None:
+    def __init__(self, store: Store, channel_types: list[str], actor: Actor | None = None) -> None:
         self._store = store
         self._types = channel_types
+        self._actor = actor
+
+    @property
+    def actor(self) -> Actor | None:
+        return self._actor
+
+    @property
+    def channel_types(self) -> list[str]:
+        return list(self._types)
+
+    def acting(self, actor: Actor) -> Admin:
+        """These actions, done by ``actor``."""
+        return Admin(self._store, self._types, actor)
+
+    def _audit(self, action: str, detail: Mapping[str, Any] | None = None) -> Audit:
+        if self._actor is None:
+            raise RuntimeError("an operator action needs its actor: use Admin.acting")
+        return Audit(self._actor, action, detail or {})
 
     async def create_channel(self, spec: ChannelSpec) -> ChannelRow:
         self._check_type(spec.type)
@@ -251,6 +307,7 @@ class Admin:
                 weight=spec.weight,
                 enabled=spec.enabled,
                 options={**spec.options, **_options(dict(spec))},
+                audit=self._audit("create", audit_detail(set_fields(spec))),
             )
         except NameTaken as exc:
             raise Conflict(f"A channel named '{spec.name}' already exists.", param="name") from exc
@@ -277,7 +334,8 @@ class Admin:
             fields["disabled_reason"] = "disabled by an operator"
             fields["disabled_by"] = DISABLED_BY_OPERATOR
         try:
-            row = await self._store.channels.update(channel_id, fields)
+            audit = self._audit(_update_action(patch), audit_detail(given_fields(patch)))
+            row = await self._store.channels.update(channel_id, fields, audit)
         except NameTaken as exc:
             raise Conflict("Another channel already has that name.", param="name") from exc
         if row is None:
@@ -291,7 +349,7 @@ class Admin:
         return row
 
     async def delete_channel(self, channel_id: int) -> None:
-        if not await self._store.channels.delete(channel_id):
+        if not await self._store.channels.delete(channel_id, self._audit("delete")):
             raise NotFound(f"No channel has id {channel_id}.")
 
     async def create_key(self, spec: KeySpec) -> tuple[KeyRow, str]:
@@ -305,6 +363,7 @@ class Admin:
             group_name=spec.group,
             enabled=spec.enabled,
             limits=spec.limits.fields(spec.limits.model_fields_set),
+            audit=self._audit("create", audit_detail(set_fields(spec))),
         )
 
     async def update_key(self, key_id: int, patch: KeyPatch) -> KeyRow:
@@ -331,19 +390,21 @@ class Admin:
             fields["models"] = patch.models
         if patch.limits is not None:
             fields.update(patch.limits.fields(patch.limits.model_fields_set))
-        row = await self._store.keys.update(key_id, fields)
+        audit = self._audit(_update_action(patch), audit_detail(given_fields(patch)))
+        row = await self._store.keys.update(key_id, fields, audit)
         if row is None:
             raise NotFound(f"No key has id {key_id}.")
         return row
 
-    async def key(self, key_id: int) -> KeyRow:
-        row = await self._store.keys.get(key_id)
+    async def key(self, key_id: int, *, include_deleted: bool = False) -> KeyRow:
+        row = await self._store.keys.get(key_id, include_deleted=include_deleted)
         if row is None:
             raise NotFound(f"No key has id {key_id}.")
         return row
 
     async def delete_key(self, key_id: int) -> None:
-        if not await self._store.keys.delete(key_id):
+        """Mark the key deleted: it stops working at once, and stays in the books."""
+        if not await self._store.keys.delete(key_id, self._audit("delete")):
             raise NotFound(f"No key has id {key_id}.")
 
     def _check_type(self, channel_type: str) -> None:
@@ -352,3 +413,10 @@ class Admin:
                 f"Unknown channel type '{channel_type}'; use one of: {', '.join(self._types)}.",
                 param="type",
             )
+
+
+def _update_action(patch: ChannelPatch | KeyPatch) -> str:
+    """An update that only switches a channel or key on or off is named so in the log."""
+    if patch.model_fields_set == {"enabled"}:
+        return "enable" if patch.enabled else "disable"
+    return "update"

@@ -10,6 +10,7 @@ ceiling (``max_cooldown_s``).
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections import deque
@@ -82,6 +83,14 @@ class ChannelHealth:
     cooldown_until: float = 0.0
     inflight: int = 0
     latencies_ms: deque[int] = field(default_factory=lambda: deque(maxlen=LATENCY_SAMPLES))
+
+
+def nearest_rank(values: list[int], fraction: float) -> int | None:
+    """The ``fraction`` percentile by nearest rank: a value that was measured."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    return ordered[max(math.ceil(fraction * len(ordered)) - 1, 0)]
 
 
 class HealthBoard:
@@ -184,7 +193,10 @@ class HealthBoard:
                 model for model, b in health.model_breakers.items() if b.state(now) != CLOSED
             ),
             "error_rate": round(health.breaker.error_rate(), 4),
+            "window_calls": len(health.breaker.outcomes),
             "p50_latency_ms": int(statistics.median(latencies)) if latencies else None,
+            "p95_latency_ms": nearest_rank(latencies, 0.95),
+            "latency_samples": len(latencies),
             "inflight": health.inflight,
             "cooldown_s": round(max(health.cooldown_until - now, 0.0), 3),
         }

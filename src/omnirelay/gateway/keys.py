@@ -116,6 +116,11 @@ class KeyCache:
     def get(self, key_id: int) -> KeyState | None:
         return self._by_id.get(key_id)
 
+    def by_secret(self, secret: str) -> KeyState | None:
+        """The key of this secret, usable or not (a console sign-in shows a disabled key's
+        usage); None when no live key has it."""
+        return self._by_hash.get(hash_key(secret))
+
     def authenticate(self, secret: str | None, now: float | None = None) -> KeyState:
         if not secret:
             raise InvalidAPIKey(

@@ -1,7 +1,8 @@
 """Operator actions on prices and group multipliers, shared by the admin API and the CLI.
 
 Prices come in as decimal USD and are stored as exact nano-dollars; an amount that is not a
-whole number of nano-dollars is refused, never rounded.
+whole number of nano-dollars is refused, never rounded. Every change is recorded in the
+audit log with its actor (``PriceAdmin(store, actor)``), as ``gateway.admin`` does.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from omnirelay.gateway.pricing import PPM, Price, Units, default_prices, nano_to_usd, usd_to_nano
+from omnirelay.store.audit import Actor, Audit
 from omnirelay.store.prices import EVERY_CHANNEL, PriceRow
 from omnirelay.store.store import Store
 from omnirelay.wire.errors import InvalidRequest, NotFound
@@ -137,8 +139,14 @@ def price_view(row: PriceRow) -> dict[str, Any]:
 
 
 class PriceAdmin:
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, actor: Actor | None = None) -> None:
         self._store = store
+        self._actor = actor
+
+    def _audit(self, action: str, detail: dict[str, Any]) -> Audit:
+        if self._actor is None:
+            raise RuntimeError("a price change needs its actor: PriceAdmin(store, actor)")
+        return Audit(self._actor, action, detail)
 
     async def set_price(self, model: str, spec: PriceSpec) -> PriceRow:
         model = check_model_name(model)
@@ -169,7 +177,8 @@ class PriceAdmin:
             per_call_nano=_nano_or_none(spec.per_call_usd, "per_call_usd") or 0,
             units=units.to_json(),
         )
-        await self._store.prices.set(row)
+        detail = {**spec.model_dump(mode="json", exclude_unset=True), "channel_id": row.channel_id}
+        await self._store.prices.set(row, self._audit("set", detail))
         return row
 
     async def delete_price(
@@ -177,7 +186,8 @@ class PriceAdmin:
     ) -> None:
         # A price may outlive its channel, so deleting by id does not need the channel.
         scope = await self.channel_id(channel, channel_id, must_exist=False)
-        if not await self._store.prices.delete(model, scope):
+        audit = self._audit("delete", {"channel_id": scope})
+        if not await self._store.prices.delete(model, scope, audit):
             where = "every channel" if scope == EVERY_CHANNEL else f"channel {scope}"
             raise NotFound(f"No price for '{model}' on {where} is set.")
 
@@ -206,11 +216,12 @@ class PriceAdmin:
         ppm = spec.multiplier * PPM
         if ppm != ppm.to_integral_value():
             raise InvalidRequest("A multiplier has at most 6 decimals.", param="multiplier")
-        await self._store.prices.set_multiplier(group, int(ppm))
-        return multiplier_view(group, int(ppm))
+        view = multiplier_view(group, int(ppm))
+        await self._store.prices.set_multiplier(group, int(ppm), self._audit("set", view))
+        return view
 
     async def delete_multiplier(self, group: str) -> None:
-        if not await self._store.prices.delete_multiplier(group):
+        if not await self._store.prices.delete_multiplier(group, self._audit("delete", {})):
             raise NotFound(f"The group '{group}' has no multiplier set.")
 
 

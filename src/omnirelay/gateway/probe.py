@@ -1,7 +1,8 @@
 """Health probes: a tiny real call through a channel, its latency and outcome recorded.
 
 A passing probe re-enables a channel that health checks disabled; a channel an operator
-disabled stays disabled whatever its probes say.
+disabled stays disabled whatever its probes say. A re-enabling is recorded in the audit log,
+as done by whoever asked for the probe (or by the gateway, for its periodic probes).
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from typing import Any
 from omnirelay.gateway.background import stop
 from omnirelay.providers.base import Endpoint
 from omnirelay.providers.http import Timeouts, UpstreamClient
+from omnirelay.providers.model_list import models_request, read_models
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.store.audit import GATEWAY, Actor, Audit
 from omnirelay.store.channels import DISABLED_BY_HEALTH, ChannelRow
 from omnirelay.store.store import Store
-from omnirelay.wire.errors import GatewayError, NotFound
+from omnirelay.wire.errors import GatewayError, InvalidRequest, NotFound, UpstreamError
 
 log = logging.getLogger("omnirelay.probe")
 
 PROBE_PROMPT = "ping"
+PERIODIC = Actor(GATEWAY, "periodic probe")
 
 
 class Prober:
@@ -38,7 +42,7 @@ class Prober:
         self._timeouts = timeouts
         self._task: asyncio.Task[None] | None = None
 
-    async def test(self, channel_id: int) -> dict[str, Any]:
+    async def test(self, channel_id: int, actor: Actor = PERIODIC) -> dict[str, Any]:
         """Probe one channel, record the outcome, and re-enable it if health disabled it."""
         channel = await self._store.channels.get(channel_id)
         if channel is None:
@@ -47,8 +51,9 @@ class Prober:
         await self._store.channels.record_probe(channel.id, result)
         result["reenabled"] = False
         if result["ok"] and channel.disabled_by == DISABLED_BY_HEALTH:
+            audit = Audit(actor, "enable", {"reason": "the probe passed"})
             result["reenabled"] = await self._store.channels.set_health_state(
-                channel.id, healthy=True, reason=None
+                channel.id, healthy=True, reason=None, audit=audit
             )
         return result
 
@@ -89,6 +94,28 @@ class Prober:
         latency_ms = int((time.monotonic() - started) * 1000)
         ok = error is None
         return {**result, "ok": ok, "status": status, "latency_ms": latency_ms, "error": error}
+
+    async def upstream_models(self, channel_type: str, endpoint: Endpoint) -> list[str]:
+        """The models the upstream lists (``GET …/models``); its error as a GatewayError."""
+        request = models_request(channel_type, endpoint)
+        if request is None:
+            raise InvalidRequest(
+                f"Channel type '{channel_type}' has no model list to fetch; type the models.",
+                param="type",
+            )
+        provider = self._providers.chat(channel_type)
+        timeouts = self._timeouts.merged(endpoint.options.get("timeouts") or {})
+        response = await self._upstream.send(request, timeouts)
+        try:
+            if response.status >= 400:
+                payload = await response.read_error()
+                if provider is None:
+                    raise UpstreamError(f"The upstream answered {response.status}.")
+                failure = provider.error(response.status, payload, response.retry_after)
+                raise UpstreamError(f"The upstream refused the list: {failure.message}")
+            return read_models(await response.read())
+        finally:
+            response.close()
 
     def start_periodic(self, interval_s: float) -> None:
         """Probe the channels that health disabled every ``interval_s`` seconds."""

@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import changes
+from omnirelay.store.audit import CHANNEL, Audit, write_entry
 from omnirelay.store.errors import NameTaken
 from omnirelay.store.secrets import SecretBox
 from omnirelay.store.tables import channels
@@ -137,6 +138,7 @@ class ChannelRepository:
         weight: int = 1,
         enabled: bool = True,
         options: Mapping[str, Any] | None = None,
+        audit: Audit | None = None,
     ) -> ChannelRow:
         now = int(time.time())
         values = {
@@ -159,6 +161,7 @@ class ChannelRepository:
                 statement = insert(channels).values(**values).returning(channels)
                 row = self._row((await connection.execute(statement)).one())
                 await changes.record(connection, changes.CHANNEL, row.id)
+                await write_entry(connection, audit, CHANNEL, row.id)
         except IntegrityError as exc:
             raise NameTaken(f"a channel named {name!r} exists") from exc
         return row
@@ -180,7 +183,9 @@ class ChannelRepository:
             row = (await connection.execute(query)).first()
         return self._row(row) if row else None
 
-    async def update(self, channel_id: int, fields: Mapping[str, Any]) -> ChannelRow | None:
+    async def update(
+        self, channel_id: int, fields: Mapping[str, Any], audit: Audit | None = None
+    ) -> ChannelRow | None:
         values: dict[str, Any] = {name: fields[name] for name in UPDATABLE if name in fields}
         if "api_key" in fields:
             values["api_key_enc"] = self._box.encrypt(fields["api_key"])
@@ -203,6 +208,7 @@ class ChannelRepository:
                 if row is None:
                     return None
                 await changes.record(connection, changes.CHANNEL, channel_id)
+                await write_entry(connection, audit, CHANNEL, channel_id)
         except IntegrityError as exc:
             raise NameTaken("another channel has that name") from exc
         return self._row(row)
@@ -242,7 +248,9 @@ class ChannelRepository:
                 update(channels).where(channels.c.id == channel_id).values(last_probe=probe)
             )
 
-    async def set_health_state(self, channel_id: int, *, healthy: bool, reason: str | None) -> bool:
+    async def set_health_state(
+        self, channel_id: int, *, healthy: bool, reason: str | None, audit: Audit | None = None
+    ) -> bool:
         """Disable a channel for health, or re-enable one that health disabled.
 
         A channel an operator disabled is never touched: returns False for it.
@@ -265,12 +273,14 @@ class ChannelRepository:
             if result.rowcount == 0:
                 return False
             await changes.record(connection, changes.CHANNEL, channel_id)
+            await write_entry(connection, audit, CHANNEL, channel_id)
         return True
 
-    async def delete(self, channel_id: int) -> bool:
+    async def delete(self, channel_id: int, audit: Audit | None = None) -> bool:
         async with self._engine.begin() as connection:
             result = await connection.execute(delete(channels).where(channels.c.id == channel_id))
             if result.rowcount == 0:
                 return False
             await changes.record(connection, changes.CHANNEL, channel_id)
+            await write_entry(connection, audit, CHANNEL, channel_id)
         return True

@@ -1,4 +1,9 @@
-"""Client keys: stored as SHA-256 hashes, the secret shown once at creation."""
+"""Client keys: stored as SHA-256 hashes, the secret shown once at creation.
+
+A deleted key is kept, marked ``deleted_at``, so that its ledger entries and log rows still
+name a key; it never authenticates again. Reads leave deleted keys out unless they ask for
+them (``include_deleted``).
+"""
 
 from __future__ import annotations
 
@@ -7,11 +12,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.engine import Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import changes
+from omnirelay.store.audit import KEY, Audit, write_entry
 from omnirelay.store.secrets import hash_key, key_hint, new_client_key
 from omnirelay.store.tables import keys
 
@@ -52,6 +58,7 @@ class KeyRow:
     tpm: int | None = None
     max_concurrency: int | None = None
     allowed_ips: tuple[str, ...] | None = None
+    deleted_at: int | None = None
 
     @classmethod
     def from_row(cls, row: Row[Any]) -> KeyRow:
@@ -74,6 +81,7 @@ class KeyRow:
             tpm=row.tpm,
             max_concurrency=row.max_concurrency,
             allowed_ips=tuple(row.allowed_ips) if row.allowed_ips is not None else None,
+            deleted_at=row.deleted_at,
         )
 
     def public(self) -> dict[str, Any]:
@@ -96,6 +104,7 @@ class KeyRow:
             "tpm": self.tpm,
             "max_concurrency": self.max_concurrency,
             "allowed_ips": list(self.allowed_ips) if self.allowed_ips is not None else None,
+            "deleted_at": self.deleted_at,
         }
 
 
@@ -113,6 +122,7 @@ class KeyRepository:
         group_name: str = "default",
         enabled: bool = True,
         limits: Mapping[str, Any] | None = None,
+        audit: Audit | None = None,
     ) -> tuple[KeyRow, str]:
         """Create a key; returns its row and the secret, which is never stored."""
         secret = new_client_key()
@@ -135,21 +145,23 @@ class KeyRepository:
             result = await connection.execute(insert(keys).values(**values).returning(keys))
             row = KeyRow.from_row(result.one())
             await changes.record(connection, changes.KEY, row.id)
+            await write_entry(connection, audit, KEY, row.id)
         return row, secret
 
-    async def get(self, key_id: int) -> KeyRow | None:
+    async def get(self, key_id: int, *, include_deleted: bool = False) -> KeyRow | None:
+        query = _keys(include_deleted).where(keys.c.id == key_id)
         async with self._engine.connect() as connection:
-            row = (await connection.execute(select(keys).where(keys.c.id == key_id))).first()
+            row = (await connection.execute(query)).first()
         return KeyRow.from_row(row) if row else None
 
     async def find_by_name(self, name: str) -> list[KeyRow]:
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(select(keys).where(keys.c.name == name))).all()
+            rows = (await connection.execute(_keys().where(keys.c.name == name))).all()
         return [KeyRow.from_row(row) for row in rows]
 
-    async def list_all(self) -> list[KeyRow]:
+    async def list_all(self, *, include_deleted: bool = False) -> list[KeyRow]:
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(select(keys).order_by(keys.c.id))).all()
+            rows = (await connection.execute(_keys(include_deleted).order_by(keys.c.id))).all()
         return [KeyRow.from_row(row) for row in rows]
 
     async def by_ids(self, ids: Iterable[int]) -> list[KeyRow]:
@@ -157,10 +169,12 @@ class KeyRepository:
         if not wanted:
             return []
         async with self._engine.connect() as connection:
-            rows = (await connection.execute(select(keys).where(keys.c.id.in_(wanted)))).all()
+            rows = (await connection.execute(_keys().where(keys.c.id.in_(wanted)))).all()
         return [KeyRow.from_row(row) for row in rows]
 
-    async def update(self, key_id: int, fields: Mapping[str, Any]) -> KeyRow | None:
+    async def update(
+        self, key_id: int, fields: Mapping[str, Any], audit: Audit | None = None
+    ) -> KeyRow | None:
         values = {name: fields[name] for name in UPDATABLE if name in fields}
         for name in ("models", "allowed_ips"):
             if values.get(name) is not None:
@@ -168,20 +182,32 @@ class KeyRepository:
         values["updated_at"] = int(time.time())
         async with self._engine.begin() as connection:
             result = await connection.execute(
-                update(keys).where(keys.c.id == key_id).values(**values).returning(keys)
+                update(keys)
+                .where(keys.c.id == key_id, keys.c.deleted_at.is_(None))
+                .values(**values)
+                .returning(keys)
             )
             row = result.first()
             if row is None:
                 return None
             await changes.record(connection, changes.KEY, key_id)
+            await write_entry(connection, audit, KEY, key_id)
         return KeyRow.from_row(row)
 
-    async def delete(self, key_id: int) -> bool:
+    async def delete(self, key_id: int, audit: Audit | None = None) -> bool:
+        """Mark the key deleted (and disabled); False when there is no such live key."""
+        now = int(time.time())
+        statement = (
+            update(keys)
+            .where(keys.c.id == key_id, keys.c.deleted_at.is_(None))
+            .values(deleted_at=now, enabled=False, updated_at=now)
+        )
         async with self._engine.begin() as connection:
-            result = await connection.execute(delete(keys).where(keys.c.id == key_id))
+            result = await connection.execute(statement)
             if result.rowcount == 0:
                 return False
             await changes.record(connection, changes.KEY, key_id)
+            await write_entry(connection, audit, KEY, key_id)
         return True
 
     async def used_by_ids(self, ids: Iterable[int]) -> dict[int, int]:
@@ -192,6 +218,11 @@ class KeyRepository:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
         return {row.id: int(row.used_nano) for row in rows}
+
+
+def _keys(include_deleted: bool = False) -> Select[Any]:
+    query = select(keys)
+    return query if include_deleted else query.where(keys.c.deleted_at.is_(None))
 
 
 def add_usage_statement() -> Any:

@@ -18,13 +18,15 @@ from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from omnirelay.store import bulk, changes
+from omnirelay.store import bulk, changes, paging
 from omnirelay.store.db import dialect_insert
 from omnirelay.store.keys import add_usage_statement
+from omnirelay.store.paging import Cursor
 from omnirelay.store.tables import holds, keys, ledger, request_logs
 
 CHARGE = "charge"
 EXPIRED = "expired"
+HOUR_MS = 3_600_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,11 +117,48 @@ class LedgerRepository:
         async with self._engine.connect() as connection:
             return int(await connection.scalar(query) or 0)
 
+    async def hourly(
+        self, start_ms: int, end_ms: int, key_id: int | None = None
+    ) -> list[tuple[int, int, int]]:
+        """``(hour_start_ms, charges, amount_nano)`` per hour of ``[start_ms, end_ms)`` that
+        has entries, oldest first: read by ``ix_ledger_created`` (or the key's index)."""
+        hour = (ledger.c.created_ms // HOUR_MS).label("hour")
+        query = (
+            select(hour, func.count().label("charges"), func.sum(ledger.c.amount_nano))
+            .where(ledger.c.created_ms >= start_ms, ledger.c.created_ms < end_ms)
+            .group_by(hour)
+            .order_by(hour)
+        )
+        if key_id is not None:
+            query = query.where(ledger.c.key_id == key_id)
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [(int(row[0]) * HOUR_MS, int(row[1]), int(row[2] or 0)) for row in rows]
+
     async def entries(self, key_id: int) -> list[dict[str, Any]]:
+        """Every entry of the key, oldest first."""
         query = select(ledger).where(ledger.c.key_id == key_id).order_by(ledger.c.id)
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
         return [{str(name): value for name, value in row.items()} for row in rows]
+
+    async def page(
+        self, key_id: int, *, limit: int, after: Cursor | None = None
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """The key's entries newest first, a page at a time (``store.paging``), by
+        ``ix_ledger_key_created``."""
+        query = (
+            select(ledger)
+            .where(ledger.c.key_id == key_id)
+            .order_by(ledger.c.created_ms.desc(), ledger.c.id.desc())
+            .limit(limit + 1)
+        )
+        if after is not None:
+            query = query.where(*paging.after(ledger.c.created_ms, ledger.c.id, after))
+        async with self._engine.connect() as connection:
+            found = (await connection.execute(query)).mappings().all()
+        rows = [{str(name): value for name, value in row.items()} for row in found[:limit]]
+        return rows, Cursor.of(rows[-1]) if len(found) > limit else None
 
     async def open_holds(self) -> list[dict[str, Any]]:
         async with self._engine.connect() as connection:

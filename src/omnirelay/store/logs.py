@@ -27,10 +27,11 @@ from sqlalchemy import func, select, union
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from omnirelay.store import bulk, changes, deadletters
+from omnirelay.store import bulk, changes, deadletters, paging
 from omnirelay.store.db import dialect_insert
 from omnirelay.store.keys import add_usage_statement
 from omnirelay.store.ledger import CHARGE, record_charges, record_holds, used_totals
+from omnirelay.store.paging import Cursor
 from omnirelay.store.tables import ledger, request_logs, usage_daily
 
 DAY_MS = 86_400_000
@@ -148,6 +149,23 @@ def add_daily_usage(connection: Connection, rows: Sequence[Mapping[str, Any]]) -
 
 
 @dataclass(frozen=True, slots=True)
+class LogFilter:
+    """What a page of the request log is narrowed to; None: any."""
+
+    key_id: int | None = None
+    model: str | None = None
+    channel_id: int | None = None
+    status: int | None = None
+    failed: bool | None = None
+    """True: only calls answered with an error status (400 and up); False: only the rest."""
+    endpoint: str | None = None
+    since_ms: int | None = None
+    until_ms: int | None = None
+    """Calls made before this time (exclusive)."""
+    before_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class DailyCost:
     day_start_ms: int
     model: str
@@ -241,6 +259,50 @@ class LogRepository:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
         return [{str(name): value for name, value in row.items()} for row in rows]
+
+    async def page(
+        self, where: LogFilter, *, limit: int = 100, after: Cursor | None = None
+    ) -> tuple[list[dict[str, Any]], Cursor | None]:
+        """Rows newest first by the time the call was made, and the cursor of the next page
+        (None at the end). The order follows ``ix_request_logs_created``, or
+        ``ix_request_logs_key_created`` for one key, so a page reads about ``limit`` rows
+        however long the log is; other filters narrow the rows as the index is walked."""
+        logs = request_logs.c
+        query = select(request_logs).order_by(logs.created_ms.desc(), logs.id.desc())
+        conditions = [
+            column == value
+            for column, value in (
+                (logs.key_id, where.key_id),
+                (logs.model, where.model),
+                (logs.channel_id, where.channel_id),
+                (logs.status, where.status),
+                (logs.endpoint, where.endpoint),
+            )
+            if value is not None
+        ]
+        if where.failed is not None:
+            conditions.append(logs.status >= 400 if where.failed else logs.status < 400)
+        if where.since_ms is not None:
+            conditions.append(logs.created_ms >= where.since_ms)
+        if where.until_ms is not None:
+            conditions.append(logs.created_ms < where.until_ms)
+        if where.before_id is not None:
+            conditions.append(logs.id < where.before_id)
+        if after is not None:
+            conditions.extend(paging.after(logs.created_ms, logs.id, after))
+        query = query.where(*conditions).limit(limit + 1)
+        async with self._engine.connect() as connection:
+            found = (await connection.execute(query)).mappings().all()
+        rows = [{str(name): value for name, value in row.items()} for row in found[:limit]]
+        more = len(found) > limit
+        cursor = Cursor.of(rows[-1]) if more else None
+        return rows, cursor
+
+    async def by_request_id(self, request_id: str) -> dict[str, Any] | None:
+        query = select(request_logs).where(request_logs.c.request_id == request_id)
+        async with self._engine.connect() as connection:
+            row = (await connection.execute(query)).mappings().first()
+        return None if row is None else {str(name): value for name, value in row.items()}
 
     async def daily_costs(self, key_id: int, start_ms: int, end_ms: int) -> list[DailyCost]:
         """Cost per UTC day and model for one key, over ``[start_ms, end_ms)``."""

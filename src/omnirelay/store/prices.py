@@ -15,6 +15,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import changes
+from omnirelay.store.audit import GROUP, PRICE, Audit, write_entry
 from omnirelay.store.db import dialect_insert
 from omnirelay.store.tables import group_multipliers, prices
 
@@ -67,7 +68,7 @@ class PriceRepository:
             for row in rows
         ]
 
-    async def set(self, price: PriceRow) -> None:
+    async def set(self, price: PriceRow, audit: Audit | None = None) -> None:
         values = {
             "input_nano_per_m": price.input_nano_per_m,
             "output_nano_per_m": price.output_nano_per_m,
@@ -87,14 +88,18 @@ class PriceRepository:
                 )
             )
             await changes.record(connection, changes.PRICE, price.model)
+            await write_entry(connection, audit, PRICE, price.model)
 
-    async def delete(self, model: str, channel_id: int = EVERY_CHANNEL) -> bool:
+    async def delete(
+        self, model: str, channel_id: int = EVERY_CHANNEL, audit: Audit | None = None
+    ) -> bool:
         statement = delete(prices).where(prices.c.model == model, prices.c.channel_id == channel_id)
         async with self._engine.begin() as connection:
             result = await connection.execute(statement)
             if result.rowcount == 0:
                 return False
             await changes.record(connection, changes.PRICE, model)
+            await write_entry(connection, audit, PRICE, model)
         return True
 
     async def multipliers(self) -> dict[str, int]:
@@ -104,7 +109,9 @@ class PriceRepository:
             rows = (await connection.execute(query)).all()
         return {row.group_name: int(row.multiplier_ppm) for row in rows}
 
-    async def set_multiplier(self, group: str, multiplier_ppm: int) -> None:
+    async def set_multiplier(
+        self, group: str, multiplier_ppm: int, audit: Audit | None = None
+    ) -> None:
         async with self._engine.begin() as connection:
             insert = dialect_insert(connection)(group_multipliers).values(
                 group_name=group, multiplier_ppm=multiplier_ppm
@@ -116,14 +123,16 @@ class PriceRepository:
                 )
             )
             await changes.record(connection, changes.GROUP, group)
+            await write_entry(connection, audit, GROUP, group)
 
-    async def delete_multiplier(self, group: str) -> bool:
+    async def delete_multiplier(self, group: str, audit: Audit | None = None) -> bool:
         statement = delete(group_multipliers).where(group_multipliers.c.group_name == group)
         async with self._engine.begin() as connection:
             result = await connection.execute(statement)
             if result.rowcount == 0:
                 return False
             await changes.record(connection, changes.GROUP, group)
+            await write_entry(connection, audit, GROUP, group)
         return True
 
 

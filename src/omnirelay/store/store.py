@@ -8,6 +8,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.config import Settings
+from omnirelay.store.audit import AuditRepository
 from omnirelay.store.changes import ChangeFeed
 from omnirelay.store.channels import ChannelRepository
 from omnirelay.store.db import create_engine, migrate, sqlite_writer_engine
@@ -18,6 +19,7 @@ from omnirelay.store.logs import LogRepository
 from omnirelay.store.prices import PriceRepository
 from omnirelay.store.responses import ResponseRepository
 from omnirelay.store.secrets import SecretBox
+from omnirelay.store.sessions import SessionRepository
 from omnirelay.store.settings_kv import SettingsRepository
 from omnirelay.store.task_events import TaskEventRepository
 from omnirelay.store.tasks import TaskRepository
@@ -40,6 +42,8 @@ class Store:
     tasks: TaskRepository
     task_events: TaskEventRepository
     secrets: SecretBox
+    audit: AuditRepository
+    sessions: SessionRepository
     writer_engine: Engine | None = None  # SQLite: the log writer's own, synchronous
 
     @classmethod
@@ -67,6 +71,8 @@ class Store:
             tasks=TaskRepository(engine, logs),
             task_events=TaskEventRepository(engine),
             secrets=box,
+            audit=AuditRepository(engine),
+            sessions=SessionRepository(engine),
             writer_engine=writer,
         )
 

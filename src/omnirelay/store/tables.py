@@ -73,6 +73,7 @@ keys = Table(
     Column("tpm", Integer),
     Column("max_concurrency", Integer),
     Column("allowed_ips", JSON),
+    Column("deleted_at", BigInteger),  # set: deleted, kept so its ledger and logs stay explained
     sqlite_autoincrement=True,
 )
 
@@ -107,6 +108,7 @@ ledger = Table(
     Column("amount_nano", BigInteger, nullable=False),
     Column("created_ms", BigInteger, nullable=False),
     Index("ix_ledger_key_created", "key_id", "created_ms"),
+    Index("ix_ledger_created", "created_ms"),
     sqlite_autoincrement=True,
 )
 
@@ -133,6 +135,7 @@ usage_daily = Table(
     Column("prompt_tokens", BigInteger, nullable=False),
     Column("completion_tokens", BigInteger, nullable=False),
     Column("cost_nano", BigInteger, nullable=False),
+    Index("ix_usage_daily_key_day", "key_id", "day"),
 )
 
 request_logs = Table(
@@ -299,4 +302,47 @@ blob_refs = Table(
     Column("digest", String(64), primary_key=True),  # the blob's SHA-256, hex
     Column("owner", String(128), primary_key=True),  # e.g. task:<public id>
     Column("created_ms", BigInteger, nullable=False),
+)
+
+# Who changed what, and when: every operator action, from the console, the CLI or the API.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("source", String(16), nullable=False),  # api | console | cli | gateway
+    Column("actor", String(128), nullable=False),
+    Column("address", String(64)),
+    Column("action", String(32), nullable=False),
+    Column("entity", String(16), nullable=False),
+    Column("entity_id", String(128), nullable=False),
+    Column("detail", Text, nullable=False),  # JSON: what changed, secrets left out
+    Index("ix_audit_log_entity", "entity", "entity_id", "id"),
+    sqlite_autoincrement=True,
+)
+
+# Console sign-ins, shared by every process: the cookie holds a token, the row its hash.
+console_sessions = Table(
+    "console_sessions",
+    metadata,
+    Column("token_hash", String(64), primary_key=True),
+    Column("kind", String(8), nullable=False),  # operator | key
+    Column("key_id", BigInteger),
+    Column("binding", String(64), nullable=False),  # ends the session when its key changes
+    Column("csrf_token", String(64), nullable=False),
+    Column("address", String(64)),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger, nullable=False),
+    Index("ix_console_sessions_expires", "expires_ms"),
+)
+
+signin_failures = Table(
+    "signin_failures",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("address", String(64), nullable=False),
+    Column("created_ms", BigInteger, nullable=False),
+    Index("ix_signin_failures_address", "address", "created_ms"),
+    Index("ix_signin_failures_created", "created_ms"),
+    sqlite_autoincrement=True,
 )
