@@ -131,7 +131,9 @@ def _check_translatable(inbound: Inbound, channel_type: str) -> None:
 
 def _in_gemini_shape(result: Charged | Streaming, model: str) -> Charged | Streaming:
     if isinstance(result, Streaming):
-        return Rendered.stream(result, GeminiEvents(model))
+        events = GeminiEvents(model)
+        failure = lambda error: events.error(error.status, error.message)  # noqa: E731
+        return Rendered(result.source, events, failure).over(result)
     answer = to_gemini(orjson.loads(result.reply.body), model)
     return dataclasses.replace(result, reply=Reply(orjson.dumps(answer)))
 

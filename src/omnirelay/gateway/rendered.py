@@ -8,7 +8,7 @@ bytes that reach the client, and the error event sent when the stream breaks.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Protocol
 
 from omnirelay.gateway.operation import Streaming, StreamSource
@@ -24,9 +24,9 @@ class Renderer(Protocol):
         """The events for one chunk's payload (``[DONE]`` included); often none."""
         ...
 
-    def error(self, status: int, message: str) -> bytes:
-        """The event that tells the client the stream broke."""
-        ...
+
+Failure = Callable[[GatewayError], bytes]
+"""The event that tells the client, in its dialect, that the stream broke."""
 
 
 class Rendered:
@@ -34,16 +34,15 @@ class Rendered:
 
     content_type = "text/event-stream"
 
-    def __init__(self, inner: StreamSource, renderer: Renderer) -> None:
+    def __init__(self, inner: StreamSource, renderer: Renderer, failure: Failure) -> None:
         self._inner = inner
         self._renderer = renderer
+        self._failure = failure
 
-    @classmethod
-    def stream(cls, streaming: Streaming, renderer: Renderer) -> Streaming:
-        """An opened stream, rendered from its first chunk on."""
-        source = cls(streaming.source, renderer)
-        first = None if streaming.first is None else source.render(streaming.first)
-        return Streaming(source, first, source._rendered(streaming.rest), streaming.ends_at)
+    def over(self, streaming: Streaming) -> Streaming:
+        """``streaming`` (opened on the inner source), rendered from its first chunk on."""
+        first = None if streaming.first is None else self.render(streaming.first)
+        return Streaming(self, first, self._rendered(streaming.rest), streaming.ends_at)
 
     def render(self, chunk: bytes) -> bytes:
         """A chunk of whole SSE events, in the client's dialect."""
@@ -74,7 +73,7 @@ class Rendered:
         return self._inner.charge()
 
     def failure_tail(self, error: GatewayError) -> bytes:
-        return self._renderer.error(error.status, error.message)
+        return self._failure(error)
 
     def close(self) -> None:
         self._inner.close()

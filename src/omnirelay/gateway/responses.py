@@ -314,10 +314,9 @@ class Responses:
             return Charged(
                 Reply(orjson.dumps(response)), result.cost, result.usage, result.served_model
             )
-        streaming = TranslatedStream.over(result, ResponseEvents(plan.response_object()))
-        assert isinstance(streaming.source, TranslatedStream)
-        outcome.stream = streaming.source
-        return streaming
+        translated = TranslatedStream(result.source, ResponseEvents(plan.response_object()))
+        outcome.stream = translated
+        return translated.over(result)
 
     # -- the store -------------------------------------------------------------------------
 

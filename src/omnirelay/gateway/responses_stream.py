@@ -26,17 +26,16 @@ from typing import Any
 
 import orjson
 
-from omnirelay.gateway.operation import Attempt, Streaming, StreamSource
+from omnirelay.gateway.operation import Attempt, StreamSource
 from omnirelay.gateway.output import OutputTally
-from omnirelay.gateway.token_stream import Lazy, StreamErrorEvent
-from omnirelay.gateway.usage_check import Counts, trusted_usage
+from omnirelay.gateway.rendered import Rendered
+from omnirelay.gateway.token_stream import Lazy, StreamErrorEvent, TokenMeter
 from omnirelay.providers.http import UpstreamResponse
 from omnirelay.wire import sse
 from omnirelay.wire.chat import usage_object
 from omnirelay.wire.errors import GatewayError, UpstreamError
 from omnirelay.wire.responses import FUNCTION_CALL, chat_usage, responses_usage
 from omnirelay.wire.responses_events import ResponseEvents, failure_events, frame
-from omnirelay.wire.usage import Usage
 
 log = logging.getLogger("omnirelay.responses")
 
@@ -64,7 +63,7 @@ GENERATED = frozenset(
 )
 
 
-class NativeStream:
+class NativeStream(TokenMeter):
     content_type = EVENT_STREAM
 
     def __init__(
@@ -84,7 +83,7 @@ class NativeStream:
         self._base = base
         """The response as the gateway tells it, for a failure before the upstream's own."""
         self._patch = patch
-        self._cap = output_cap
+        self._output_cap = output_cap
         self.finished = False
         self.response: dict[str, Any] | None = None
         """The response the stream ended with (completed, incomplete or failed), for the store."""
@@ -196,30 +195,6 @@ class NativeStream:
                     self._tally.add(name)
             self._items[index] = item
 
-    # -- money -----------------------------------------------------------------------------
-
-    def usage(self) -> Usage:
-        tally = self._tally
-        counts = Counts(
-            prompt=self._prompt,
-            completion=lambda: tally.tokens,
-            completion_bytes=tally.bytes,
-            output_cap=self._cap,
-        )
-        return trusted_usage(self._reported, counts, self._attempt.route.channel_id)
-
-    def cost_so_far(self) -> int:
-        usage = Usage(prompt_tokens=self._prompt(), completion_tokens=self._tally.tokens)
-        return self._attempt.quote.cost(usage)
-
-    def charge(self) -> tuple[int, Usage]:
-        if self._reported is None and self._tally.empty:
-            return 0, Usage()  # a stream that generated nothing costs nothing
-        usage = self.usage()
-        cost = self._attempt.quote.cost(usage)
-        limit = self._attempt.spend_limit
-        return (cost if limit is None else min(cost, limit)), usage
-
     def failure_tail(self, error: GatewayError) -> bytes:
         response = self._base
         response["output"] = [self._items[index] for index in sorted(self._items)]
@@ -230,57 +205,19 @@ class NativeStream:
         self._response.close()
 
 
-class TranslatedStream:
+class TranslatedStream(Rendered):
     """A chat stream's source, its chunks told as Responses events."""
 
     content_type = EVENT_STREAM
 
     def __init__(self, inner: StreamSource, events: ResponseEvents) -> None:
-        self._inner = inner
+        super().__init__(inner, events, self._fail)
         self._events = events
-
-    @staticmethod
-    def over(streaming: Streaming, events: ResponseEvents) -> Streaming:
-        """``streaming`` (a chat attempt's) as a Responses stream."""
-        source = TranslatedStream(streaming.source, events)
-        first = None if streaming.first is None else source.convert(streaming.first)
-        return Streaming(source, first, source._converted(streaming.rest), streaming.ends_at)
 
     @property
     def response(self) -> dict[str, Any] | None:
         """The response the stream ended with, for the store; None while it runs."""
         return self._events.response if self._events.ended else None
 
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._converted(aiter(self._inner))
-
-    async def _converted(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        async for chunk in chunks:
-            converted = self.convert(chunk)
-            if converted:
-                yield converted
-
-    def convert(self, chunk: bytes) -> bytes:
-        """Translate a chunk of the chat relay's output, which holds whole events."""
-        out: list[bytes] = []
-        for event in chunk.split(b"\n\n"):
-            data = sse.event_data(event)
-            if data is not None:
-                out.extend(self._events.feed(data))
-        return b"".join(out)
-
-    @property
-    def finished(self) -> bool:
-        return self._inner.finished
-
-    def cost_so_far(self) -> int:
-        return self._inner.cost_so_far()
-
-    def charge(self) -> tuple[int, Usage]:
-        return self._inner.charge()
-
-    def failure_tail(self, error: GatewayError) -> bytes:
+    def _fail(self, error: GatewayError) -> bytes:
         return b"".join(self._events.fail(error.status, error.body()))
-
-    def close(self) -> None:
-        self._inner.close()

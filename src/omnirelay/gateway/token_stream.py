@@ -87,7 +87,43 @@ class StreamErrorEvent(UpstreamError):
                 setattr(self, name, error[name])
 
 
-class TokenStream:
+class TokenMeter:
+    """What a stream of generated tokens costs: the usage an upstream reported, checked
+    against what the gateway counted (``usage_check``), at the attempt's quote, never past
+    its spend limit. A stream class sets ``_tally``, ``_attempt``, ``_prompt``,
+    ``_reported`` and ``_output_cap``."""
+
+    _tally: OutputTally
+    _attempt: Attempt
+    _prompt: Lazy
+    _reported: dict[str, Any] | None
+    _output_cap: int | None
+
+    def usage(self) -> Usage:
+        tally = self._tally
+        counts = Counts(
+            prompt=self._prompt,
+            completion=lambda: tally.tokens,
+            completion_bytes=tally.bytes,
+            output_cap=self._output_cap,
+        )
+        return trusted_usage(self._reported, counts, self._attempt.route.channel_id)
+
+    def cost_so_far(self) -> int:
+        usage = Usage(prompt_tokens=self._prompt(), completion_tokens=self._tally.tokens)
+        return self._attempt.quote.cost(usage)
+
+    def charge(self) -> tuple[int, Usage]:
+        if self._reported is None and self._tally.empty:
+            return 0, Usage()  # a stream that generated nothing costs nothing
+        usage = self.usage()
+        cost = self._attempt.quote.cost(usage)
+        limit = self._attempt.spend_limit
+        # The chunk that would have passed the limit was cut, never relayed: not charged.
+        return (cost if limit is None else min(cost, limit)), usage
+
+
+class TokenStream(TokenMeter):
     """A chat stream; a subclass reads other chunks (``completions``) by overriding
     :meth:`_meter_choices` and :attr:`OBJECT`."""
 
@@ -109,6 +145,7 @@ class TokenStream:
         self._attempt = attempt
         self._prompt = prompt
         self._request = request
+        self._output_cap = request.output_cap
         self.finished = False
         self._reported: dict[str, Any] | None = None
         self._usage_relayed = False
@@ -269,31 +306,6 @@ class TokenStream:
             ),
         }
         return sse.encode(orjson.dumps(chunk))
-
-    # -- money -----------------------------------------------------------------------------
-
-    def usage(self) -> Usage:
-        tally = self._tally
-        counts = Counts(
-            prompt=self._prompt,
-            completion=lambda: tally.tokens,
-            completion_bytes=tally.bytes,
-            output_cap=self._request.output_cap,
-        )
-        return trusted_usage(self._reported, counts, self._attempt.route.channel_id)
-
-    def cost_so_far(self) -> int:
-        usage = Usage(prompt_tokens=self._prompt(), completion_tokens=self._tally.tokens)
-        return self._attempt.quote.cost(usage)
-
-    def charge(self) -> tuple[int, Usage]:
-        if self._reported is None and self._tally.empty:
-            return 0, Usage()  # a stream that generated nothing costs nothing
-        usage = self.usage()
-        cost = self._attempt.quote.cost(usage)
-        limit = self._attempt.spend_limit
-        # The chunk that would have passed the limit was cut, never relayed: not charged.
-        return (cost if limit is None else min(cost, limit)), usage
 
     def failure_tail(self, error: GatewayError) -> bytes:
         return sse.encode(orjson.dumps(error.body()))
