@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import socket
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -21,16 +25,20 @@ from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
 from omnirelay.gateway.charges import Settlement
 from omnirelay.gateway.fetch import ImageFetcher
 from omnirelay.gateway.health import BreakerPolicy, HealthBoard
+from omnirelay.gateway.health_share import HealthShare
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.kit import Kit
+from omnirelay.gateway.lifecycle import Lifecycle
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.pipeline import Pipeline
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
+from omnirelay.gateway.readiness import Readiness
 from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.retention import LogRetention, ResponseRetention
 from omnirelay.gateway.routing import Router
+from omnirelay.gateway.stats import CallStats
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.upstream_io import Upstream
@@ -89,7 +97,9 @@ class Runtime:
     reconciler: Reconciler
     retention: LogRetention
     response_retention: ResponseRetention
-    _warming: asyncio.Future[object] | None = None
+    share: HealthShare | None = None
+    metrics: Any = None  # omnirelay.metrics.Metrics, imported only when metrics are on
+    _warming: asyncio.Future[object] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         state = self.state
@@ -99,6 +109,8 @@ class Runtime:
             None, state.tokens.encoding, "o200k_base"
         )
         await state.sync.load_all()
+        if self.share is not None:
+            await self.share.load()
         await self.upstream.start()
         await self.fetcher.start()
         await self.reconciler.run_once()
@@ -108,17 +120,25 @@ class Runtime:
         state.prober.start_periodic(state.settings.probe_interval_s)
         self.retention.start()
         self.response_retention.start()
+        if self.share is not None:
+            self.share.start()
+        if self.metrics is not None:
+            self.metrics.start()
 
     async def close(self) -> None:
         state = self.state
         if self._warming is not None:
             await self._warming
+        if self.share is not None:
+            await self.share.close()
         await self.retention.close()
         await self.response_retention.close()
         await state.prober.close()
         await self.reconciler.close()
         await state.sync.close()
         await state.logs.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.upstream.close()
         await self.fetcher.close()
         await self.counters.close()
@@ -134,6 +154,21 @@ def build_counters(settings: Settings) -> Counters:
     return MemoryCounters()
 
 
+def node_name() -> str:
+    """This process among the gateway's nodes: host, pid and a random tail (pids recur)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_share(settings: Settings, health: HealthBoard) -> HealthShare | None:
+    """Channel health shared with the other nodes, when Redis is configured."""
+    if not settings.redis_url:
+        return None
+    from omnirelay.store.health_redis import RedisHealth
+
+    store = RedisHealth(settings.redis_url, settings.redis_prefix, node_name())
+    return HealthShare(health, store, settings.health_sync_interval_s)
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     store = await Store.open(settings)
     keys = KeyCache()
@@ -146,6 +181,10 @@ async def build_runtime(settings: Settings) -> Runtime:
         ),
         max_cooldown_s=settings.max_cooldown_s,
     )
+    share = build_share(settings, health)
+    stats = CallStats(router.serves) if settings.metrics_enabled else None
+    if stats is not None:
+        health.listeners.append(stats)
     prices = PriceBook(default_prices(), free_by_default=settings.free_by_default)
     providers = ProviderRegistry()
     upstream = UpstreamClient(
@@ -176,8 +215,21 @@ async def build_runtime(settings: Settings) -> Runtime:
     tokens = TokenCounter()
     fetcher = ImageFetcher()
     meter = Meter(counters, logs, store.ledger)
-    settlement = Settlement(meter, logs, strict=settings.strict_settlement)
-    pipeline = Pipeline(attempts=attempts, prices=prices, meter=meter, settlement=settlement)
+    settlement = Settlement(meter, logs, strict=settings.strict_settlement, stats=stats)
+    pipeline = Pipeline(
+        attempts=attempts, prices=prices, meter=meter, settlement=settlement, stats=stats
+    )
+    readiness = Readiness(
+        store,
+        logs,
+        settings.log_lag_threshold_s,
+        redis_ping=share.ping if share is not None else None,
+    )
+    metrics = None
+    if stats is not None:
+        from omnirelay.metrics import Metrics
+
+        metrics = Metrics(stats, health, router, logs, store.dead_letters.pending_count)
     kit = Kit(pipeline, Upstream(upstream), providers, tokens)
     surface = Surface(
         kit,
@@ -200,6 +252,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         prober=Prober(store, providers, upstream, default_timeouts(settings)),
         admin_key_hash=await admin_key_hash(settings, store),
         surface=surface,
+        readiness=readiness,
+        lifecycle=Lifecycle(pipeline, readiness),
+        metrics=metrics,
     )
     return Runtime(
         state=state,
@@ -212,6 +267,8 @@ async def build_runtime(settings: Settings) -> Runtime:
         ),
         retention=LogRetention(store, settings.log_retention_days),
         response_retention=ResponseRetention(store, settings.responses_retention_days),
+        share=share,
+        metrics=metrics,
     )
 
 

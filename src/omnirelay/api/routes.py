@@ -20,6 +20,7 @@ from omnirelay.api import (
     images,
     models,
     moderations,
+    ops,
     rerank,
     responses,
 )
@@ -93,8 +94,6 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/logs", admin.list_logs)
     router.add_get("/admin/ledger", admin_ledger.ledger)
     router.add_get("/admin/deadletters", admin_deadletters.dead_letters)
-    router.add_get("/healthz", _health)
-
-
-async def _health(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+    router.add_get("/healthz", ops.healthz)
+    router.add_get("/readyz", ops.readyz)
+    router.add_get("/metrics", ops.metrics)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -10,14 +11,22 @@ from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.lifecycle import Lifecycle
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook
 from omnirelay.gateway.probe import Prober
+from omnirelay.gateway.readiness import Readiness
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.store.store import Store
 from omnirelay.wire.tokens import TokenCounter
+
+
+class MetricsPage(Protocol):
+    async def render(self) -> tuple[bytes, str]:
+        """The exposition, and its content type."""
+        ...
 
 
 @dataclass
@@ -35,6 +44,9 @@ class AppState:
     prober: Prober
     admin_key_hash: str
     surface: Surface
+    readiness: Readiness
+    lifecycle: Lifecycle
+    metrics: MetricsPage | None = None
 
 
 STATE = web.AppKey("omnirelay_state", AppState)

@@ -69,7 +69,7 @@ class AttemptLoop:
         waited: set[int] = set()
         last: GatewayError | None = None
         for _ in range(self._policy.max_attempts):
-            route = self._next(candidates, model, tried) or await self._wait_for_retry(
+            route = await self._pick(candidates, model, tried) or await self._wait_for_retry(
                 candidates, tried, waited, deadline
             )
             if route is None:
@@ -123,6 +123,24 @@ class AttemptLoop:
             )
 
         return self._router.pick(candidates, tried, usable)
+
+    async def _pick(self, candidates: list[Route], model: str, tried: set[int]) -> Route | None:
+        """The next route; with shared health, a half-open breaker's probe only when this
+        node wins it (the others leave the channel alone until its outcome is known)."""
+        health = self._health
+        while True:
+            route = self._next(candidates, model, tried)
+            if route is None or health.probes is None:
+                return route
+            now = time.monotonic()
+            probes = health.would_probe(route.channel_id, model, now)
+            if not probes:
+                return route
+            lost = [name for name in probes if not await health.probes(route.channel_id, name)]
+            if not lost:
+                return route
+            for name in lost:
+                health.probe_elsewhere(route.channel_id, name, now + health.policy.cooldown_s)
 
     async def _wait_for_retry(
         self, candidates: list[Route], tried: set[int], waited: set[int], deadline: float

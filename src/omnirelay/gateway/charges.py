@@ -20,6 +20,7 @@ from typing import Any
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
+from omnirelay.gateway.stats import CallStats
 from omnirelay.store.counters import Ticket
 from omnirelay.wire.errors import GatewayError
 from omnirelay.wire.usage import Usage
@@ -113,10 +114,18 @@ class ChargeRecord:
 
 
 class Settlement:
-    def __init__(self, meter: Meter, writer: LogWriter, *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        writer: LogWriter,
+        *,
+        strict: bool = False,
+        stats: CallStats | None = None,
+    ) -> None:
         self._meter = meter
         self._writer = writer
         self.strict = strict
+        self._stats = stats
 
     async def settle(
         self,
@@ -133,7 +142,7 @@ class Settlement:
         record = ChargeRecord.of(
             call, status=status, stream=stream, usage=usage, cost_nano=cost_nano, error=error
         )
-        self._writer.submit(record.as_row())
+        self._submit(call, record)
         await self._meter.settle(ticket, record.cost_nano, usage.total_tokens, time.time())
         if self.strict:
             await self._writer.commit_submitted()
@@ -151,8 +160,14 @@ class Settlement:
         self._submit_free(call, STATUS_CLIENT_CLOSED, CANCELLED, stream)
 
     def _submit_free(self, call: Call, status: int, error: str, stream: bool) -> None:
-        record = ChargeRecord.of(call, status=status, stream=stream, error=error)
-        self._writer.submit(record.as_row())
+        self._submit(call, ChargeRecord.of(call, status=status, stream=stream, error=error))
+
+    def _submit(self, call: Call, record: ChargeRecord) -> None:
+        """Every call's record passes here once: to the log writer, and to the metrics."""
+        row = record.as_row()
+        self._writer.submit(row)
+        if self._stats is not None:
+            self._stats.settled(row, call.key.row.group_name)
 
     async def settle_once(self, record: ChargeRecord) -> bool:
         """Commit one charge now, in its own transaction, keyed by its id.

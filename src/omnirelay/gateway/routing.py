@@ -39,6 +39,7 @@ class Router:
         self._rng = rng or random.Random()
         self._routes: dict[tuple[str, str], list[Route]] = {}
         self._channel_ids: set[int] = set()
+        self._channels: dict[int, ChannelRow] = {}
 
     @property
     def channel_ids(self) -> set[int]:
@@ -47,8 +48,10 @@ class Router:
     def replace(self, channels: Iterable[ChannelRow]) -> None:
         routes: dict[tuple[str, str], list[Route]] = defaultdict(list)
         ids: set[int] = set()
+        by_id: dict[int, ChannelRow] = {}
         for channel in channels:
             ids.add(channel.id)
+            by_id[channel.id] = channel
             if not channel.enabled:
                 continue
             endpoint = Endpoint(
@@ -73,6 +76,17 @@ class Router:
             candidates.sort(key=lambda route: -route.channel.priority)
         self._routes = dict(routes)
         self._channel_ids = ids
+        self._channels = by_id
+
+    def channel(self, channel_id: int) -> ChannelRow | None:
+        return self._channels.get(channel_id)
+
+    def all_channels(self) -> list[ChannelRow]:
+        return list(self._channels.values())
+
+    def serves(self, group: str, model: str) -> bool:
+        """Whether some enabled channel of the group lists the model."""
+        return (group, model) in self._routes
 
     def models_for(self, group: str) -> list[str]:
         return sorted({model for (g, model) in self._routes if g == group})

@@ -19,7 +19,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -115,6 +115,12 @@ class DeadLetterRepository:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
         return [view({str(name): value for name, value in row.items()}) for row in rows]
+
+    async def pending_count(self) -> int:
+        pending = dead_letters.c.state == PENDING
+        query = select(func.count()).select_from(dead_letters).where(pending)
+        async with self._engine.connect() as connection:
+            return int((await connection.scalar(query)) or 0)
 
     async def pending_ids(self) -> list[int]:
         query = (

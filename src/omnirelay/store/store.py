@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from omnirelay.config import Settings
 from omnirelay.store.changes import ChangeFeed
 from omnirelay.store.channels import ChannelRepository
-from omnirelay.store.db import create_engine, migrate, sqlite_writer_engine
+from omnirelay.store.db import at_head, create_engine, migrate, sqlite_writer_engine
 from omnirelay.store.deadletters import DeadLetterRepository
 from omnirelay.store.keys import KeyRepository
 from omnirelay.store.ledger import LedgerRepository
@@ -60,6 +60,11 @@ class Store:
             responses=ResponseRepository(engine),
             writer_engine=writer,
         )
+
+    async def at_head(self) -> bool:
+        """Whether the database answers and its schema is at this code's revision."""
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(at_head)
 
     async def close(self) -> None:
         await self.engine.dispose()
