@@ -146,7 +146,8 @@ def test_sigterm_lets_running_streams_finish_then_exits_0(
     wait_until(lambda: _refused(server), timeout=2)
     for call in calls:
         call.join()
-    server.stop(timeout=30)
+    server.process.wait(30)  # type: ignore[union-attr]
+    server.stop()
 
     assert server.returncode == 0, server.output
     assert time.monotonic() - started < 15
@@ -181,7 +182,8 @@ def test_what_outlives_the_drain_is_cut_and_charged_for_what_was_relayed(
         server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
     for call in calls:
         call.join()
-    server.stop(timeout=30)
+    server.process.wait(30)  # type: ignore[union-attr]
+    server.stop()
 
     assert server.returncode == 0, server.output
     assert time.monotonic() - started < 5, "the cut must not wait for the streams to end"
@@ -211,7 +213,8 @@ def test_workers_drain_too(worker_gateway: Gateway) -> None:
     server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
     for call in calls:
         call.join()
-    server.stop(timeout=30)
+    server.process.wait(30)  # type: ignore[union-attr]
+    server.stop()
 
     assert server.returncode == 0, server.output
     assert all(call.status == 200 and call.done and not call.error_codes for call in calls)

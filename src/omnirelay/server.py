@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import secrets
+import signal
 import socket
 import sys
 from collections.abc import AsyncIterator
@@ -294,3 +295,6 @@ def serve(settings: Settings) -> None:
     log.info("starting on http://%s:%s", settings.host, settings.port)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve_until_stopped(app, settings))
+    # Drained and flushed: a late Ctrl-C or SIGTERM must not turn this clean exit into a kill.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)

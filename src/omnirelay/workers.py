@@ -82,6 +82,8 @@ def run(settings: Settings, workers: int) -> None:
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+    for signum in STOP_SIGNALS:  # every worker has stopped: a late signal changes nothing
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def _metrics_folder(settings: Settings) -> Path | None:
