@@ -43,6 +43,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from prometheus_client.registry import Collector
 
 from omnirelay.gateway.background import stop
+from omnirelay.gateway.genai import operation_name, provider_name
 from omnirelay.gateway.health import CLOSED, HALF_OPEN, OPEN, HealthBoard
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.routing import Router
@@ -59,26 +60,9 @@ log = logging.getLogger("omnirelay.metrics")
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 PUBLISH_EVERY_S = 1.0
-# GenAI operation names (gen_ai.operation.name) of the endpoints that have one.
-OPERATIONS = {
-    "chat.completions": "chat",
-    "messages": "chat",
-    "responses": "chat",
-    "gemini.generate_content": "generate_content",
-    "completions": "text_completion",
-    "embeddings": "embeddings",
-    "gemini.embed_content": "embeddings",
-    "gemini.batch_embed_contents": "embeddings",
-}
-# gen_ai.provider.name of the channel types that have a well-known one; others: the type.
-PROVIDERS = {"gemini": "gcp.gemini", "azure": "azure.ai.openai"}
 BREAKER_STATES = (CLOSED, OPEN, HALF_OPEN)
 
 PendingCount = Callable[[], Awaitable[int]]
-
-
-def operation_of(endpoint: str) -> str:
-    return OPERATIONS.get(endpoint, endpoint)
 
 
 class Metrics:
@@ -236,7 +220,7 @@ class Metrics:
         self.requests.labels(endpoint, model, channel, str(status)).inc(tally.calls)
         if tally.spend_nano:
             self.spend.labels(model, channel).inc(tally.spend_nano)
-        genai = (operation_of(endpoint), self._provider(channel_id), model)
+        genai = (operation_name(endpoint), self._provider(channel_id), model)
         error = "" if status < 400 else str(status)
         _add(self.duration.labels(*genai, error), tally.duration)
         if tally.input_tokens.counts != _EMPTY_TOKENS:
@@ -249,7 +233,7 @@ class Metrics:
         channel = self._router.channel(channel_id)
         if channel is None:
             return ""
-        return PROVIDERS.get(channel.type, channel.type)
+        return provider_name(channel.type)
 
     # -- the scrape ----------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
 from omnirelay.gateway.charges import Settlement
 from omnirelay.gateway.fetch import ImageFetcher
+from omnirelay.gateway.genai import provider_name
 from omnirelay.gateway.health import BreakerPolicy, HealthBoard
 from omnirelay.gateway.health_share import HealthShare
 from omnirelay.gateway.keys import KeyCache
@@ -100,6 +101,7 @@ class Runtime:
     response_retention: ResponseRetention
     share: HealthShare | None = None
     metrics: Any = None  # omnirelay.metrics.Metrics, imported only when metrics are on
+    tracer: Any = None  # omnirelay.tracing.OtelTracer, imported only when tracing is on
     _warming: asyncio.Future[object] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
@@ -144,6 +146,9 @@ class Runtime:
         await self.fetcher.close()
         await self.counters.close()
         await state.store.close()
+        if self.tracer is not None:
+            # Exports what is buffered: blocking (an HTTP post), so off the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, self.tracer.close)
 
 
 def build_counters(settings: Settings) -> Counters:
@@ -170,6 +175,17 @@ def build_share(settings: Settings, health: HealthBoard) -> HealthShare | None:
     return HealthShare(health, store, settings.health_sync_interval_s)
 
 
+def build_tracer(settings: Settings) -> Any:
+    """The OpenTelemetry tracer when an OTLP endpoint is set; None keeps tracing off."""
+    if not settings.otel_traces_endpoint:
+        return None
+    from omnirelay.tracing import OtelTracer
+
+    return OtelTracer(
+        settings.otel_traces_endpoint, settings.otel_service_name, settings.otel_sample_ratio
+    )
+
+
 async def build_runtime(settings: Settings) -> Runtime:
     store = await Store.open(settings)
     keys = KeyCache()
@@ -183,6 +199,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         max_cooldown_s=settings.max_cooldown_s,
     )
     share = build_share(settings, health)
+    tracer = build_tracer(settings)
     stats = CallStats(router.serves) if settings.metrics_enabled else None
     if stats is not None:
         health.listeners.append(stats)
@@ -211,14 +228,27 @@ async def build_runtime(settings: Settings) -> Runtime:
             max_retry_wait_s=settings.max_retry_wait_s,
         ),
         disable,
+        tracer=tracer,
     )
     counters = build_counters(settings)
     tokens = TokenCounter()
     fetcher = ImageFetcher()
     meter = Meter(counters, logs, store.ledger)
-    settlement = Settlement(meter, logs, strict=settings.strict_settlement, stats=stats)
+    settlement = Settlement(
+        meter,
+        logs,
+        strict=settings.strict_settlement,
+        stats=stats,
+        tracer=tracer,
+        provider_of=lambda channel_id: provider_of(router, channel_id),
+    )
     pipeline = Pipeline(
-        attempts=attempts, prices=prices, meter=meter, settlement=settlement, stats=stats
+        attempts=attempts,
+        prices=prices,
+        meter=meter,
+        settlement=settlement,
+        stats=stats,
+        tracer=tracer,
     )
     readiness = Readiness(
         store,
@@ -231,7 +261,8 @@ async def build_runtime(settings: Settings) -> Runtime:
         from omnirelay.metrics import Metrics
 
         metrics = Metrics(stats, health, router, logs, store.dead_letters.pending_count)
-    kit = Kit(pipeline, Upstream(upstream), providers, tokens)
+    trace_headers = tracer.headers if tracer is not None else None
+    kit = Kit(pipeline, Upstream(upstream, trace_headers), providers, tokens)
     surface = Surface(
         kit,
         fingerprint=SYSTEM_FINGERPRINT,
@@ -270,7 +301,14 @@ async def build_runtime(settings: Settings) -> Runtime:
         response_retention=ResponseRetention(store, settings.responses_retention_days),
         share=share,
         metrics=metrics,
+        tracer=tracer,
     )
+
+
+def provider_of(router: Router, channel_id: int) -> str | None:
+    """The GenAI provider name of a channel (``gen_ai.provider.name``)."""
+    channel = router.channel(channel_id)
+    return None if channel is None else provider_name(channel.type)
 
 
 def build_app(settings: Settings) -> web.Application:

@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.routing import Route, Router
+from omnirelay.gateway.tracing import Tracer
 from omnirelay.wire.errors import (
     GatewayError,
     UpstreamClientError,
@@ -52,12 +53,18 @@ class Attempted(Generic[R]):
 
 class AttemptLoop:
     def __init__(
-        self, router: Router, health: HealthBoard, policy: AttemptPolicy, disable: Disable
+        self,
+        router: Router,
+        health: HealthBoard,
+        policy: AttemptPolicy,
+        disable: Disable,
+        tracer: Tracer | None = None,
     ) -> None:
         self._router = router
         self._health = health
         self._policy = policy
         self._disable = disable
+        self._tracer = tracer
         self._background: set[asyncio.Task[None]] = set()
 
     async def run(
@@ -80,7 +87,11 @@ class AttemptLoop:
             self._health.begin(route.channel_id, model, started)
             try:
                 async with asyncio.timeout(max(deadline - started, 0.001)):
-                    result = await attempt(route)
+                    if self._tracer is None:
+                        result = await attempt(route)
+                    else:
+                        with self._tracer.attempt(call, route):
+                            result = await attempt(route)
             except UpstreamClientError as error:
                 self._health.end(route.channel_id)
                 self._health.release_probe(route.channel_id, model)

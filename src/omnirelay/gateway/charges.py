@@ -14,6 +14,7 @@ settlement of the same id charges nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,7 @@ from omnirelay.gateway.calls import Call
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.stats import CallStats
+from omnirelay.gateway.tracing import Tracer
 from omnirelay.store.counters import Ticket
 from omnirelay.wire.errors import GatewayError
 from omnirelay.wire.usage import Usage
@@ -121,11 +123,15 @@ class Settlement:
         *,
         strict: bool = False,
         stats: CallStats | None = None,
+        tracer: Tracer | None = None,
+        provider_of: Callable[[int], str | None] | None = None,
     ) -> None:
         self._meter = meter
         self._writer = writer
         self.strict = strict
         self._stats = stats
+        self._tracer = tracer
+        self._provider_of = provider_of or (lambda _channel_id: None)
 
     async def settle(
         self,
@@ -168,6 +174,10 @@ class Settlement:
         self._writer.submit(row)
         if self._stats is not None:
             self._stats.settled(row, call.key.row.group_name)
+        if self._tracer is not None and call.trace is not None:
+            channel_id = call.channel_id
+            provider = None if channel_id is None else self._provider_of(channel_id)
+            self._tracer.settled(call, row, provider)
 
     async def settle_once(self, record: ChargeRecord) -> bool:
         """Commit one charge now, in its own transaction, keyed by its id.

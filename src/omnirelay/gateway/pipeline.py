@@ -50,6 +50,7 @@ from omnirelay.gateway.operation import (
 from omnirelay.gateway.pricing import PriceBook, Quote
 from omnirelay.gateway.routing import Route
 from omnirelay.gateway.stats import CallStats
+from omnirelay.gateway.tracing import Tracer
 from omnirelay.store.counters import Ticket
 from omnirelay.wire.errors import GatewayError, ModelNotPriced, UpstreamError
 from omnirelay.wire.usage import Usage
@@ -82,8 +83,10 @@ class Pipeline:
         meter: Meter,
         settlement: Settlement,
         stats: CallStats | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._attempts = attempts
+        self._tracer = tracer
         self._prices = prices
         self._meter = meter
         self._settlement = settlement
@@ -107,6 +110,12 @@ class Pipeline:
         call.model = operation.model
         if self._stats is not None:
             self._stats.began()  # until its settlement, which every call reaches once
+        if self._tracer is not None:
+            with self._tracer.call(call):
+                return await self._settled_run(call, operation)
+        return await self._settled_run(call, operation)
+
+    async def _settled_run(self, call: Call, operation: Operation) -> Reply | StreamReply:
         try:
             return await self._run(call, operation)
         except GatewayError as error:

@@ -8,6 +8,8 @@ past the first-byte timeout a 504, and a failure closes the response.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import replace
 
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.operation import Streaming, StreamSource
@@ -19,13 +21,20 @@ from omnirelay.wire.errors import GatewayError, UpstreamTimeout
 
 
 class Upstream:
-    def __init__(self, client: UpstreamClient) -> None:
+    def __init__(
+        self, client: UpstreamClient, trace_headers: Callable[[], dict[str, str]] | None = None
+    ) -> None:
         self.client = client
+        self._trace_headers = trace_headers
 
     async def send(
         self, provider: ErrorMapper, request: UpstreamRequest, route: Route
     ) -> UpstreamResponse:
-        """Send one attempt's request; an error answer becomes the gateway's error."""
+        """Send one attempt's request; an error answer becomes the gateway's error.
+
+        With tracing on, the request carries its attempt's ``traceparent``."""
+        if self._trace_headers is not None:
+            request = replace(request, headers={**request.headers, **self._trace_headers()})
         response = await self.client.send(request, route.timeouts)
         if response.status < 400:
             return response
