@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from omnirelay import cli_deadletters, cli_metering, logs
+from omnirelay import cli_db, cli_deadletters, cli_metering, logs
 from omnirelay.cli_table import print_table as _print_table
 from omnirelay.cli_table import usd as _usd
 from omnirelay.config import Settings, load_settings
@@ -383,6 +383,7 @@ def _parser() -> argparse.ArgumentParser:
 
     cli_metering.add_commands(commands)
     cli_deadletters.add_commands(commands)
+    cli_db.add_commands(commands)
 
     logs_p = commands.add_parser("logs", help="recent calls")
     logs_p.add_argument("--key-id", type=int)
