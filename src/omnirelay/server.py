@@ -9,6 +9,7 @@ import secrets
 import signal
 import socket
 import sys
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,6 +23,7 @@ from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
+from omnirelay.gateway.alerts import Alerts, AlertWatch, WebhookTarget
 from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
 from omnirelay.gateway.charges import Settlement
 from omnirelay.gateway.fetch import ImageFetcher
@@ -44,6 +46,7 @@ from omnirelay.gateway.stats import CallStats
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.upstream_io import Upstream
+from omnirelay.providers.guarded import GuardedClient, public_address, unicast_address
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.counters import Counters, MemoryCounters
@@ -102,6 +105,9 @@ class Runtime:
     share: HealthShare | None = None
     metrics: Any = None  # omnirelay.metrics.Metrics, imported only when metrics are on
     tracer: Any = None  # omnirelay.tracing.OtelTracer, imported only when tracing is on
+    alerts: Alerts | None = None
+    watch: AlertWatch | None = None
+    webhooks: GuardedClient | None = None
     _warming: asyncio.Future[object] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
@@ -127,6 +133,10 @@ class Runtime:
             self.share.start()
         if self.metrics is not None:
             self.metrics.start()
+        if self.alerts is not None and self.watch is not None and self.webhooks is not None:
+            await self.webhooks.start()
+            self.alerts.start()
+            self.watch.start()
 
     async def close(self) -> None:
         state = self.state
@@ -134,12 +144,17 @@ class Runtime:
             await self._warming
         if self.share is not None:
             await self.share.close()
+        if self.watch is not None:
+            await self.watch.close()
         await self.retention.close()
         await self.response_retention.close()
         await state.prober.close()
         await self.reconciler.close()
         await state.sync.close()
         await state.logs.close()
+        if self.alerts is not None and self.webhooks is not None:
+            await self.alerts.close()  # after the last flush, which may set letters aside
+            await self.webhooks.close()
         if self.metrics is not None:
             await self.metrics.close()
         await self.upstream.close()
@@ -214,9 +229,14 @@ async def build_runtime(settings: Settings) -> Runtime:
     logs = LogWriter(store.logs, keys, settings.log_flush_interval_s, settings.hold_lease_s)
     sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s)
 
+    alerts, watch, webhooks = build_alerts(settings, store, keys, logs)
+
     async def disable(channel_id: int, reason: str) -> None:
         if await store.channels.set_health_state(channel_id, healthy=False, reason=reason):
             log.warning("channel %s disabled: %s", channel_id, reason)
+            if watch is not None:
+                channel = router.channel(channel_id)
+                watch.channel_disabled(channel_id, channel.name if channel else None, reason)
             await sync.refresh()
 
     attempts = AttemptLoop(
@@ -302,7 +322,39 @@ async def build_runtime(settings: Settings) -> Runtime:
         share=share,
         metrics=metrics,
         tracer=tracer,
+        alerts=alerts,
+        watch=watch,
+        webhooks=webhooks,
     )
+
+
+def build_alerts(
+    settings: Settings, store: Store, keys: KeyCache, logs: LogWriter
+) -> tuple[Alerts | None, AlertWatch | None, GuardedClient | None]:
+    """The operator's alert webhook, when one is set."""
+    if not settings.alert_webhook_url:
+        return None, None, None
+    allowed = unicast_address if settings.alert_webhook_allow_private else public_address
+    webhooks = GuardedClient(timeout_s=10.0, max_redirects=0, allowed=allowed)
+    target = WebhookTarget(
+        settings.alert_webhook_url, settings.alert_webhook_secret, settings.alert_webhook_attempts
+    )
+    alerts = Alerts(target, webhooks, node_name())
+
+    async def claim(name: str) -> bool:
+        return await store.settings.set_if_absent(name, str(int(time.time())))
+
+    watch = AlertWatch(
+        alerts,
+        keys,
+        logs,
+        usage_ratio=settings.alert_key_usage_ratio,
+        max_lag_s=settings.log_lag_threshold_s,
+        interval_s=settings.alert_check_interval_s,
+        claim=claim,
+        period_spend=store.ledger.period_spend,
+    )
+    return alerts, watch, webhooks
 
 
 def provider_of(router: Router, channel_id: int) -> str | None:

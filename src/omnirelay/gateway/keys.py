@@ -116,6 +116,9 @@ class KeyCache:
     def get(self, key_id: int) -> KeyState | None:
         return self._by_id.get(key_id)
 
+    def all(self) -> list[KeyState]:
+        return list(self._by_id.values())
+
     def authenticate(self, secret: str | None, now: float | None = None) -> KeyState:
         if not secret:
             raise InvalidAPIKey(

@@ -83,12 +83,14 @@ class LogWriter:
         self.rows_committed = 0
         self.dead_letters = 0
         self._waiting_since: float | None = None  # monotonic; the oldest row not committed
+        self._writing = 0  # rows of the batch being written now
         self.on_dead_letter: list[Callable[[dict[str, Any], bool], None]] = []
         """Called with a refused row and whether its charge was kept, once it is set aside."""
 
     @property
     def queued_rows(self) -> int:
-        return len(self._rows)
+        """Rows submitted and not yet committed (the batch being written included)."""
+        return len(self._rows) + self._writing
 
     def lag_s(self, now: float | None = None) -> float:
         """How long the oldest row not yet committed has waited (0: none waits)."""
@@ -204,16 +206,20 @@ class LogWriter:
         rows, self._rows = self._rows[:MAX_BATCH], self._rows[MAX_BATCH:]
         holds = self._take_holds()
         spend = spend_of(rows)
+        self._writing = len(rows)
         try:
             totals = await self._repo.write_batch(rows, spend, holds)
         except asyncio.CancelledError:
+            self._writing = 0
             self._rows[:0] = rows
             self._restore_holds(holds)
             raise
         except Exception as error:
+            self._writing = 0
             log.warning("writing a batch of %d log rows failed (%s)", len(rows), _named(error))
             await self._write_apart(rows, holds, error)
             return
+        self._writing = 0
         self._keys.flushed(spend, totals)
         self.rows_committed += len(rows)
 

@@ -1,19 +1,22 @@
-"""HTTP GETs guarded against server-side request forgery, for URLs that clients give.
+"""HTTP guarded against server-side request forgery, for URLs that clients give.
+
+GETs (images a client links) and POSTs (webhooks: operator alerts, later task callbacks).
 
 Only http(s); every address a host name resolves to must be one the caller allows (by
 default a public one: no private, loopback, link-local, shared, reserved or multicast
 address, IPv4-mapped and NAT64 forms included), and the connection goes to an address that
 was checked, so a second DNS answer cannot swap in an internal one. Redirects are followed
-by hand, each hop checked again. Size and time are limited. Every refusal is a
-:class:`FetchRefused` whose message names no internal address.
+by hand, each hop checked again (a POST follows none). Size and time are limited. Every
+refusal is a :class:`FetchRefused` whose message names no internal address.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
 
@@ -44,6 +47,12 @@ def public_address(address: Address) -> bool:
         elif address in NAT64:
             address = ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
     return address.is_global and not address.is_multicast
+
+
+def unicast_address(address: Address) -> bool:
+    """A laxer check, for a URL the operator set (an internal webhook receiver): any
+    unicast address, private and loopback ones included."""
+    return not (address.is_multicast or address.is_unspecified)
 
 
 class GuardedResolver(AbstractResolver):
@@ -108,19 +117,32 @@ class GuardedClient:
         kind: str = "an accepted media type",
     ) -> Fetched:
         """The body at ``url``, if its media type is accepted and it fits ``max_bytes``."""
+        session = self._started()
+        with _refusals("fetched"):
+            async with asyncio.timeout(self.timeout_s):
+                return await self._follow(session, url, max_bytes, accept, kind)
+        raise AssertionError("unreachable")  # _refusals raises or the block returned
+
+    async def post(self, url: str, body: bytes, headers: Mapping[str, str]) -> int:
+        """POST ``body`` to ``url`` and return the answer's status; a redirect is not
+        followed (its status is returned). FetchRefused when it could not be sent."""
+        session = self._started()
+        self._check_url(url)
+        with _refusals("sent"):
+            async with (
+                asyncio.timeout(self.timeout_s),
+                session.post(
+                    url, data=body, headers=dict(headers), allow_redirects=False
+                ) as answer,
+            ):
+                await answer.content.read(READ_SIZE)  # a little of the answer, then close
+                return answer.status
+        raise AssertionError("unreachable")
+
+    def _started(self) -> aiohttp.ClientSession:
         if self._session is None:
             raise RuntimeError("GuardedClient.start() was not called")
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                return await self._follow(self._session, url, max_bytes, accept, kind)
-        except TimeoutError as exc:
-            raise FetchRefused("did not answer in time") from exc
-        except aiohttp.ClientConnectorError as exc:
-            if isinstance(exc.os_error, _Refused):
-                raise FetchRefused("points to a private or local address") from exc
-            raise FetchRefused("could not be reached") from exc
-        except aiohttp.ClientError as exc:
-            raise FetchRefused("could not be fetched") from exc
+        return self._session
 
     async def _follow(
         self,
@@ -153,6 +175,21 @@ class GuardedClient:
             return  # a name: the resolver checks what it resolves to
         if not self._allowed(literal):
             raise FetchRefused("points to a private or local address")
+
+
+@contextlib.contextmanager
+def _refusals(what: str) -> Iterator[None]:
+    """A request's failures, as refusals that name no address."""
+    try:
+        yield
+    except TimeoutError as exc:
+        raise FetchRefused("did not answer in time") from exc
+    except aiohttp.ClientConnectorError as exc:
+        if isinstance(exc.os_error, _Refused):
+            raise FetchRefused("points to a private or local address") from exc
+        raise FetchRefused("could not be reached") from exc
+    except aiohttp.ClientError as exc:
+        raise FetchRefused(f"could not be {what}") from exc
 
 
 async def _read(response: aiohttp.ClientResponse, limit: int) -> bytes:

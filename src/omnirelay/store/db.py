@@ -10,7 +10,9 @@ encrypted upstream keys and the request log.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -121,6 +123,25 @@ def at_head(connection: Connection) -> bool:
     if not inspect(connection).has_table("alembic_version"):
         return False
     rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+    return [row[0] for row in rows] == [HEAD_REVISION]
+
+
+def sqlite_file_at_head(url: str, timeout_s: float) -> bool | None:
+    """For a SQLite file, ``at_head`` read by a plain read-only connection (None for
+    another database). Every transaction of this module's engines takes the write lock
+    (``BEGIN IMMEDIATE``), so a check through them would wait behind any writer; a read
+    in WAL mode waits for none."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    uri = Path(parsed.database).resolve().as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=timeout_s)) as database:
+        try:
+            rows = database.execute("SELECT version_num FROM alembic_version").fetchall()
+        except sqlite3.OperationalError as error:
+            if "no such table" in str(error):
+                return False
+            raise
     return [row[0] for row in rows] == [HEAD_REVISION]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -10,7 +11,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from omnirelay.config import Settings
 from omnirelay.store.changes import ChangeFeed
 from omnirelay.store.channels import ChannelRepository
-from omnirelay.store.db import at_head, create_engine, migrate, sqlite_writer_engine
+from omnirelay.store.db import (
+    at_head,
+    create_engine,
+    migrate,
+    sqlite_file_at_head,
+    sqlite_writer_engine,
+)
 from omnirelay.store.deadletters import DeadLetterRepository
 from omnirelay.store.keys import KeyRepository
 from omnirelay.store.ledger import LedgerRepository
@@ -61,8 +68,12 @@ class Store:
             writer_engine=writer,
         )
 
-    async def at_head(self) -> bool:
+    async def at_head(self, timeout_s: float = 2.0) -> bool:
         """Whether the database answers and its schema is at this code's revision."""
+        url = self.engine.url.render_as_string(hide_password=False)
+        on_file = await asyncio.to_thread(sqlite_file_at_head, url, timeout_s)
+        if on_file is not None:
+            return on_file
         async with self.engine.connect() as connection:
             return await connection.run_sync(at_head)
 
