@@ -261,6 +261,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         stats=stats,
         tracer=tracer,
         provider_of=lambda channel_id: provider_of(router, channel_id),
+        log_calls=settings.log_calls,
     )
     pipeline = Pipeline(
         attempts=attempts,

@@ -13,6 +13,7 @@ settlement of the same id charges nothing.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,8 @@ from omnirelay.gateway.tracing import Tracer
 from omnirelay.store.counters import Ticket
 from omnirelay.wire.errors import GatewayError
 from omnirelay.wire.usage import Usage
+
+calls_log = logging.getLogger("omnirelay.calls")
 
 STATUS_CLIENT_CLOSED = 499
 CANCELLED = "client disconnected; the call was cancelled"
@@ -125,7 +128,9 @@ class Settlement:
         stats: CallStats | None = None,
         tracer: Tracer | None = None,
         provider_of: Callable[[int], str | None] | None = None,
+        log_calls: bool = False,
     ) -> None:
+        self._log_calls = log_calls
         self._meter = meter
         self._writer = writer
         self.strict = strict
@@ -174,6 +179,8 @@ class Settlement:
         self._writer.submit(row)
         if self._stats is not None:
             self._stats.settled(row, call.key.row.group_name)
+        if self._log_calls:
+            _log_call(row)
         if self._tracer is not None and call.trace is not None:
             channel_id = call.channel_id
             provider = None if channel_id is None else self._provider_of(channel_id)
@@ -185,6 +192,26 @@ class Settlement:
         Returns False, charging nothing, when a charge with this id was settled before.
         """
         return await self._writer.write_now(record.as_row())
+
+
+def _log_call(row: dict[str, Any]) -> None:
+    """One line per call (``log_calls``): what it was and cost, never its content."""
+    fields = {
+        "request_id": row["request_id"],
+        "key_id": row["key_id"],
+        "endpoint": row["endpoint"],
+        "model": row["model"],
+        "channel_id": row["channel_id"],
+        "status": row["status"],
+        "latency_ms": row["latency_ms"],
+        "ttfb_ms": row["ttfb_ms"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "cost_nano": row["cost_nano"],
+        "stream": row["stream"],
+        "attempts": len(row["attempts"] or ()),
+    }
+    calls_log.info("call", extra={"call": fields})
 
 
 def _clip(name: str | None) -> str | None:
