@@ -76,9 +76,11 @@ class AttemptLoop:
         waited: set[int] = set()
         last: GatewayError | None = None
         for _ in range(self._policy.max_attempts):
-            route = await self._pick(candidates, model, tried) or await self._wait_for_retry(
-                candidates, tried, waited, deadline
-            )
+            if self._health.probes is None:  # no shared health: no coroutine for the pick
+                route = self._next(candidates, model, tried)
+            else:
+                route = await self._pick(candidates, model, tried)
+            route = route or await self._wait_for_retry(candidates, tried, waited, deadline)
             if route is None:
                 break
             tried.add(route.channel_id)
