@@ -24,7 +24,7 @@ import pytest
 
 from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
-from support.gateway import Gateway, wait_until
+from support.gateway import Gateway, known_everywhere, wait_until
 
 WORDS = 20  # a stream of ~23 events
 STREAM_DELAY_S = 0.1  # between events: a stream takes ~2.3 s
@@ -208,6 +208,7 @@ def worker_gateway(tmp_path: Path, slow_streams: FakeOpenAI) -> Iterator[Gateway
 def test_workers_drain_too(worker_gateway: Gateway) -> None:
     server = worker_gateway
     key = server.create_key(name="workers")
+    known_everywhere(server, key["key"])
     calls = _start_streams(server, key["key"], 6)
 
     server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]

@@ -14,7 +14,7 @@ from prometheus_client.samples import Sample
 
 from support.constants import UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
-from support.gateway import Gateway, wait_until
+from support.gateway import Gateway, known_everywhere, wait_until
 from support.keys import Lane
 
 METRICS_TOKEN = "metrics-scraper-token-5d1c"
@@ -114,6 +114,7 @@ def workers(tmp_path: Path, fake: FakeOpenAI) -> Iterator[Gateway]:
 
 def test_with_workers_a_scrape_counts_every_workers_calls(workers: Gateway) -> None:
     key = workers.create_key(name="spread")["key"]
+    known_everywhere(workers, key)
     calls = [chat(workers, key) for _ in range(12)]
     assert [r.status_code for r in calls] == [200] * 12
     answered_by = {r.headers["x-omnirelay-worker"] for r in calls}
