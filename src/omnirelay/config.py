@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -90,6 +90,34 @@ class Settings(BaseSettings):
     """Redis for counters shared by many processes; empty keeps them in this process."""
     redis_prefix: str = "omnirelay"
     """Namespace for this gateway's Redis keys, when several gateways share one Redis."""
+    health_sync_interval_s: float = Field(default=0.25, gt=0, le=1.0)
+    """With Redis: how often a node reports its calls in flight per channel and reads the
+    others' (breakers and cooldowns also travel at once, by pub/sub)."""
+    drain_timeout_s: float = Field(default=30.0, ge=0)
+    """On SIGTERM, how long running calls (streams) may take to finish before they are cut."""
+    metrics_enabled: bool = True
+    """Serve Prometheus metrics on ``GET /metrics``."""
+    metrics_token: str = ""
+    """A bearer token that may read ``/metrics`` besides the admin key (for the scraper)."""
+    otel_traces_endpoint: str = ""
+    """OTLP/HTTP endpoint for traces (e.g. ``http://collector:4318/v1/traces``); empty: off."""
+    otel_service_name: str = "omnirelay"
+    otel_sample_ratio: float = Field(default=1.0, ge=0, le=1)
+    """The share of calls traced that arrive without a sampled ``traceparent``."""
+    log_calls: bool = False
+    """Log one line per call (request id, key id, model, channel, status, latency, cost)."""
+    log_lag_threshold_s: float = Field(default=30.0, gt=0)
+    """Log rows older than this and not yet committed make ``/readyz`` fail and an alert."""
+    alert_webhook_url: str = ""
+    """Where operator alerts are POSTed (JSON, HMAC-signed); empty: no alerts."""
+    alert_webhook_secret: str = ""
+    """The HMAC-SHA256 key alerts are signed with; required with ``alert_webhook_url``."""
+    alert_webhook_allow_private: bool = False
+    """Let the alert webhook reach private and loopback addresses (an internal receiver)."""
+    alert_webhook_attempts: int = Field(default=5, ge=1, le=20)
+    alert_key_usage_ratio: float = Field(default=0.8, gt=0, le=1)
+    """Alert when a key has spent this share of its quota, or of its period's budget."""
+    alert_check_interval_s: float = Field(default=15.0, gt=0)
     free_by_default: bool = False
     """Serve models that have no price at zero cost instead of refusing them."""
     log_retention_days: int = Field(default=0, ge=0)
@@ -162,6 +190,12 @@ class Settings(BaseSettings):
         if isinstance(value, list | tuple):
             return [str(item).strip().rstrip("/").lower() for item in value if str(item).strip()]
         return value
+
+    @model_validator(mode="after")
+    def _alerts_signed(self) -> Settings:
+        if self.alert_webhook_url and not self.alert_webhook_secret:
+            raise ValueError("alert_webhook_url needs alert_webhook_secret: alerts are signed")
+        return self
 
     @property
     def resolved_database_url(self) -> str:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import secrets
+import signal
+import socket
 import sys
+import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from aiohttp import web
 
@@ -17,21 +23,27 @@ from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
+from omnirelay.gateway.alerts import Alerts, AlertWatch, WebhookTarget
 from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
 from omnirelay.gateway.charges import Settlement
 from omnirelay.gateway.fetch import ImageFetcher
+from omnirelay.gateway.genai import provider_name
 from omnirelay.gateway.health import BreakerPolicy, HealthBoard
+from omnirelay.gateway.health_share import HealthShare
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.kit import Kit
+from omnirelay.gateway.lifecycle import Lifecycle
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
 from omnirelay.gateway.pipeline import Pipeline
 from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
+from omnirelay.gateway.readiness import Readiness
 from omnirelay.gateway.reconcile import Reconciler
 from omnirelay.gateway.retention import LogRetention, ResponseRetention
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sessions import SessionPolicy, Sessions
+from omnirelay.gateway.stats import CallStats
 from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.task_holds import TaskHolds
@@ -39,6 +51,7 @@ from omnirelay.gateway.tasks.engine import TaskEngine
 from omnirelay.gateway.tasks.model import TaskLimits
 from omnirelay.gateway.upstream_io import Upstream
 from omnirelay.gateway.videos import FAMILY as VIDEO_FAMILY
+from omnirelay.providers.guarded import GuardedClient, any_address, public_address
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
 from omnirelay.store.audit import GATEWAY, Actor, Audit
@@ -121,7 +134,13 @@ class Runtime:
     reconciler: Reconciler
     retention: LogRetention
     response_retention: ResponseRetention
-    _warming: asyncio.Future[object] | None = None
+    share: HealthShare | None = None
+    metrics: Any = None  # omnirelay.metrics.Metrics, imported only when metrics are on
+    tracer: Any = None  # omnirelay.tracing.OtelTracer, imported only when tracing is on
+    alerts: Alerts | None = None
+    watch: AlertWatch | None = None
+    webhooks: GuardedClient | None = None
+    _warming: asyncio.Future[object] | None = field(default=None, repr=False)
 
     async def start(self) -> None:
         state = self.state
@@ -131,6 +150,8 @@ class Runtime:
             None, state.tokens.encoding, "o200k_base"
         )
         await state.sync.load_all()
+        if self.share is not None:
+            await self.share.load()
         await self.upstream.start()
         await self.fetcher.start()
         await self.reconciler.run_once()
@@ -141,11 +162,23 @@ class Runtime:
         state.prober.start_periodic(state.settings.probe_interval_s)
         self.retention.start()
         self.response_retention.start()
+        if self.share is not None:
+            self.share.start()
+        if self.metrics is not None:
+            self.metrics.start()
+        if self.alerts is not None and self.watch is not None and self.webhooks is not None:
+            await self.webhooks.start()
+            self.alerts.start()
+            self.watch.start()
 
     async def close(self) -> None:
         state = self.state
         if self._warming is not None:
             await self._warming
+        if self.share is not None:
+            await self.share.close()
+        if self.watch is not None:
+            await self.watch.close()
         await self.retention.close()
         await self.response_retention.close()
         await state.prober.close()
@@ -154,10 +187,18 @@ class Runtime:
         await state.sync.close()
         await self.settlement.close()
         await state.logs.close()
+        if self.alerts is not None and self.webhooks is not None:
+            await self.alerts.close()  # after the last flush, which may set letters aside
+            await self.webhooks.close()
+        if self.metrics is not None:
+            await self.metrics.close()
         await self.upstream.close()
         await self.fetcher.close()
         await self.counters.close()
         await state.store.close()
+        if self.tracer is not None:
+            # Exports what is buffered: blocking (an HTTP post), so off the event loop.
+            await asyncio.get_running_loop().run_in_executor(None, self.tracer.close)
 
 
 def build_counters(settings: Settings) -> Counters:
@@ -167,6 +208,32 @@ def build_counters(settings: Settings) -> Counters:
 
         return RedisCounters(settings.redis_url, settings.redis_prefix)
     return MemoryCounters()
+
+
+def node_name() -> str:
+    """This process among the gateway's nodes: host, pid and a random tail (pids recur)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
+
+
+def build_share(settings: Settings, health: HealthBoard) -> HealthShare | None:
+    """Channel health shared with the other nodes, when Redis is configured."""
+    if not settings.redis_url:
+        return None
+    from omnirelay.store.health_redis import RedisHealth
+
+    store = RedisHealth(settings.redis_url, settings.redis_prefix, node_name())
+    return HealthShare(health, store, settings.health_sync_interval_s)
+
+
+def build_tracer(settings: Settings) -> Any:
+    """The OpenTelemetry tracer when an OTLP endpoint is set; None keeps tracing off."""
+    if not settings.otel_traces_endpoint:
+        return None
+    from omnirelay.tracing import OtelTracer
+
+    return OtelTracer(
+        settings.otel_traces_endpoint, settings.otel_service_name, settings.otel_sample_ratio
+    )
 
 
 async def build_runtime(settings: Settings) -> Runtime:
@@ -181,6 +248,11 @@ async def build_runtime(settings: Settings) -> Runtime:
         ),
         max_cooldown_s=settings.max_cooldown_s,
     )
+    share = build_share(settings, health)
+    tracer = build_tracer(settings)
+    stats = CallStats(router.serves) if settings.metrics_enabled else None
+    if stats is not None:
+        health.listeners.append(stats)
     prices = PriceBook(default_prices(), free_by_default=settings.free_by_default)
     providers = ProviderRegistry()
     upstream = UpstreamClient(
@@ -193,12 +265,17 @@ async def build_runtime(settings: Settings) -> Runtime:
     task_holds = TaskHolds()
     sync = CacheSync(store, keys, router, health, prices, settings.sync_interval_s, task_holds)
 
+    alerts, watch, webhooks = build_alerts(settings, store, keys, logs)
+
     async def disable(channel_id: int, reason: str) -> None:
         audit = Audit(HEALTH, "disable", {"reason": reason})
         if await store.channels.set_health_state(
             channel_id, healthy=False, reason=reason, audit=audit
         ):
             log.warning("channel %s disabled: %s", channel_id, reason)
+            if watch is not None:
+                channel = router.channel(channel_id)
+                watch.channel_disabled(channel_id, channel.name if channel else None, reason)
             await sync.refresh()
 
     attempts = AttemptLoop(
@@ -210,6 +287,7 @@ async def build_runtime(settings: Settings) -> Runtime:
             max_retry_wait_s=settings.max_retry_wait_s,
         ),
         disable,
+        tracer=tracer,
     )
     counters = build_counters(settings)
     tokens = TokenCounter()
@@ -217,9 +295,36 @@ async def build_runtime(settings: Settings) -> Runtime:
     # Another process counts a new task's hold once it reads the change feed.
     propagation_s = 4 * settings.sync_interval_s
     meter = Meter(counters, logs, store.ledger, task_holds=task_holds, propagation_s=propagation_s)
-    settlement = Settlement(meter, logs, strict=settings.strict_settlement)
-    pipeline = Pipeline(attempts=attempts, prices=prices, meter=meter, settlement=settlement)
-    kit = Kit(pipeline, Upstream(upstream), providers, tokens)
+    settlement = Settlement(
+        meter,
+        logs,
+        strict=settings.strict_settlement,
+        stats=stats,
+        tracer=tracer,
+        provider_of=lambda channel_id: provider_of(router, channel_id),
+        log_calls=settings.log_calls,
+    )
+    pipeline = Pipeline(
+        attempts=attempts,
+        prices=prices,
+        meter=meter,
+        settlement=settlement,
+        stats=stats,
+        tracer=tracer,
+    )
+    readiness = Readiness(
+        store,
+        logs,
+        settings.log_lag_threshold_s,
+        redis_ping=share.ping if share is not None else None,
+    )
+    metrics = None
+    if stats is not None:
+        from omnirelay.metrics import Metrics
+
+        metrics = Metrics(stats, health, router, logs, store.dead_letters.pending_count)
+    trace_headers = tracer.headers if tracer is not None else None
+    kit = Kit(pipeline, Upstream(upstream, trace_headers), providers, tokens)
     surface = Surface(
         kit,
         fingerprint=SYSTEM_FINGERPRINT,
@@ -248,6 +353,10 @@ async def build_runtime(settings: Settings) -> Runtime:
             window_s=settings.console_signin_window_s,
         ),
     )
+    lifecycle = Lifecycle(pipeline, readiness)
+    # Draining, this process stops polling at once and gives its task leases back, so
+    # another node takes its tasks over without waiting for the leases to run out.
+    lifecycle.on_drain.append(tasks.poller.close)
     state = AppState(
         settings=settings,
         store=store,
@@ -264,6 +373,9 @@ async def build_runtime(settings: Settings) -> Runtime:
         surface=surface,
         tasks=tasks,
         sessions=sessions,
+        readiness=readiness,
+        lifecycle=lifecycle,
+        metrics=metrics,
     )
     return Runtime(
         state=state,
@@ -276,7 +388,48 @@ async def build_runtime(settings: Settings) -> Runtime:
         ),
         retention=LogRetention(store, settings.log_retention_days),
         response_retention=ResponseRetention(store, settings.responses_retention_days),
+        share=share,
+        metrics=metrics,
+        tracer=tracer,
+        alerts=alerts,
+        watch=watch,
+        webhooks=webhooks,
     )
+
+
+def build_alerts(
+    settings: Settings, store: Store, keys: KeyCache, logs: LogWriter
+) -> tuple[Alerts | None, AlertWatch | None, GuardedClient | None]:
+    """The operator's alert webhook, when one is set."""
+    if not settings.alert_webhook_url:
+        return None, None, None
+    allowed = any_address if settings.alert_webhook_allow_private else public_address
+    webhooks = GuardedClient(timeout_s=10.0, max_redirects=0, allowed=allowed)
+    target = WebhookTarget(
+        settings.alert_webhook_url, settings.alert_webhook_secret, settings.alert_webhook_attempts
+    )
+    alerts = Alerts(target, webhooks, node_name())
+
+    async def claim(name: str) -> bool:
+        return await store.settings.set_if_absent(name, str(int(time.time())))
+
+    watch = AlertWatch(
+        alerts,
+        keys,
+        logs,
+        usage_ratio=settings.alert_key_usage_ratio,
+        max_lag_s=settings.log_lag_threshold_s,
+        interval_s=settings.alert_check_interval_s,
+        claim=claim,
+        period_spend=store.ledger.period_spend,
+    )
+    return alerts, watch, webhooks
+
+
+def provider_of(router: Router, channel_id: int) -> str | None:
+    """The GenAI provider name of a channel (``gen_ai.provider.name``)."""
+    channel = router.channel(channel_id)
+    return None if channel is None else provider_name(channel.type)
 
 
 def build_app(settings: Settings) -> web.Application:
@@ -301,3 +454,6 @@ def serve(settings: Settings) -> None:
     log.info("starting on http://%s:%s", settings.host, settings.port)
     with asyncio.Runner(loop_factory=loop_factory()) as runner:
         runner.run(serve_until_stopped(app, settings))
+    # Drained and flushed: a late Ctrl-C or SIGTERM must not turn this clean exit into a kill.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.SIG_IGN)

@@ -6,11 +6,16 @@ its own listening socket with ``SO_REUSEPORT``, so the kernel spreads connection
 them, and runs the whole gateway: its own caches, upstream pool and log writer.
 
 The parent supervises. A worker that dies while running is started again; one that fails
-while starting stops them all. SIGINT (Ctrl-C) or SIGTERM to the parent stops every worker
-gracefully, each flushing its last batch of log rows, and then the parent exits. Workers
+while starting stops them all. SIGINT (Ctrl-C) or SIGTERM to the parent drains every
+worker (``api/drain.py``: no new connections, running calls finish for up to
+``drain_timeout_s``, the last batch of log rows flushed), and then the parent exits; a
+second signal to the parent is passed on, and cuts what the workers still run. Workers
 ignore SIGINT themselves, so Ctrl-C in a terminal, which signals the whole process group,
-stops each worker exactly once, through the parent. A worker whose parent disappears stops
-itself.
+reaches each worker once, through the parent. A worker whose parent disappears drains too.
+
+With metrics on, the parent gives the workers one folder for prometheus_client's
+multiprocess mode (``omnirelay/metrics.py``), emptied at start and removed at the end, and
+marks each worker that exits as dead there.
 
 Counters live in each process unless Redis is configured (``OMNIRELAY_REDIS_URL``): without
 it, each worker enforces the rate limits on its own, and quotas see another worker's spend
@@ -24,15 +29,19 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import cast
 
 from aiohttp import web
 
+from omnirelay.api.drain import CUT_GRACE_S, StopSignals, drain
 from omnirelay.api.listener import listening, loop_factory
 from omnirelay.config import Settings
 from omnirelay.server import admin_key_hash, build_app, serve
@@ -45,7 +54,9 @@ WORKER_HEADER = "x-omnirelay-worker"
 STARTUP_GRACE_S = 10.0
 """A worker that exits sooner than this after its start failed to start: stop them all."""
 PARENT_CHECK_S = 1.0
-SHUTDOWN_TIMEOUT_S = 60.0
+SHUTDOWN_MARGIN_S = 15.0
+"""How long past its drain a worker may take to stop (closing, flushing) before it is killed."""
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 STOP_SIGNALS = frozenset({signal.SIGINT, signal.SIGTERM})
 
 
@@ -63,9 +74,27 @@ def run(settings: Settings, workers: int) -> None:
             workers,
         )
     asyncio.run(_prepare(settings))
-    with _reserve_port(settings) as reserved:
-        port = reserved.getsockname()[1]
-        _Supervisor(settings.model_copy(update={"port": port}), workers, reserved).run()
+    metrics_dir = _metrics_folder(settings)
+    try:
+        with _reserve_port(settings) as reserved:
+            port = reserved.getsockname()[1]
+            _Supervisor(settings.model_copy(update={"port": port}), workers, reserved).run()
+    finally:
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
+    for signum in STOP_SIGNALS:  # every worker has stopped: a late signal changes nothing
+        signal.signal(signum, signal.SIG_IGN)
+
+
+def _metrics_folder(settings: Settings) -> Path | None:
+    """The workers' shared folder for their metrics (prometheus_client multiprocess mode)."""
+    if not settings.metrics_enabled:
+        return None
+    # Named before prometheus_client is first imported, here or in a worker: it picks its
+    # multiprocess mode when imported (this process never imports it before this).
+    folder = Path(tempfile.mkdtemp(prefix="omnirelay-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(folder)
+    return folder
 
 
 async def _prepare(settings: Settings) -> None:
@@ -104,6 +133,7 @@ class _Supervisor:
         self._context = multiprocessing.get_context("fork")
         self._workers: dict[int, tuple[BaseProcess, float]] = {}
         self._stopping = False
+        self._signalled = 0  # stop signals passed on to the workers
 
     def run(self) -> None:
         previous = {signum: signal.signal(signum, self._on_signal) for signum in STOP_SIGNALS}
@@ -147,6 +177,7 @@ class _Supervisor:
                 index = sentinels[cast(int, ready)]
                 process, started = self._workers[index]
                 process.join()
+                _mark_dead(process)
                 if time.monotonic() - started < STARTUP_GRACE_S:
                     log.error(
                         "worker %d exited with %s while starting; stopping", index, process.exitcode
@@ -157,7 +188,9 @@ class _Supervisor:
         return False
 
     def _on_signal(self, _signum: int, _frame: object) -> None:
+        """The first signal drains the workers; a second one makes them cut what remains."""
         self._stopping = True
+        self._signalled += 1
         self._signal_all(signal.SIGTERM)
 
     def _signal_all(self, signum: int) -> None:
@@ -167,8 +200,10 @@ class _Supervisor:
                     os.kill(process.pid, signum)
 
     def _stop_all(self) -> None:
-        self._signal_all(signal.SIGTERM)
-        deadline = time.monotonic() + SHUTDOWN_TIMEOUT_S
+        if not self._signalled:  # stopping on its own (a worker failed to start)
+            self._signal_all(signal.SIGTERM)
+        limit = self._settings.drain_timeout_s + CUT_GRACE_S + SHUTDOWN_MARGIN_S
+        deadline = time.monotonic() + limit
         for process, _ in self._workers.values():
             process.join(max(deadline - time.monotonic(), 0.0))
         for process, _ in self._workers.values():
@@ -176,6 +211,15 @@ class _Supervisor:
                 log.error("worker pid %s did not stop in time; killing it", process.pid)
                 process.kill()
                 process.join()
+            _mark_dead(process)
+
+
+def _mark_dead(process: BaseProcess) -> None:
+    """A worker exited: its live gauges (calls in flight, queue) stop counting."""
+    if process.pid is not None and os.environ.get(MULTIPROC_ENV):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(process.pid)  # type: ignore[no-untyped-call]
 
 
 def _worker_main(settings: Settings, index: int, reserved_fd: int) -> None:
@@ -195,11 +239,12 @@ async def _worker(settings: Settings, index: int, parent: int) -> None:
         response.headers[WORKER_HEADER] = worker_id
 
     app.on_response_prepare.append(name_worker)
-    stop = asyncio.Event()
-    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
+    signals = StopSignals()
+    signals.install([signal.SIGTERM])
     # The same connection limits as a single process: each worker counts its own.
-    async with listening(app, settings, reuse_port=True):
+    async with listening(app, settings, reuse_port=True) as runner:
         log.info("worker %d (pid %s) serving", index, worker_id)
-        while not stop.is_set() and os.getppid() == parent:
+        while not signals.stop.is_set() and os.getppid() == parent:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), PARENT_CHECK_S)
+                await asyncio.wait_for(signals.stop.wait(), PARENT_CHECK_S)
+        await drain(runner, settings.drain_timeout_s, signals.hurry)

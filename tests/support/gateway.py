@@ -183,6 +183,22 @@ class Gateway:
         return dict(response.json())
 
 
+def known_everywhere(gateway: Gateway, key: str, tries: int = 8, timeout: float = 5.0) -> None:
+    """Wait until every worker of ``gateway`` knows a key just created (each learns it
+    within about a second through the change feed): ``tries`` fresh connections in a row
+    accept it, as the kernel spreads them over the workers."""
+
+    def accepted() -> bool:
+        headers = {"Authorization": f"Bearer {key}"}
+        for _ in range(tries):
+            with httpx.Client(timeout=5) as client:
+                if client.get(gateway.base_url + "/models", headers=headers).status_code != 200:
+                    return False
+        return True
+
+    wait_until(accepted, timeout=timeout, interval=0.1)
+
+
 def wait_until(predicate: Any, timeout: float = 1.0, interval: float = 0.02) -> float:
     """Poll until ``predicate()`` is true; returns the seconds it took. Fails after timeout."""
     start = time.monotonic()

@@ -64,6 +64,10 @@ async def begin_with(
     call = Call.begin(
         request[REQUEST_ID_KEY], key, endpoint, body_bytes=size, client_ip=request.remote
     )
+    headers = request.headers
+    call.traceparent = headers.get("traceparent")
+    if call.traceparent is not None:
+        call.tracestate = headers.get("tracestate")
     return state, call, body
 
 

@@ -30,6 +30,7 @@ import orjson
 from aiohttp import hdrs, web
 from aiohttp.http_exceptions import BadHttpMessage, LineTooLong
 
+from omnirelay.api.drain import StopSignals, drain
 from omnirelay.api.errors import REQUEST_ID_HEADER, error_response, new_request_id
 from omnirelay.config import Settings
 from omnirelay.wire.errors import GatewayError, InvalidRequest
@@ -39,6 +40,7 @@ log = logging.getLogger("omnirelay.listener")
 SERVER_NAME = "omnirelay"
 BACKLOG = 1024
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+SHUTDOWN_AFTER_DRAIN_S = 1.0
 
 
 class ServiceBusy(GatewayError):
@@ -207,6 +209,9 @@ class GatewayRunner(web.AppRunner):
             keepalive_timeout=settings.keepalive_timeout_s,
             max_line_size=settings.max_url_bytes,
             max_field_size=settings.max_header_bytes,
+            # The drain (``api/drain.py``) has waited for running calls already; what is
+            # left when the runner cleans up is cancelled after this.
+            shutdown_timeout=SHUTDOWN_AFTER_DRAIN_S,
         )
         self._limits = ConnectionLimits.of(settings)
 
@@ -232,15 +237,14 @@ async def listening(
 
 
 async def serve_until_stopped(app: web.Application, settings: Settings) -> None:
-    """Serve in this process until SIGINT or SIGTERM, then stop gracefully."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, stop.set)
+    """Serve in this process until SIGINT or SIGTERM, then drain (``api/drain.py``)."""
+    signals = StopSignals()
+    signals.install(STOP_SIGNALS)
     async with listening(app, settings) as runner:
         for host, port, *_ in runner.addresses:
             print(f"OmniRelay serving on http://{host}:{port} (Ctrl-C to stop)", flush=True)
-        await stop.wait()
+        await signals.stop.wait()
+        await drain(runner, settings.drain_timeout_s, signals.hurry)
 
 
 def loop_factory() -> Callable[[], asyncio.AbstractEventLoop] | None:

@@ -23,6 +23,7 @@ from omnirelay.api import (
     images,
     models,
     moderations,
+    ops,
     rerank,
     responses,
     results,
@@ -115,9 +116,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/tasks/{task_id}", admin_tasks.get_task)
     router.add_post("/admin/tasks/{task_id}/cancel", admin_tasks.cancel_task)
     router.add_get("/admin/keys/{id}/webhook-secret", admin_tasks.webhook_secret)
-    router.add_get("/healthz", _health)
+    router.add_get("/healthz", ops.healthz)
+    router.add_get("/readyz", ops.readyz)
+    router.add_get("/metrics", ops.metrics)
     add_console_routes(router)
-
-
-async def _health(_request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -10,9 +11,11 @@ from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
+from omnirelay.gateway.lifecycle import Lifecycle
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.pricing import PriceBook
 from omnirelay.gateway.probe import Prober
+from omnirelay.gateway.readiness import Readiness
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sessions import Sessions
 from omnirelay.gateway.surface import Surface
@@ -20,6 +23,12 @@ from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.tasks.engine import TaskEngine
 from omnirelay.store.store import Store
 from omnirelay.wire.tokens import TokenCounter
+
+
+class MetricsPage(Protocol):
+    async def render(self) -> tuple[bytes, str]:
+        """The exposition, and its content type."""
+        ...
 
 
 @dataclass
@@ -39,6 +48,9 @@ class AppState:
     surface: Surface
     tasks: TaskEngine
     sessions: Sessions
+    readiness: Readiness
+    lifecycle: Lifecycle
+    metrics: MetricsPage | None = None
 
 
 STATE = web.AppKey("omnirelay_state", AppState)

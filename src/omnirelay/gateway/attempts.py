@@ -20,6 +20,7 @@ from typing import Generic, TypeVar
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.routing import Route, Router
+from omnirelay.gateway.tracing import Tracer
 from omnirelay.wire.errors import (
     GatewayError,
     UpstreamClientError,
@@ -52,12 +53,18 @@ class Attempted(Generic[R]):
 
 class AttemptLoop:
     def __init__(
-        self, router: Router, health: HealthBoard, policy: AttemptPolicy, disable: Disable
+        self,
+        router: Router,
+        health: HealthBoard,
+        policy: AttemptPolicy,
+        disable: Disable,
+        tracer: Tracer | None = None,
     ) -> None:
         self._router = router
         self._health = health
         self._policy = policy
         self._disable = disable
+        self._tracer = tracer
         self._background: set[asyncio.Task[None]] = set()
 
     async def run(
@@ -74,9 +81,11 @@ class AttemptLoop:
         waited: set[int] = set()
         last: GatewayError | None = None
         for _ in range(self._policy.max_attempts):
-            route = self._next(candidates, model, tried) or await self._wait_for_retry(
-                candidates, tried, waited, deadline
-            )
+            if self._health.probes is None:  # no shared health: no coroutine for the pick
+                route = self._next(candidates, model, tried)
+            else:
+                route = await self._pick(candidates, model, tried)
+            route = route or await self._wait_for_retry(candidates, tried, waited, deadline)
             if route is None:
                 break
             tried.add(route.channel_id)
@@ -87,7 +96,11 @@ class AttemptLoop:
             limit = min(deadline - started, route.timeouts.total_s)
             try:
                 async with asyncio.timeout(max(limit, 0.001)):
-                    result = await attempt(route)
+                    if self._tracer is None:
+                        result = await attempt(route)
+                    else:
+                        with self._tracer.attempt(call, route):
+                            result = await attempt(route)
             except UpstreamClientError as error:
                 self._health.end(route.channel_id)
                 self._health.release_probe(route.channel_id, model)
@@ -147,6 +160,24 @@ class AttemptLoop:
             )
 
         return self._router.pick(candidates, tried, usable)
+
+    async def _pick(self, candidates: list[Route], model: str, tried: set[int]) -> Route | None:
+        """The next route; with shared health, a half-open breaker's probe only when this
+        node wins it (the others leave the channel alone until its outcome is known)."""
+        health = self._health
+        while True:
+            route = self._next(candidates, model, tried)
+            if route is None or health.probes is None:
+                return route
+            now = time.monotonic()
+            probes = health.would_probe(route.channel_id, model, now)
+            if not probes:
+                return route
+            lost = [name for name in probes if not await health.probes(route.channel_id, name)]
+            if not lost:
+                return route
+            for name in lost:
+                health.probe_elsewhere(route.channel_id, name, now + health.policy.cooldown_s)
 
     async def _wait_for_retry(
         self, candidates: list[Route], tried: set[int], waited: set[int], deadline: float

@@ -23,6 +23,12 @@ class Call:
     body_bytes: int = 0
     client_ip: str | None = None
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    finish_reason: str | None = None
+    traceparent: str | None = None
+    """The client's W3C trace context (``traceparent``, ``tracestate``), when it sent one."""
+    tracestate: str | None = None
+    trace: Any = None
+    """The call's span, while tracing is on."""
 
     @classmethod
     def begin(

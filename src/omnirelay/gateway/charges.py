@@ -18,6 +18,7 @@ the key's spend follow.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -26,10 +27,14 @@ from typing import Any
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.logwriter import LogWriter
 from omnirelay.gateway.metering import Meter
+from omnirelay.gateway.stats import CallStats
+from omnirelay.gateway.tracing import Tracer
 from omnirelay.store.counters import Ticket
 from omnirelay.store.logs import spend_of
 from omnirelay.wire.errors import GatewayError
 from omnirelay.wire.usage import Usage
+
+calls_log = logging.getLogger("omnirelay.calls")
 
 STATUS_CLIENT_CLOSED = 499
 CANCELLED = "client disconnected; the call was cancelled"
@@ -124,10 +129,24 @@ class ChargeRecord:
 
 
 class Settlement:
-    def __init__(self, meter: Meter, writer: LogWriter, *, strict: bool = False) -> None:
+    def __init__(
+        self,
+        meter: Meter,
+        writer: LogWriter,
+        *,
+        strict: bool = False,
+        stats: CallStats | None = None,
+        tracer: Tracer | None = None,
+        provider_of: Callable[[int], str | None] | None = None,
+        log_calls: bool = False,
+    ) -> None:
+        self._log_calls = log_calls
         self._meter = meter
         self._writer = writer
         self.strict = strict
+        self._stats = stats
+        self._tracer = tracer
+        self._provider_of = provider_of or (lambda _channel_id: None)
 
     async def settle(
         self,
@@ -144,7 +163,7 @@ class Settlement:
         record = ChargeRecord.of(
             call, status=status, stream=stream, usage=usage, cost_nano=cost_nano, error=error
         )
-        self._writer.submit(record.as_row())
+        self._submit(call, record)
         await self._meter.settle(ticket, record.cost_nano, usage.total_tokens, time.time())
         if self.strict:
             await self._writer.commit_submitted()
@@ -162,8 +181,20 @@ class Settlement:
         self._submit_free(call, STATUS_CLIENT_CLOSED, CANCELLED, stream)
 
     def _submit_free(self, call: Call, status: int, error: str, stream: bool) -> None:
-        record = ChargeRecord.of(call, status=status, stream=stream, error=error)
-        self._writer.submit(record.as_row())
+        self._submit(call, ChargeRecord.of(call, status=status, stream=stream, error=error))
+
+    def _submit(self, call: Call, record: ChargeRecord) -> None:
+        """Every call's record passes here once: to the log writer, and to the metrics."""
+        row = record.as_row()
+        self._writer.submit(row)
+        if self._stats is not None:
+            self._stats.settled(row, call.key.row.group_name)
+        if self._log_calls:
+            _log_call(row)
+        if self._tracer is not None and call.trace is not None:
+            channel_id = call.channel_id
+            provider = None if channel_id is None else self._provider_of(channel_id)
+            self._tracer.settled(call, row, provider)
 
     async def defer(self, call: Call, ticket: Ticket, task_id: str) -> None:
         """The call was accepted upstream and goes on as a task: the call is logged free,
@@ -194,6 +225,26 @@ class Settlement:
         Returns False, charging nothing, when a charge with this id was settled before.
         """
         return await self._writer.write_now(record.as_row())
+
+
+def _log_call(row: dict[str, Any]) -> None:
+    """One line per call (``log_calls``): what it was and cost, never its content."""
+    fields = {
+        "request_id": row["request_id"],
+        "key_id": row["key_id"],
+        "endpoint": row["endpoint"],
+        "model": row["model"],
+        "channel_id": row["channel_id"],
+        "status": row["status"],
+        "latency_ms": row["latency_ms"],
+        "ttfb_ms": row["ttfb_ms"],
+        "prompt_tokens": row["prompt_tokens"],
+        "completion_tokens": row["completion_tokens"],
+        "cost_nano": row["cost_nano"],
+        "stream": row["stream"],
+        "attempts": len(row["attempts"] or ()),
+    }
+    calls_log.info("call", extra={"call": fields})
 
 
 def _clip(name: str | None) -> str | None:

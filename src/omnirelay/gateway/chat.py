@@ -96,6 +96,9 @@ class Chat:
                 usage.prompt_tokens, usage.completion_tokens, usage.cached_tokens
             )
         complete_response(data, self._fingerprint)
+        choices = data.get("choices")
+        if choices and isinstance(choices[0], dict):
+            attempt.call.finish_reason = choices[0].get("finish_reason")
         return Charged(
             Reply(orjson.dumps(data)),
             attempt.quote.cost(usage),

@@ -43,8 +43,10 @@ class CompletionStream(TokenStream):
             text = choice.get("text")
             if text and type(text) is str:
                 self._tally.add(text)
-            if choice.get("finish_reason"):
+            reason = choice.get("finish_reason")
+            if reason:
                 self._ended_choice = True
+                self._attempt.call.finish_reason = reason
 
 
 class Completions:

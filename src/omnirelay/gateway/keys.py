@@ -121,6 +121,9 @@ class KeyCache:
         usage); None when no live key has it."""
         return self._by_hash.get(hash_key(secret))
 
+    def all(self) -> list[KeyState]:
+        return list(self._by_id.values())
+
     def authenticate(self, secret: str | None, now: float | None = None) -> KeyState:
         if not secret:
             raise InvalidAPIKey(

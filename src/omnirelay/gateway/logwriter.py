@@ -45,6 +45,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Any
 
 from omnirelay.gateway.background import stop
@@ -78,6 +79,24 @@ class LogWriter:
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
+        # What the metrics, alerts and readiness read: plain numbers, kept off any lock.
+        self.rows_committed = 0
+        self.dead_letters = 0
+        self._waiting_since: float | None = None  # monotonic; the oldest row not committed
+        self._writing = 0  # rows of the batch being written now
+        self.on_dead_letter: list[Callable[[dict[str, Any], bool], None]] = []
+        """Called with a refused row and whether its charge was kept, once it is set aside."""
+
+    @property
+    def queued_rows(self) -> int:
+        """Rows submitted and not yet committed (the batch being written included)."""
+        return len(self._rows) + self._writing
+
+    def lag_s(self, now: float | None = None) -> float:
+        """How long the oldest row not yet committed has waited (0: none waits)."""
+        if self._waiting_since is None:
+            return 0.0
+        return max((now if now is not None else time.monotonic()) - self._waiting_since, 0.0)
 
     def open_hold(self, request_id: str, key_id: int, amount_nano: int) -> None:
         now_ms = int(time.time() * 1000)
@@ -105,6 +124,8 @@ class LogWriter:
         self._live.discard(request_id)
         self._checkpoints.pop(request_id, None)
         self._opened.pop(request_id, None)  # opened and closed within one batch: never written
+        if not self._rows:
+            self._waiting_since = time.monotonic()
         self._rows.append(row)
         self._submitted += 1
         key_id = row.get("key_id")
@@ -164,10 +185,15 @@ class LogWriter:
 
     async def _flush_all(self) -> None:
         while True:
+            started = time.monotonic()
             await self._flush_batch()
             if not self._rows:
                 self._committed = self._submitted
+                self._waiting_since = None
                 return
+            # Rows are left over (more than a batch): the backlog counts from its oldest.
+            if self._waiting_since is None:
+                self._waiting_since = started
 
     def live_holds(self) -> set[str]:
         """Request ids whose holds are not stale: calls still running, and calls answered
@@ -180,17 +206,22 @@ class LogWriter:
         rows, self._rows = self._rows[:MAX_BATCH], self._rows[MAX_BATCH:]
         holds = self._take_holds()
         spend = spend_of(rows)
+        self._writing = len(rows)
         try:
             totals = await self._repo.write_batch(rows, spend, holds)
         except asyncio.CancelledError:
+            self._writing = 0
             self._rows[:0] = rows
             self._restore_holds(holds)
             raise
         except Exception as error:
+            self._writing = 0
             log.warning("writing a batch of %d log rows failed (%s)", len(rows), _named(error))
             await self._write_apart(rows, holds, error)
             return
+        self._writing = 0
         self._keys.flushed(spend, totals)
+        self.rows_committed += len(rows)
 
     async def _write_apart(self, rows: Rows, holds: HoldChanges, error: Exception) -> None:
         """Commit a failed batch in parts, so that refused rows cannot hold back the rest.
@@ -260,6 +291,8 @@ class LogWriter:
             if len(part) > 1:
                 return _halves(part)
             totals = await self._settle_refused(part[0], error)
+        else:
+            self.rows_committed += len(part)
         self._keys.flushed(spend, totals)
         return []
 
@@ -286,8 +319,10 @@ class LogWriter:
                 request_id,
                 _named(error),
             )
+            self._lettered(row, charged=True)
             return totals
         await self._repo.write_batch([], {}, dead=[letter(row, error, charged=False)])
+        self._lettered(row, charged=False)
         log.error(
             "log row %s refused (%s); set aside as a dead letter, its charge of %s nano to "
             "key %s not committed until it is replayed (omnirelay deadletter replay)",
@@ -297,6 +332,14 @@ class LogWriter:
             row.get("key_id"),
         )
         return {}
+
+    def _lettered(self, row: dict[str, Any], *, charged: bool) -> None:
+        self.dead_letters += 1
+        for listener in self.on_dead_letter:
+            try:
+                listener(row, charged)
+            except Exception:
+                log.exception("a dead-letter listener failed")
 
     async def write_now(self, row: dict[str, Any]) -> bool:
         """Commit one row with its charge now, in its own transaction (a settlement that

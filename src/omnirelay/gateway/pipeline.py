@@ -14,6 +14,11 @@ the client leaves; while it runs, its cost so far is checkpointed every second s
 process that dies mid-stream is settled from it. Under strict settlement the charge is
 committed before the stream's last chunk leaves.
 
+When the process shuts down, :meth:`Pipeline.cut_streams` ends the streams still running
+(after the drain's grace): each upstream connection is dropped, and the stream ends as any
+broken one does, with the gateway's error event for the client and a charge for what was
+relayed, logged as cut at shutdown.
+
 The runner needs no HTTP request: a call built in-process (a batch line) runs the same way.
 """
 
@@ -42,9 +47,12 @@ from omnirelay.gateway.operation import (
     Reply,
     Streaming,
     StreamReply,
+    StreamSource,
 )
 from omnirelay.gateway.pricing import PriceBook, Quote
 from omnirelay.gateway.routing import Route
+from omnirelay.gateway.stats import CallStats
+from omnirelay.gateway.tracing import Tracer
 from omnirelay.store.counters import Ticket
 from omnirelay.wire.errors import GatewayError, ModelNotPriced, UpstreamError, UpstreamTimeout
 from omnirelay.wire.usage import Usage
@@ -55,6 +63,19 @@ CHECKPOINT_EVERY_S = 1.0
 FAILED_STATUSES = (502, 504)
 
 
+class ShuttingDown(GatewayError):
+    status = 503
+    type = "server_error"
+    code = "shutting_down"
+
+
+def _shutting_down() -> ShuttingDown:
+    return ShuttingDown(
+        "The gateway shut down before this call ended; what was relayed is charged. Retry.",
+        retry_after=1,
+    )
+
+
 class Pipeline:
     def __init__(
         self,
@@ -63,21 +84,50 @@ class Pipeline:
         prices: PriceBook,
         meter: Meter,
         settlement: Settlement,
+        stats: CallStats | None = None,
+        tracer: Tracer | None = None,
     ) -> None:
         self._attempts = attempts
+        self._tracer = tracer
         self._prices = prices
         self._meter = meter
         self._settlement = settlement
+        self._stats = stats
+        self._streams: set[StreamSource] = set()
+        self._cutting = False
+
+    @property
+    def streams_running(self) -> int:
+        return len(self._streams)
+
+    def cut_streams(self) -> int:
+        """End every stream still running (shutdown): returns how many were cut."""
+        self._cutting = True
+        streams = list(self._streams)
+        for source in streams:
+            source.close()
+        return len(streams)
 
     async def run(self, call: Call, operation: Operation) -> Reply | StreamReply:
         call.model = operation.model
+        if self._stats is not None:
+            self._stats.began()  # until its settlement, which every call reaches once
+        if self._tracer is not None:
+            with self._tracer.call(call):
+                return await self._settled_run(call, operation)
+        return await self._settled_run(call, operation)
+
+    async def _settled_run(self, call: Call, operation: Operation) -> Reply | StreamReply:
         try:
             return await self._run(call, operation)
         except GatewayError as error:
             self._settlement.refused(call, error, stream=operation.stream)
             raise
         except asyncio.CancelledError:
-            self._settlement.cancelled(call, stream=operation.stream)
+            if self._cutting:
+                self._settlement.refused(call, _shutting_down(), stream=operation.stream)
+            else:
+                self._settlement.cancelled(call, stream=operation.stream)
             raise
 
     async def _run(self, call: Call, operation: Operation) -> Reply | StreamReply:
@@ -152,6 +202,7 @@ class Pipeline:
         status, error = 200, None
         settled = False
         checkpoint_at = time.monotonic() + CHECKPOINT_EVERY_S
+        self._streams.add(source)
         try:
             if stream.first is not None:
                 call.mark_first_byte()
@@ -174,14 +225,18 @@ class Pipeline:
                     await self._settle_stream(call, ticket, route, model, stream, 200, None)
                 yield chunk
         except GatewayError as failure:
-            status, error = failure.status, failure.logged
-            tail = source.failure_tail(failure)
+            ended = _shutting_down() if self._cutting else failure
+            status, error = ended.status, ended.logged
+            tail = source.failure_tail(ended)
             if tail:
                 yield tail
         except (GeneratorExit, asyncio.CancelledError):
             status, error = STATUS_CLIENT_CLOSED, CANCELLED
+            if self._cutting:
+                status, error = ShuttingDown.status, _shutting_down().message
             raise
         finally:
+            self._streams.discard(source)
             source.close()
             if not settled:
                 await self._settle_stream(call, ticket, route, model, stream, status, error)

@@ -40,6 +40,7 @@ class Router:
         self._routes: dict[tuple[str, str], list[Route]] = {}
         self._by_channel: dict[tuple[int, str], Route] = {}
         self._channel_ids: set[int] = set()
+        self._channels: dict[int, ChannelRow] = {}
 
     @property
     def channel_ids(self) -> set[int]:
@@ -48,8 +49,10 @@ class Router:
     def replace(self, channels: Iterable[ChannelRow]) -> None:
         routes: dict[tuple[str, str], list[Route]] = defaultdict(list)
         ids: set[int] = set()
+        by_id: dict[int, ChannelRow] = {}
         for channel in channels:
             ids.add(channel.id)
+            by_id[channel.id] = channel
             if not channel.enabled:
                 continue
             endpoint = Endpoint(
@@ -79,6 +82,17 @@ class Router:
             for route in candidates
         }
         self._channel_ids = ids
+        self._channels = by_id
+
+    def channel(self, channel_id: int) -> ChannelRow | None:
+        return self._channels.get(channel_id)
+
+    def all_channels(self) -> list[ChannelRow]:
+        return list(self._channels.values())
+
+    def serves(self, group: str, model: str) -> bool:
+        """Whether some enabled channel of the group lists the model."""
+        return (group, model) in self._routes
 
     def route(self, channel_id: int, model: str) -> Route | None:
         """How to reach one enabled channel for one model (a task's follow-up calls)."""

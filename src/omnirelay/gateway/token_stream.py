@@ -271,8 +271,10 @@ class TokenStream(TokenMeter):
                 calls = delta.get("tool_calls")
                 if calls and type(calls) is list:
                     self._meter_tool_calls(calls)
-            if choice.get("finish_reason"):
+            reason = choice.get("finish_reason")
+            if reason:
                 self._ended_choice = True
+                self._attempt.call.finish_reason = reason
 
     def _meter_tool_calls(self, calls: list[Any]) -> None:
         for call in calls:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.operation import Streaming, StreamSource
@@ -20,13 +22,20 @@ from omnirelay.wire.errors import GatewayError, UpstreamTimeout
 
 
 class Upstream:
-    def __init__(self, client: UpstreamClient) -> None:
+    def __init__(
+        self, client: UpstreamClient, trace_headers: Callable[[], dict[str, str]] | None = None
+    ) -> None:
         self.client = client
+        self._trace_headers = trace_headers
 
     async def send(
         self, provider: ErrorMapper, request: UpstreamRequest, route: Route
     ) -> UpstreamResponse:
-        """Send one attempt's request; an error answer becomes the gateway's error."""
+        """Send one attempt's request; an error answer becomes the gateway's error.
+
+        With tracing on, the request carries its attempt's ``traceparent``."""
+        if self._trace_headers is not None:
+            request = replace(request, headers={**request.headers, **self._trace_headers()})
         response = await self.client.send(request, route.timeouts)
         if response.status < 400:
             return response

@@ -10,7 +10,9 @@ encrypted upstream keys and the request log.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -122,6 +124,31 @@ def at_head(connection: Connection) -> bool:
         return False
     rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
     return [row[0] for row in rows] == [HEAD_REVISION]
+
+
+def sqlite_file_read(url: str, sql: str, timeout_s: float) -> list[tuple[Any, ...]] | None:
+    """For a SQLite file, the rows of one read on a plain read-only connection; None for
+    another database. Every transaction of this module's engines takes the write lock
+    (``BEGIN IMMEDIATE``), so a read through them waits behind any writer (for the busy
+    timeout when the file is locked); a read in WAL mode waits for none. For what must
+    answer at once: readiness, a scrape."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return None
+    uri = Path(parsed.database).resolve().as_uri() + "?mode=ro"
+    with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=timeout_s)) as database:
+        return database.execute(sql).fetchall()
+
+
+def sqlite_file_at_head(url: str, timeout_s: float) -> bool | None:
+    """``at_head`` for a SQLite file, read without the write lock; None for another database."""
+    try:
+        rows = sqlite_file_read(url, "SELECT version_num FROM alembic_version", timeout_s)
+    except sqlite3.OperationalError as error:
+        if "no such table" in str(error):
+            return False
+        raise
+    return None if rows is None else [row[0] for row in rows] == [HEAD_REVISION]
 
 
 def _upgrade(connection: Connection) -> None:

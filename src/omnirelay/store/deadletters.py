@@ -14,19 +14,21 @@ request id, so a row set aside twice (an earlier attempt's outcome lost) is kept
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select
+from sqlalchemy import ColumnElement, delete, func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from omnirelay.store.db import dialect_insert
+from omnirelay.store.db import dialect_insert, sqlite_file_read
 from omnirelay.store.refusals import describe
 from omnirelay.store.tables import dead_letters, holds
 
+QUICK_READ_S = 2.0
 PENDING = "pending"
 REPLAYED = "replayed"
 STATES = (PENDING, REPLAYED)
@@ -115,6 +117,18 @@ class DeadLetterRepository:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
         return [view({str(name): value for name, value in row.items()}) for row in rows]
+
+    async def pending_count(self) -> int:
+        """Letters waiting for a replay; on SQLite read without waiting for the writer."""
+        url = self._engine.url.render_as_string(hide_password=False)
+        sql = f"SELECT COUNT(*) FROM dead_letters WHERE state = '{PENDING}'"  # noqa: S608
+        rows = await asyncio.to_thread(sqlite_file_read, url, sql, QUICK_READ_S)
+        if rows is not None:
+            return int(rows[0][0])
+        pending = dead_letters.c.state == PENDING
+        query = select(func.count()).select_from(dead_letters).where(pending)
+        async with self._engine.connect() as connection:
+            return int((await connection.scalar(query)) or 0)
 
     async def pending_ids(self) -> list[int]:
         query = (

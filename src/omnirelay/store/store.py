@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Engine
@@ -11,7 +12,13 @@ from omnirelay.config import Settings
 from omnirelay.store.audit import AuditRepository
 from omnirelay.store.changes import ChangeFeed
 from omnirelay.store.channels import ChannelRepository
-from omnirelay.store.db import create_engine, migrate, sqlite_writer_engine
+from omnirelay.store.db import (
+    at_head,
+    create_engine,
+    migrate,
+    sqlite_file_at_head,
+    sqlite_writer_engine,
+)
 from omnirelay.store.deadletters import DeadLetterRepository
 from omnirelay.store.keys import KeyRepository
 from omnirelay.store.ledger import LedgerRepository
@@ -75,6 +82,15 @@ class Store:
             sessions=SessionRepository(engine),
             writer_engine=writer,
         )
+
+    async def at_head(self, timeout_s: float = 2.0) -> bool:
+        """Whether the database answers and its schema is at this code's revision."""
+        url = self.engine.url.render_as_string(hide_password=False)
+        on_file = await asyncio.to_thread(sqlite_file_at_head, url, timeout_s)
+        if on_file is not None:
+            return on_file
+        async with self.engine.connect() as connection:
+            return await connection.run_sync(at_head)
 
     async def close(self) -> None:
         await self.engine.dispose()
