@@ -139,13 +139,22 @@ def estimate_nano(price: Price, prompt_tokens: int, output_tokens: int) -> int:
     """An upper bound of :func:`cost_nano` for any split of at most ``prompt_tokens`` between
     input, cached reads and cache writes, and at most ``output_tokens`` of output.
     """
-    rates = (price.input_nano_per_m, price.cached_input_nano_per_m, price.cache_write_rate)
+    top, cached, writes = (
+        price.input_nano_per_m,
+        price.cached_input_nano_per_m,
+        price.cache_write_rate,
+    )
     # Split across rates, each part rounds up on its own: a rate that is not a whole number
     # of nano-dollars per token may add up to one more nano-dollar than billing the whole
     # prompt at the top rate. Prices in whole thousandths of a dollar per 1M add nothing.
-    fractional = sum(1 for rate in rates if rate % TOKENS_PER_PRICE_UNIT)
+    # (Written out: this runs for every candidate channel of every call.)
+    fractional = (
+        (top % TOKENS_PER_PRICE_UNIT != 0)
+        + (cached % TOKENS_PER_PRICE_UNIT != 0)
+        + (writes % TOKENS_PER_PRICE_UNIT != 0)
+    )
     return (
-        _component(max(prompt_tokens, 0), max(rates))
+        _component(max(prompt_tokens, 0), max(top, cached, writes))
         + max(fractional - 1, 0)
         + _component(max(output_tokens, 0), price.output_nano_per_m)
         + price.per_call_nano

@@ -21,7 +21,7 @@ MAX_NESTING = WRITABLE_DEPTH - TRANSLATION_HEADROOM
 
 
 def parse_json_object(raw: bytes) -> dict[str, Any]:
-    if not raw.strip():
+    if not raw or raw.isspace():  # isspace scans; strip would copy the whole body
         raise InvalidJSON("The request body is empty; send a JSON object.")
     try:
         body = orjson.loads(raw)
