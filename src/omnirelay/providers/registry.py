@@ -9,6 +9,7 @@ from omnirelay.providers.cohere import CohereProvider
 from omnirelay.providers.gemini import GeminiProvider
 from omnirelay.providers.openai import OpenAIProvider
 from omnirelay.providers.presets import presets
+from omnirelay.providers.tasks.registry import TASK_CHANNEL_TYPES
 
 
 class ProviderRegistry:
@@ -28,7 +29,7 @@ class ProviderRegistry:
 
     @property
     def types(self) -> list[str]:
-        return sorted({*self._chat, *self._others})
+        return sorted({*self._chat, *self._others, *TASK_CHANNEL_TYPES})
 
     def chat(self, channel_type: str) -> ChatProvider | None:
         return self._chat.get(channel_type)

@@ -33,8 +33,8 @@ from omnirelay.providers.tasks.registry import TaskDialects
 from omnirelay.store import tasks as states
 from omnirelay.store.blobs import BlobStore
 from omnirelay.store.store import Store
-from omnirelay.store.tasks import TaskRow
-from omnirelay.wire.errors import NotFound
+from omnirelay.store.tasks import TaskRow, UpstreamIdTaken
+from omnirelay.wire.errors import Conflict, NotFound
 
 log = logging.getLogger("omnirelay.tasks")
 
@@ -174,6 +174,32 @@ class TaskEngine:
     ) -> tuple[TaskDialect, Answer]:
         """A request about the task, sent to its own channel (``Poller.follow_up``)."""
         return await self.poller.follow_up(task, build)
+
+    async def resumed(self, task: TaskRow, upstream_id: str | None) -> TaskRow:
+        """The upstream took a follow-up on this active task (the answer to its modal),
+        maybe under another id: it is polled again at once."""
+        for _ in range(CANCEL_TRIES):
+            now_ms = _now_ms()
+            values: dict[str, Any] = {"unchanged_polls": 0}
+            if upstream_id and upstream_id != task.upstream_id:
+                values["upstream_id"] = upstream_id
+            if not task.lease_until_ms or task.lease_until_ms < now_ms:
+                values["next_poll_ms"] = now_ms  # (a poll under way reschedules it itself)
+            try:
+                moved = await self._store.tasks.update(task, values)
+            except UpstreamIdTaken:
+                raise Conflict(
+                    "The upstream went on under a task another request holds already.",
+                    code="task_exists",
+                ) from None
+            if moved is not None:
+                self.poller.wake()
+                return moved
+            fresh = await self._store.tasks.get(task.public_id)
+            if fresh is None or not fresh.active:
+                return fresh or task
+            task = fresh
+        return task
 
     def result(self, task: TaskRow, name: str) -> Mapping[str, Any] | None:
         return self.results.asset(task, name)
