@@ -414,3 +414,21 @@ def test_keys_come_by_bearer_or_mj_api_secret_and_unpriced_models_are_refused(
 
 def _upstream(setup: Setup, task_id: str) -> str:
     return str(setup.row(task_id)["upstream_id"])
+
+
+def test_an_unanswered_imagine_is_found_in_the_upstreams_list_and_charged_once(
+    setup: Setup,
+) -> None:
+    key, key_id = setup.key()
+    setup.fake.set(late_submits=1, late_by_s=2.0)  # past the submit timeout (1 s)
+    said = setup.post("/mj/submit/imagine", key, {"prompt": "a slow answer"}).json()
+    assert (said["code"], said["description"]) == (
+        22,
+        "Submitted; the upstream has not confirmed the task yet.",
+    )
+    done = setup.finished(said["result"], key, timeout=20)
+    assert done["status"] == "SUCCESS"
+    assert len(setup.fake.jobs) == 1 and setup.spare.jobs == {}, "sent once, never elsewhere"
+    assert ("GET", "/mj/task/list") in setup.fake.requests
+    book = setup.book(key_id)
+    assert book["total_nano"] == IMAGINE_NANO and not book["open_holds"]

@@ -64,7 +64,7 @@ def task_object(task: TaskRow, links: Links) -> dict[str, Any]:
     return {
         "id": task.public_id,
         "action": outputs.get("action") or task.action.upper(),
-        "customId": "",
+        "customId": (task.request.get("params") or {}).get("customId") or "",
         "botType": shown.get("botType") or "",
         "prompt": shown.get("prompt") or "",
         "promptEn": outputs.get("promptEn") or shown.get("prompt") or "",

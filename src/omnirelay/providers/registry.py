@@ -1,4 +1,5 @@
-"""Provider lookup by channel type: the native dialects, plus one type per vendor preset."""
+"""Provider lookup by channel type: the native dialects, one type per vendor preset, and the
+task-only types (Midjourney, Suno), whose dialects live in ``providers.tasks``."""
 
 from __future__ import annotations
 
