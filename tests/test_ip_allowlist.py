@@ -7,6 +7,7 @@ tests run) is served, and a key allowed only for 10.0.0.0/8 is refused with 403
 
 from __future__ import annotations
 
+import base64
 import io
 import secrets
 import wave
@@ -86,6 +87,7 @@ def _get(path: str) -> Call:
 
 
 IMAGE = {"image": ("a.png", PNG + b"pixels", "image/png")}
+DATA_IMAGE = "data:image/png;base64," + base64.b64encode(PNG + b"pixels").decode()
 AUDIO = {"file": ("a.wav", _wav(), "audio/wav")}
 ENDPOINTS: dict[str, Call] = {
     "chat": _post("/v1/chat/completions", json=CHAT),
@@ -135,12 +137,37 @@ ENDPOINTS: dict[str, Call] = {
     "videos.delete": _delete("/v1/videos/video_unknown"),
     "videos.content": _get("/v1/videos/video_unknown/content"),
     "videos.remix": _post("/v1/videos/video_unknown/remix", json={"prompt": "a dog"}),
+    "mj.imagine": _post("/mj/submit/imagine", json={"prompt": "a cat"}),
+    "mj.action": _post(
+        "/mj/submit/action", json={"customId": "MJ::JOB::upsample::1::x", "taskId": "mj_unknown"}
+    ),
+    "mj.change": _post(
+        "/mj/submit/change", json={"action": "UPSCALE", "index": 1, "taskId": "mj_unknown"}
+    ),
+    "mj.simple-change": _post("/mj/submit/simple-change", json={"content": "mj_unknown U1"}),
+    "mj.blend": _post("/mj/submit/blend", json={"base64Array": [DATA_IMAGE, DATA_IMAGE]}),
+    "mj.describe": _post("/mj/submit/describe", json={"base64": DATA_IMAGE}),
+    "mj.modal": _post("/mj/submit/modal", json={"taskId": "mj_unknown", "prompt": "a cat"}),
+    "mj.shorten": _post("/mj/submit/shorten", json={"prompt": "a cat"}),
+    "mj.swap": _post(
+        "/mj/insight-face/swap", json={"sourceBase64": DATA_IMAGE, "targetBase64": DATA_IMAGE}
+    ),
+    "mj.fetch": _get("/mj/task/mj_unknown/fetch"),
+    "mj.list": _post("/mj/task/list-by-condition", json={"ids": ["mj_unknown"]}),
+    "mj.image-seed": _get("/mj/task/mj_unknown/image-seed"),
+    "suno.music": _post("/suno/submit/music", json={"gpt_description_prompt": "a song"}),
+    "suno.lyrics": _post("/suno/submit/lyrics", json={"prompt": "a song"}),
+    "suno.fetch": _get("/suno/fetch/suno_unknown"),
+    "suno.fetch_many": _post("/suno/fetch", json={"ids": ["suno_unknown"]}),
 }
-# An allowed key asking for a stored response or video that is not there gets 404, not 403
-# (and so does a video model its group has no channel for).
+# An allowed key asking for a stored response or task that is not there gets 404, not 403
+# (and so does a task model its group has no channel for).
 STORED = (
     "responses.retrieve", "responses.delete", "responses.cancel", "responses.input_items",
     "videos", "videos.retrieve", "videos.delete", "videos.content", "videos.remix",
+    "mj.imagine", "mj.action", "mj.change", "mj.simple-change", "mj.blend", "mj.describe",
+    "mj.modal", "mj.shorten", "mj.swap", "mj.fetch", "mj.image-seed", "suno.music",
+    "suno.lyrics", "suno.fetch",
 )  # fmt: skip
 ALLOWED_STATUS = dict.fromkeys(STORED, 404)
 # Gemini's and Azure's paths are the same operations begun the same way; their allowlist
@@ -181,6 +208,11 @@ def test_every_client_route_is_covered() -> None:
         "/v1/responses/input_tokens", "/v1/responses/{id}", "/v1/responses/{id}/cancel",
         "/v1/responses/{id}/input_items", "/v1/videos", "/v1/videos/{video_id}",
         "/v1/videos/{video_id}/content", "/v1/videos/{video_id}/remix",
+        "/mj/submit/imagine", "/mj/submit/action", "/mj/submit/change",
+        "/mj/submit/simple-change", "/mj/submit/blend", "/mj/submit/describe",
+        "/mj/submit/modal", "/mj/submit/shorten", "/mj/insight-face/swap",
+        "/mj/task/{id}/fetch", "/mj/task/list-by-condition", "/mj/task/{id}/image-seed",
+        "/suno/submit/music", "/suno/submit/lyrics", "/suno/fetch/{task_id}", "/suno/fetch",
     }  # fmt: skip
     # Every path has a case (``/v1/responses/{id}`` and ``/v1/videos`` and
     # ``/v1/videos/{video_id}`` two each: GET and DELETE, GET and POST, GET and DELETE).

@@ -39,7 +39,7 @@ def test_every_vendor_is_a_preset_and_a_channel_type() -> None:
     found = presets()
     assert set(found) == VENDORS
     types = ProviderRegistry().types
-    natives = {"openai", "azure", "anthropic", "gemini", "cohere"}
+    natives = {"openai", "azure", "anthropic", "gemini", "cohere", "midjourney", "suno"}
     assert VENDORS | natives == set(types)
     for preset in found.values():
         local = preset.name in ("ollama", "vllm", "llamacpp", "lmstudio")

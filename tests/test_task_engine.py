@@ -4,12 +4,9 @@ result URLs, early polls, operators' views and commands."""
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import json
 import secrets
 import socket
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,44 +16,13 @@ from typing import Any
 import httpx
 import openai
 import pytest
-from aiohttp import web
 
 from support.constants import CLIENT_TIMEOUT_S, REDIS_URL
-from support.fake_threaded import LoopbackServer
 from support.fake_videos import FakeVideos, video_bytes
 from support.gateway import Gateway, wait_until
 from support.tasks import FAST
 from support.tasks import VIDEOS_UPSTREAM_KEY as UPSTREAM_KEY
-
-
-class Receiver(LoopbackServer):
-    """A client's webhook endpoint: refuses the first ``fail_first`` deliveries."""
-
-    name = "webhook-receiver"
-
-    def __init__(self, fail_first: int = 0) -> None:
-        super().__init__()
-        self.fail_first = fail_first
-        self.lock = threading.Lock()
-        self.deliveries: list[tuple[dict[str, str], bytes, int]] = []
-
-    def _app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/hook", self._hook)
-        return app
-
-    async def _hook(self, request: web.Request) -> web.Response:
-        body = await request.read()
-        with self.lock:
-            status = 500 if self.fail_first > 0 else 204
-            self.fail_first -= status == 500
-            headers = {k.lower(): v for k, v in request.headers.items()}
-            self.deliveries.append((headers, body, status))
-        return web.Response(status=status)
-
-    def accepted(self) -> list[tuple[dict[str, str], bytes]]:
-        with self.lock:
-            return [(h, b) for h, b, status in self.deliveries if status == 204]
+from support.webhooks import Receiver, verify
 
 
 @dataclass
@@ -195,7 +161,7 @@ def test_a_signed_webhook_reaches_the_receiver_once_per_end(setup: Setup) -> Non
         secret = setup.gateway.admin("GET", f"/admin/keys/{key_id}/webhook-secret").json()
         events = {}
         for headers, body in accepted:
-            _verify(headers["x-omnirelay-signature"], secret["secret"], body)
+            verify(headers["x-omnirelay-signature"], secret["secret"], body)
             event = json.loads(body)
             assert headers["x-omnirelay-event-id"] == event["id"]
             events[event["task_id"]] = event
@@ -207,13 +173,6 @@ def test_a_signed_webhook_reaches_the_receiver_once_per_end(setup: Setup) -> Non
             assert receiver.url not in sent[1], "the notify URL went upstream"
     finally:
         receiver.stop()
-
-
-def _verify(header: str, secret: str, body: bytes) -> None:
-    parts = dict(item.split("=", 1) for item in header.split(","))
-    mac = hmac.new(secret.encode(), parts["t"].encode() + b"." + body, hashlib.sha256)
-    assert hmac.compare_digest(mac.hexdigest(), parts["v1"]), "the signature does not verify"
-    assert abs(time.time() - int(parts["t"])) < 60
 
 
 def test_a_signed_result_url_works_without_a_key_until_it_expires(setup: Setup) -> None:

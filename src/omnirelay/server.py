@@ -16,9 +16,10 @@ from typing import Any
 
 from aiohttp import web
 
-from omnirelay.api import cors, videos
+from omnirelay.api import cors, midjourney, suno, videos
 from omnirelay.api.errors import error_middleware
 from omnirelay.api.listener import loop_factory, name_server, serve_until_stopped
+from omnirelay.api.results import signed_links
 from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
@@ -48,9 +49,9 @@ from omnirelay.gateway.surface import Surface
 from omnirelay.gateway.sync import CacheSync
 from omnirelay.gateway.task_holds import TaskHolds
 from omnirelay.gateway.tasks.engine import TaskEngine
-from omnirelay.gateway.tasks.model import TaskLimits
+from omnirelay.gateway.tasks.model import Family, TaskLimits
+from omnirelay.gateway.tasks.signing import UrlSigner
 from omnirelay.gateway.upstream_io import Upstream
-from omnirelay.gateway.videos import FAMILY as VIDEO_FAMILY
 from omnirelay.providers.guarded import GuardedClient, any_address, public_address
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
 from omnirelay.providers.registry import ProviderRegistry
@@ -119,6 +120,19 @@ def task_limits(settings: Settings) -> TaskLimits:
         allow_private_networks=settings.allow_private_networks,
         public_base_url=settings.public_base_url,
     )
+
+
+def task_families(settings: Settings, store: Store, limits: TaskLimits) -> dict[str, Family]:
+    """Every task family, by name; their webhook events link results at public_base_url."""
+    links = signed_links(
+        UrlSigner(store.secrets.derive, limits.result_url_ttl_s), settings.public_base_url
+    )
+    families = (
+        videos.family(settings.result_retention_days),
+        midjourney.family(links),
+        suno.family(links),
+    )
+    return {family.name: family for family in families}
 
 
 @dataclass
@@ -332,15 +346,16 @@ async def build_runtime(settings: Settings) -> Runtime:
         fetcher=fetcher,
         stored_responses=store.responses,
     )
+    limits = task_limits(settings)
     tasks = TaskEngine(
         store=store,
         kit=kit,
         settlement=settlement,
         holds=task_holds,
         router=router,
-        families={VIDEO_FAMILY: videos.family(settings.result_retention_days)},
+        families=task_families(settings, store, limits),
         blobs=BlobStore(settings.data_dir / "blobs"),
-        limits=task_limits(settings),
+        limits=limits,
     )
     admin_hash = await admin_key_hash(settings, store)
     sessions = Sessions(

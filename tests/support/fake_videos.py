@@ -9,10 +9,10 @@ against the ``openai`` SDK's own ``Video`` type and the official spec. Progress 
 each poll of a job (``polls_to_finish``) or with a clock the test moves (``advance``); the
 result bytes are served until the job's ``expires_at`` on that clock, then refused.
 
-Fault knobs, which every later task fake reuses: refuse the next submits; accept a submit
-then answer too late (or not create the job at all); jobs that never finish; jobs that flap
-between statuses; jobs that fail; 429s on poll. It also counts polls of one job that
-overlap (two pollers at once), which a gateway must never cause.
+Fault knobs, which every later task fake reuses (:class:`TaskFake`): refuse the next
+submits; accept a submit then answer too late (or not create the job at all); jobs that
+never finish; jobs that flap between statuses; jobs that fail; 429s on poll. It also counts
+polls of one job that overlap (two pollers at once), which a gateway must never cause.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import BodyPartReader, web
 from openai.types import Video
@@ -39,6 +39,7 @@ MODELS = ("sora-2", "sora-2-pro", "sora-2-2025-10-06", "sora-2-pro-2025-10-06")
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 WEBP_HEAD = b"RIFF\x00\x00\x00\x00WEBPVP8 "
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
+J = TypeVar("J")
 
 
 @dataclass
@@ -68,14 +69,23 @@ class Job:
     content_reads: dict[str, int] = field(default_factory=dict)
 
 
-class FakeVideos(LoopbackServer):
-    name = "fake-videos"
+class TaskFake(LoopbackServer, Generic[J]):
+    """What every fake task upstream shares: its jobs, its clock, and the fault knobs.
 
-    def __init__(self, api_key: str = "sk-upstream-secret") -> None:
+    Knobs (``set``): ``refuse_submits`` (refuse the next n submits, with
+    ``refusal_status``), ``late_submits`` (answer the next n submits ``late_by_s`` late;
+    with ``late_creates`` off, without making the job), ``fail_jobs``, ``never_finish``,
+    ``flap``, ``poll_429`` (the next n polls are 429s), ``poll_delay_s``,
+    ``polls_to_finish`` or ``finish_after_s`` (by the fake's clock), ``content_ttl_s``
+    (result URLs expire this long after a job ends). ``overlaps`` counts polls of one job
+    answered at once, which a gateway must never cause.
+    """
+
+    def __init__(self, api_key: str) -> None:
         super().__init__()
         self.api_key = api_key
         self._lock = threading.Lock()
-        self.jobs: dict[str, Job] = {}
+        self.jobs: dict[str, J] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -85,7 +95,6 @@ class FakeVideos(LoopbackServer):
             self.polls_to_finish = 3
             self.finish_after_s: float | None = None  # by the clock instead of by polls
             self.content_ttl_s = 3600
-            self.video_bytes = 48_000
             self.refuse_submits = 0
             self.refusal_status = 400
             self.late_submits = 0
@@ -115,6 +124,18 @@ class FakeVideos(LoopbackServer):
                 if not hasattr(self, name):
                     raise AttributeError(name)
                 setattr(self, name, value)
+
+
+class FakeVideos(TaskFake[Job]):
+    name = "fake-videos"
+
+    def __init__(self, api_key: str = "sk-upstream-secret") -> None:
+        super().__init__(api_key)
+
+    def reset(self) -> None:
+        super().reset()
+        with self._lock:
+            self.video_bytes = 48_000
 
     def polls_of(self, video_id: str) -> int:
         with self._lock:

@@ -9,7 +9,7 @@ from aiohttp import web
 from omnirelay.gateway.requests import parse_json_object
 from omnirelay.wire.errors import RequestTooLarge
 
-SECRET_HEADERS = ("x-api-key", "api-key", "x-goog-api-key")
+SECRET_HEADERS = ("x-api-key", "api-key", "x-goog-api-key", "mj-api-secret")
 
 
 async def read_json(request: web.Request, limit: int) -> dict[str, Any]:
@@ -36,7 +36,7 @@ async def read_json_sized(request: web.Request, limit: int) -> tuple[dict[str, A
 def bearer_secret(request: web.Request) -> str | None:
     """The key from ``Authorization: Bearer``, else where each dialect's SDK puts it:
     ``x-api-key`` (Anthropic), ``api-key`` (Azure), ``x-goog-api-key`` or the ``key`` query
-    parameter (Gemini).
+    parameter (Gemini), ``mj-api-secret`` (midjourney-proxy's clients).
 
     A key in the query string is never written anywhere: the access log is off (``serve``,
     ``workers``) and a call's log row keeps the name of its endpoint, not its URL.

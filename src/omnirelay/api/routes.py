@@ -21,12 +21,14 @@ from omnirelay.api import (
     embeddings,
     gemini,
     images,
+    midjourney,
     models,
     moderations,
     ops,
     rerank,
     responses,
     results,
+    suno,
     videos,
 )
 from omnirelay.api.console.routes import add_console_routes
@@ -60,6 +62,22 @@ def add_routes(app: web.Application) -> None:
     router.add_delete("/v1/videos/{video_id}", videos.delete)
     router.add_get("/v1/videos/{video_id}/content", videos.content)
     router.add_post("/v1/videos/{video_id}/remix", videos.remix)
+    router.add_post("/mj/submit/imagine", midjourney.imagine)
+    router.add_post("/mj/submit/action", midjourney.action)
+    router.add_post("/mj/submit/change", midjourney.change)
+    router.add_post("/mj/submit/simple-change", midjourney.simple_change)
+    router.add_post("/mj/submit/blend", midjourney.blend)
+    router.add_post("/mj/submit/describe", midjourney.describe)
+    router.add_post("/mj/submit/modal", midjourney.modal)
+    router.add_post("/mj/submit/shorten", midjourney.shorten)
+    router.add_post("/mj/insight-face/swap", midjourney.swap_face)
+    router.add_get("/mj/task/{id}/fetch", midjourney.fetch)
+    router.add_post("/mj/task/list-by-condition", midjourney.list_by_condition)
+    router.add_get("/mj/task/{id}/image-seed", midjourney.image_seed)
+    router.add_post("/suno/submit/music", suno.music)
+    router.add_post("/suno/submit/lyrics", suno.lyrics)
+    router.add_get("/suno/fetch/{task_id}", suno.fetch_one)
+    router.add_post("/suno/fetch", suno.fetch_many)
     router.add_get("/v1/results/{task_id}/{name}", results.signed_result)
     router.add_get("/v1/models", gemini.list_models_either)
     router.add_get("/v1/models/{model:.+}", gemini.get_model_either)

@@ -10,14 +10,11 @@ the video ends; it never goes upstream. The hold is the video's seconds at its s
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import urlsplit
-
-import orjson
 
 from omnirelay.gateway.op_checks import one_of, required_str
+from omnirelay.gateway.task_fields import MAX_URL, idempotency, notify_url, request_hash
 from omnirelay.gateway.tasks.model import Family
 from omnirelay.gateway.tasks.submit import TaskRequest
 from omnirelay.gateway.uploads import check_image
@@ -37,7 +34,6 @@ DEFAULT_SECONDS = "4"
 DEFAULT_SIZE = "720x1280"
 MAX_PROMPT = 32_000
 MAX_MODEL = 128
-MAX_URL = 2048
 NOTIFY_FIELDS = ("callback_url", "notify_hook")
 
 
@@ -67,7 +63,7 @@ def create_request(
     elif (reference := fields.get("input_reference")) is not None:
         params["input_reference"] = _reference(reference)
         stored["input_reference"] = _shown(params["input_reference"])
-    notify = _notify_url(fields, allow_private)
+    notify = notify_url(fields, NOTIFY_FIELDS, allow_private=allow_private)
     return TaskRequest(
         family=family,
         action="create",
@@ -76,8 +72,8 @@ def create_request(
         stored=stored,
         upload=upload,
         notify_url=notify,
-        idempotency_key=_idempotency(idempotency_key),
-        request_hash=_hash("create", model, params, notify, digest),
+        idempotency_key=idempotency(idempotency_key),
+        request_hash=request_hash("create", model, params, notify, digest),
     )
 
 
@@ -101,7 +97,7 @@ def remix_request(
         "seconds": str(shown.get("seconds") or DEFAULT_SECONDS),
         "size": str(shown.get("size") or DEFAULT_SIZE),
     }
-    notify = _notify_url(fields, allow_private)
+    notify = notify_url(fields, NOTIFY_FIELDS, allow_private=allow_private)
     return TaskRequest(
         family=family,
         action="remix",
@@ -109,8 +105,8 @@ def remix_request(
         params=params,
         stored=dict(params),
         notify_url=notify,
-        idempotency_key=_idempotency(idempotency_key),
-        request_hash=_hash("remix", source.public_id, params, notify, ""),
+        idempotency_key=idempotency(idempotency_key),
+        request_hash=request_hash("remix", source.public_id, params, notify, ""),
         source=source,
     )
 
@@ -151,53 +147,6 @@ def _shown(reference: Mapping[str, str]) -> dict[str, str]:
     if url is not None and (url.startswith("data:") or len(url) > MAX_URL):
         return {"image_url": f"<inline image, {len(url)} characters>"}
     return dict(reference)
-
-
-def _notify_url(fields: Mapping[str, Any], allow_private: bool) -> str | None:
-    for name in NOTIFY_FIELDS:
-        url = fields.get(name)
-        if url is None or url == "":
-            continue
-        parts = urlsplit(url) if isinstance(url, str) else None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            raise InvalidRequest(f"'{name}' must be an http(s) URL.", param=name)
-        if len(url) > MAX_URL:
-            raise InvalidRequest(f"'{name}' is longer than {MAX_URL} characters.", param=name)
-        if not allow_private and _private_literal(parts.hostname):
-            raise InvalidRequest(
-                f"'{name}' points to a private or local address, which this gateway does not call.",
-                param=name,
-            )
-        return str(url)
-    return None
-
-
-def _private_literal(host: str) -> bool:
-    """An address written out that is not public (names are checked when called)."""
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host == "localhost"
-    return not address.is_global
-
-
-def _idempotency(key: str | None) -> str | None:
-    if key is None:
-        return None
-    key = key.strip()
-    if not key or len(key) > 128:
-        raise InvalidRequest("'Idempotency-Key' must have 1 to 128 characters.")
-    return key
-
-
-def _hash(
-    action: str, subject: str, params: Mapping[str, Any], notify: str | None, file: str
-) -> str:
-    body = orjson.dumps(
-        {"action": action, "subject": subject, "params": params, "notify": notify, "file": file},
-        option=orjson.OPT_SORT_KEYS,
-    )
-    return hashlib.sha256(body).hexdigest()
 
 
 def _file_digest(path: str) -> str:

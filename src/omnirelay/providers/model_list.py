@@ -19,7 +19,7 @@ from omnirelay.providers.openai import auth_headers
 from omnirelay.providers.presets import PLAIN, presets
 from omnirelay.wire.errors import UpstreamError
 
-NO_LIST = frozenset({"azure", "cohere"})
+NO_LIST = frozenset({"azure", "cohere", "midjourney", "suno"})
 MAX_MODELS = 5000
 
 

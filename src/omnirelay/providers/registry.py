@@ -1,4 +1,5 @@
-"""Provider lookup by channel type: the native dialects, plus one type per vendor preset."""
+"""Provider lookup by channel type: the native dialects, one type per vendor preset, and the
+task-only types (Midjourney, Suno), whose dialects live in ``providers.tasks``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from omnirelay.providers.cohere import CohereProvider
 from omnirelay.providers.gemini import GeminiProvider
 from omnirelay.providers.openai import OpenAIProvider
 from omnirelay.providers.presets import presets
+from omnirelay.providers.tasks.registry import TASK_CHANNEL_TYPES
 
 
 class ProviderRegistry:
@@ -28,7 +30,7 @@ class ProviderRegistry:
 
     @property
     def types(self) -> list[str]:
-        return sorted({*self._chat, *self._others})
+        return sorted({*self._chat, *self._others, *TASK_CHANNEL_TYPES})
 
     def chat(self, channel_type: str) -> ChatProvider | None:
         return self._chat.get(channel_type)

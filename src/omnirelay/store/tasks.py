@@ -182,6 +182,16 @@ class TaskRepository:
     async def get(self, public_id: str) -> TaskRow | None:
         return await self._one(select(tasks).where(tasks.c.public_id == public_id))
 
+    async def of_key(self, key_id: int, family: str, public_ids: Collection[str]) -> list[TaskRow]:
+        """Those of these tasks that are the key's own, of one family and not deleted."""
+        query = select(tasks).where(
+            tasks.c.key_id == key_id,
+            tasks.c.family == family,
+            tasks.c.public_id.in_(list(public_ids)),
+            tasks.c.deleted_ms.is_(None),
+        )
+        return await self._many(query.order_by(tasks.c.id))
+
     async def by_idempotency(self, key_id: int, idempotency_key: str) -> TaskRow | None:
         query = select(tasks).where(
             tasks.c.key_id == key_id, tasks.c.idempotency_key == idempotency_key

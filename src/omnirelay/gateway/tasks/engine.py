@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from omnirelay.gateway.background import stop
@@ -22,23 +22,25 @@ from omnirelay.gateway.routing import Router
 from omnirelay.gateway.task_holds import TaskHolds
 from omnirelay.gateway.tasks.closer import Closer
 from omnirelay.gateway.tasks.model import Family, TaskLimits
-from omnirelay.gateway.tasks.poller import Poller, process_owner
+from omnirelay.gateway.tasks.poller import Answer, Poller, process_owner
 from omnirelay.gateway.tasks.results import ResultStore
-from omnirelay.gateway.tasks.signing import UrlSigner, webhook_secret
+from omnirelay.gateway.tasks.signing import UrlSigner, result_path, result_url, webhook_secret
 from omnirelay.gateway.tasks.submit import Submitter, TaskRequest
 from omnirelay.gateway.tasks.webhooks import Deliverer
+from omnirelay.providers.base import Endpoint, UpstreamRequest
+from omnirelay.providers.tasks.base import TaskDialect
 from omnirelay.providers.tasks.registry import TaskDialects
 from omnirelay.store import tasks as states
 from omnirelay.store.blobs import BlobStore
 from omnirelay.store.store import Store
-from omnirelay.store.tasks import TaskRow
-from omnirelay.wire.errors import NotFound
+from omnirelay.store.tasks import TaskRow, UpstreamIdTaken
+from omnirelay.wire.errors import Conflict, NotFound
 
 log = logging.getLogger("omnirelay.tasks")
 
 SWEEP_EVERY_S = 600.0
 CANCEL_TRIES = 3
-RESULTS_PATH = "/v1/results"
+OWNED_CHUNK = 100
 CANCELLED = {"code": "cancelled", "message": "The task was cancelled."}
 
 
@@ -106,6 +108,17 @@ class TaskEngine:
             )
         return task
 
+    async def owned_of(self, key_id: int, public_ids: Sequence[str], family: str) -> list[TaskRow]:
+        """Those of the tasks named that are the key's own, in the order named; anyone
+        else's, or none, are left out."""
+        wanted = [public_id for public_id in dict.fromkeys(public_ids) if len(public_id) <= 64]
+        found: dict[str, TaskRow] = {}
+        for start in range(0, len(wanted), OWNED_CHUNK):
+            chunk = wanted[start : start + OWNED_CHUNK]
+            for task in await self._store.tasks.of_key(key_id, family, chunk):
+                found[task.public_id] = task
+        return [found[public_id] for public_id in wanted if public_id in found]
+
     async def read(self, key_id: int, public_id: str, family: str) -> TaskRow:
         """The key's own task, polled out of turn first when it is active."""
         task = await self.owned(key_id, public_id, family)
@@ -156,16 +169,47 @@ class TaskEngine:
             assert moved is not None
             task = moved
 
+    async def follow_up(
+        self, task: TaskRow, build: Callable[[TaskDialect, Endpoint, str], UpstreamRequest]
+    ) -> tuple[TaskDialect, Answer]:
+        """A request about the task, sent to its own channel (``Poller.follow_up``)."""
+        return await self.poller.follow_up(task, build)
+
+    async def resumed(self, task: TaskRow, upstream_id: str | None) -> TaskRow:
+        """The upstream took a follow-up on this active task (the answer to its modal),
+        maybe under another id: it is polled again at once."""
+        for _ in range(CANCEL_TRIES):
+            now_ms = _now_ms()
+            values: dict[str, Any] = {"unchanged_polls": 0}
+            if upstream_id and upstream_id != task.upstream_id:
+                values["upstream_id"] = upstream_id
+            if not task.lease_until_ms or task.lease_until_ms < now_ms:
+                values["next_poll_ms"] = now_ms  # (a poll under way reschedules it itself)
+            try:
+                moved = await self._store.tasks.update(task, values)
+            except UpstreamIdTaken:
+                raise Conflict(
+                    "The upstream went on under a task another request holds already.",
+                    code="task_exists",
+                ) from None
+            if moved is not None:
+                self.poller.wake()
+                return moved
+            fresh = await self._store.tasks.get(task.public_id)
+            if fresh is None or not fresh.active:
+                return fresh or task
+            task = fresh
+        return task
+
     def result(self, task: TaskRow, name: str) -> Mapping[str, Any] | None:
         return self.results.asset(task, name)
 
     def result_path(self, task: TaskRow, name: str) -> str:
-        return f"{RESULTS_PATH}/{task.public_id}/{name}"
+        return result_path(task.public_id, name)
 
     def signed_url(self, task: TaskRow, name: str, base_url: str) -> str:
         """A URL anyone may fetch the result at until ``result_url_ttl_s`` passes."""
-        path = self.result_path(task, name)
-        return f"{base_url.rstrip('/')}{path}?{self.signer.query(path, time.time())}"
+        return result_url(self.signer, task.public_id, name, base_url, time.time())
 
     def webhook_secret(self, key_id: int) -> str:
         return webhook_secret(self._store.secrets.derive, key_id)

@@ -21,7 +21,7 @@ import os
 import secrets
 import socket
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,13 +32,13 @@ from omnirelay.gateway.tasks.closer import Closer
 from omnirelay.gateway.tasks.model import TaskLimits
 from omnirelay.gateway.tasks.requests import submission_of
 from omnirelay.gateway.tasks.results import ResultStore, ResultUnavailable
-from omnirelay.providers.base import UpstreamRequest
+from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.http import Timeouts, UpstreamClient
 from omnirelay.providers.tasks.base import FAILED, SUCCEEDED, TaskDialect, TaskStatus
 from omnirelay.providers.tasks.registry import TaskDialects
 from omnirelay.store import tasks as states
 from omnirelay.store.tasks import TaskRepository, TaskRow, UpstreamIdTaken
-from omnirelay.wire.errors import GatewayError, UpstreamError
+from omnirelay.wire.errors import GatewayError, UpstreamError, UpstreamUnavailable
 
 log = logging.getLogger("omnirelay.tasks.poller")
 
@@ -162,6 +162,21 @@ class Poller:
         if answer.status >= 400 and answer.status != 404:
             return dialect.error(answer.status, answer.payload, answer.retry_after)
         return None
+
+    async def follow_up(
+        self, task: TaskRow, build: Callable[[TaskDialect, Endpoint, str], UpstreamRequest]
+    ) -> tuple[TaskDialect, Answer]:
+        """Send a request about the task to its own channel: a follow-up that makes no task
+        of its own (the answer to a task's modal, a read of its seed). UpstreamError when
+        the channel cannot be reached or the request fails."""
+        found = self._route(task)
+        if found is None or task.upstream_id is None:
+            raise UpstreamUnavailable(
+                "The channel that holds this task cannot be reached now (disabled, or "
+                "removed), or the task never reached it."
+            )
+        route, dialect = found
+        return dialect, await self._send(build(dialect, route.endpoint, task.upstream_id), route)
 
     async def _run(self) -> None:
         while True:

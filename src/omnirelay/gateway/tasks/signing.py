@@ -16,6 +16,7 @@ from collections.abc import Callable
 from urllib.parse import urlencode
 
 Derive = Callable[[str], bytes]
+RESULTS_PATH = "/v1/results"
 SIGNATURE_HEADER = "X-OmniRelay-Signature"
 """``t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">``, as Stripe signs."""
 EVENT_HEADER = "X-OmniRelay-Event-Id"
@@ -43,6 +44,18 @@ class UrlSigner:
     def _mac(self, path: str, expires: int) -> str:
         message = f"{path}\n{expires}".encode()
         return hmac.new(self._key, message, hashlib.sha256).hexdigest()
+
+
+def result_path(public_id: str, name: str) -> str:
+    """Where a task's stored result is served by signed URL."""
+    return f"{RESULTS_PATH}/{public_id}/{name}"
+
+
+def result_url(signer: UrlSigner, public_id: str, name: str, base_url: str, now: float) -> str:
+    """A URL anyone may fetch the result at until the signer's time to live passes; with an
+    empty ``base_url``, the path and query alone."""
+    path = result_path(public_id, name)
+    return f"{base_url.rstrip('/')}{path}?{signer.query(path, now)}"
 
 
 def webhook_secret(derive: Derive, key_id: int) -> str:

@@ -22,7 +22,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -39,7 +39,13 @@ from omnirelay.gateway.tasks.model import Family, TaskLimits
 from omnirelay.gateway.tasks.requests import request_of
 from omnirelay.gateway.upstream_io import error_of
 from omnirelay.providers.http import Timeouts, never_sent
-from omnirelay.providers.tasks.base import SUCCEEDED, Submission, TaskDialect, TaskStatus
+from omnirelay.providers.tasks.base import (
+    SUCCEEDED,
+    Submission,
+    SubmitRefusal,
+    TaskDialect,
+    TaskStatus,
+)
 from omnirelay.providers.tasks.registry import TaskDialects
 from omnirelay.store import tasks as states
 from omnirelay.store.tasks import IdempotencyTaken, TaskRepository, TaskRow, UpstreamIdTaken
@@ -61,6 +67,8 @@ class TaskRequest:
     stored: Mapping[str, Any]
     """What the row keeps of the request to show it back (no secrets, no inline files)."""
     upload: Upload | None = None
+    inline: Mapping[str, Any] = field(default_factory=dict)
+    """Fields the upstream is sent that the row does not keep (inline images, base64)."""
     notify_url: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
@@ -157,7 +165,8 @@ class Submitter:
                 )
             await self._place(call, request, public_id, attempt, placed)
             source = request.source.upstream_id if request.source else None
-            sent = Submission(request.action, request.params, request.upload, source)
+            params = {**request.params, **request.inline}
+            sent = Submission(request.action, params, request.upload, source)
             return await self._send(dialect, route, sent, placed)
 
         channel = request.source.channel_id if request.source else None
@@ -233,6 +242,8 @@ class Submitter:
         try:
             status = dialect.submit_response(await response.read())
         except GatewayError as error:
+            if isinstance(error, SubmitRefusal):
+                raise  # the upstream answered no: nothing was made, nothing to look for
             return await self._unanswered(placed, error)
         return await self._accepted(placed, status)
 
@@ -245,10 +256,16 @@ class Submitter:
             "upstream_id": status.upstream_id,
             "submitted_ms": now_ms,
         }
+        if status.outputs:
+            values["result"] = {"submitted": dict(status.outputs)}
         try:
             moved = await self._tasks.update(placed.row, values, now_ms)
         except UpstreamIdTaken:
-            raise GatewayError("The upstream's task belongs to another request already.") from None
+            raise Conflict(
+                "The upstream answered with a task that another request holds already (the "
+                "same action asked for before); read that task instead.",
+                code="task_exists",
+            ) from None
         if moved is None:
             raise GatewayError("The task being submitted was changed elsewhere.")
         placed.row = moved

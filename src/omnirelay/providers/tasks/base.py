@@ -35,6 +35,9 @@ class TaskStatus:
     """What the task makes, as the upstream reports it (a video's ``seconds``, ``size``)."""
     created_at: int | None = None
     """Unix seconds, when the upstream says (to match a task whose submit got no answer)."""
+    files: Mapping[str, str] = field(default_factory=dict)
+    """Where the upstream serves the task's result files (``{name: url}``): read by
+    ``assets`` to download them, never kept or shown (they expire, and may be signed)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,6 +71,12 @@ class Submission:
     """The upstream id of the task this one works on (a remix's video)."""
 
 
+class SubmitRefusal:
+    """Marks an error a dialect raises from ``submit_response``: the upstream answered, and
+    said no (a refused prompt, a full queue). Nothing was made, so the task fails (or the
+    submit moves on to the next channel) instead of waiting to be found upstream."""
+
+
 class TaskDialect(ErrorMapper, Protocol):
     max_batch: int
     """How many tasks one poll may ask about (1: one at a time)."""
@@ -77,7 +86,9 @@ class TaskDialect(ErrorMapper, Protocol):
     ) -> UpstreamRequest: ...
 
     def submit_response(self, payload: bytes) -> TaskStatus:
-        """The accepted task (UpstreamError when the answer is not one)."""
+        """The accepted task (UpstreamError when the answer is not one; a SubmitRefusal
+        when it says the task was not accepted). Its ``outputs`` are what the accepting
+        answer said, kept in the row's ``result`` as ``submitted`` until the task ends."""
         ...
 
     def poll_request(self, endpoint: Endpoint, upstream_ids: Sequence[str]) -> UpstreamRequest:

@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 from omnirelay.providers.tasks.base import TaskDialect
+from omnirelay.providers.tasks.midjourney import MidjourneyProxy
 from omnirelay.providers.tasks.openai_videos import OpenAIVideos
+from omnirelay.providers.tasks.suno import SunoRelay
 
 OPENAI_VIDEO = "openai.video"
+MIDJOURNEY = "midjourney"
+SUNO = "suno"
+TASK_CHANNEL_TYPES = (MIDJOURNEY, SUNO)
+"""Channel types that serve tasks only (each upstream speaks its family's API)."""
 
 
 class TaskDialects:
     def __init__(self) -> None:
         self._dialects: dict[tuple[str, str], TaskDialect] = {
             (OPENAI_VIDEO, "openai"): OpenAIVideos(),
+            (MIDJOURNEY, MIDJOURNEY): MidjourneyProxy(),
+            (SUNO, SUNO): SunoRelay(),
         }
 
     def register(self, family: str, channel_type: str, dialect: TaskDialect) -> None:
