@@ -86,6 +86,34 @@ def _get(path: str) -> Call:
     return call
 
 
+def _call(method: str, path: str) -> Call:
+    def call(gateway: Gateway, headers: dict[str, str]) -> httpx.Response:
+        return httpx.request(method, gateway.url + path, headers=headers, timeout=30)
+
+    return call
+
+
+PIC_ACTIONS = {
+    "segmentation": "image_url", "scale": "image_url", "background": "image_url",
+    "watermark_auto": "url", "watermark": "image_url", "ocr": "image_url",
+    "idphoto": "image_url", "colorization": "image_url",
+}  # fmt: skip
+PIC_FORMS = {action: {source: "https://a.example/a"} for action, source in PIC_ACTIONS.items()}
+PIC_FORMS["background"]["prompt"] = "a beach"
+PIC_FORMS["watermark"]["rectangles"] = '[{"x": 0, "y": 0, "width": 9, "height": 9}]'
+FOLLOW_UP = {"original_model_task_id": "t3d_unknown", "format": "FBX"}
+MODEL_3D_BODIES: dict[str, dict[str, Any]] = {
+    "text_to_model": {"prompt": "a cat"},
+    "image_to_model": {"file": {"type": "png", "url": "https://a.example/a.png"}},
+    "multiview_to_model": {"files": [{"type": "png", "url": "https://a.example/a.png"}]},
+    "texture_model": FOLLOW_UP, "refine_model": FOLLOW_UP, "animate_rig": FOLLOW_UP,
+    "convert_model": FOLLOW_UP,
+}  # fmt: skip
+NOT_SERVED = (
+    ("POST", "/luma/generations"), ("GET", "/luma/generations/abc"),
+    ("POST", "/task/jimeng/text2video"), ("POST", "/task/minimax/v1/video_generation"),
+    ("POST", "/task/volces/seedance"),
+)  # fmt: skip
 IMAGE = {"image": ("a.png", PNG + b"pixels", "image/png")}
 DATA_IMAGE = "data:image/png;base64," + base64.b64encode(PNG + b"pixels").decode()
 AUDIO = {"file": ("a.wav", _wav(), "audio/wav")}
@@ -159,6 +187,24 @@ ENDPOINTS: dict[str, Call] = {
     "suno.lyrics": _post("/suno/submit/lyrics", json={"prompt": "a song"}),
     "suno.fetch": _get("/suno/fetch/suno_unknown"),
     "suno.fetch_many": _post("/suno/fetch", json={"ids": ["suno_unknown"]}),
+    "task.fetch": _get("/task/pic_unknown"),
+    "task.doc": _post("/task/doc/pdf-parse", data={"url": ""}),
+    "kling.text2video": _post("/kling/v1/videos/text2video", json={"prompt": "a cat"}),
+    "kling.image2video": _post(
+        "/kling/v1/videos/image2video", json={"image": "https://images.example/a.png"}
+    ),
+    "kling.fetch": _get("/kling/v1/videos/text2video/kling_unknown"),
+    "video.generations": _post("/v1/video/generations", json={"model": "kling-v1", "prompt": "x"}),
+    "video.generations.fetch": _get("/v1/video/generations/video_unknown"),
+    **{
+        f"task.pic.{action}": _post(f"/task/pic/{action}", data=PIC_FORMS[action])
+        for action in PIC_ACTIONS
+    },
+    **{
+        f"task.3d.{kind}": _post(f"/task/3d/{kind}", json=body)
+        for kind, body in MODEL_3D_BODIES.items()
+    },
+    **{f"not-served {method} {path}": _call(method, path) for method, path in NOT_SERVED},
 }
 # An allowed key asking for a stored response or task that is not there gets 404, not 403
 # (and so does a task model its group has no channel for).
@@ -170,6 +216,13 @@ STORED = (
     "suno.lyrics", "suno.fetch",
 )  # fmt: skip
 ALLOWED_STATUS = dict.fromkeys(STORED, 404)
+# The task families: a model no channel of the group serves, or a task that is not there,
+# is a 404; a PDF that is not given, a 400; the paths not built yet, 501.
+ALLOWED_STATUS.update(
+    {name: 404 for name in ENDPOINTS if name.startswith(("task.", "kling.", "video.gen"))}
+)
+ALLOWED_STATUS.update({"task.doc": 400})
+ALLOWED_STATUS.update({name: 501 for name in ENDPOINTS if name.startswith("not-served")})
 # Gemini's and Azure's paths are the same operations begun the same way; their allowlist
 # is tested on every one of them in tests/test_inbound_metering.py.
 OTHER_DIALECTS = ("/v1beta/", "/openai/", "/v1/models/{target}")
@@ -213,6 +266,13 @@ def test_every_client_route_is_covered() -> None:
         "/mj/submit/modal", "/mj/submit/shorten", "/mj/insight-face/swap",
         "/mj/task/{id}/fetch", "/mj/task/list-by-condition", "/mj/task/{id}/image-seed",
         "/suno/submit/music", "/suno/submit/lyrics", "/suno/fetch/{task_id}", "/suno/fetch",
+        "/task/{task_id}",
+        "/task/doc/pdf-parse", "/kling/v1/videos/text2video", "/kling/v1/videos/image2video",
+        "/kling/v1/videos/{action}/{task_id}", "/v1/video/generations",
+        "/v1/video/generations/{task_id}", "/luma/generations", "/luma/generations/{task_id}",
+        "/task/jimeng/text2video", "/task/minimax/v1/video_generation", "/task/volces/seedance",
+        *(f"/task/pic/{action}" for action in PIC_ACTIONS),
+        *(f"/task/3d/{kind}" for kind in MODEL_3D_BODIES),
     }  # fmt: skip
     # Every path has a case (``/v1/responses/{id}`` and ``/v1/videos`` and
     # ``/v1/videos/{video_id}`` two each: GET and DELETE, GET and POST, GET and DELETE).

@@ -13,6 +13,7 @@ from omnirelay.providers.base import Endpoint
 from omnirelay.providers.openai import OpenAIProvider
 from omnirelay.providers.presets import Quirks, default_base_url, preset_at, presets
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.providers.tasks.registry import TASK_CHANNEL_TYPES
 from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway
@@ -39,7 +40,7 @@ def test_every_vendor_is_a_preset_and_a_channel_type() -> None:
     found = presets()
     assert set(found) == VENDORS
     types = ProviderRegistry().types
-    natives = {"openai", "azure", "anthropic", "gemini", "cohere", "midjourney", "suno"}
+    natives = {"openai", "azure", "anthropic", "gemini", "cohere", *TASK_CHANNEL_TYPES}
     assert VENDORS | natives == set(types)
     for preset in found.values():
         local = preset.name in ("ollama", "vllm", "llamacpp", "lmstudio")

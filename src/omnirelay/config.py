@@ -168,6 +168,20 @@ class Settings(BaseSettings):
     """How long one webhook delivery may take."""
     webhook_max_attempts: int = Field(default=8, ge=1, le=50)
     """Deliveries of one webhook event before it is given up (with backoff between)."""
+    task_sync_wait_s: float = Field(default=30.0, ge=0, le=600)
+    """How long a ``sync=1`` image-processing submit waits for its result before it answers
+    with the task still running (``state`` 0)."""
+    embedded_pdf_parser: bool = True
+    """Keep a channel of type ``embedded`` that parses PDFs in the gateway itself (model
+    ``pdf-parse``), made at start when there is none."""
+    max_pdf_pages: int = Field(default=2000, ge=1, le=100_000)
+    """The most pages a PDF sent to ``/task/doc/pdf-parse`` may have (more: a 400)."""
+    pdf_parse_timeout_s: float = Field(default=120.0, gt=0)
+    """How long parsing one PDF may take before its worker process is stopped."""
+    pdf_parse_concurrency: int = Field(default=2, ge=1, le=64)
+    """PDFs parsed at once, per process (each in a worker process of its own)."""
+    pdf_worker_memory_mb: int = Field(default=1024, ge=64)
+    """The address space one PDF worker process may use."""
     console_enabled: bool = True
     """Serve the web console under /console (sessions also reach the admin API)."""
     console_session_ttl_s: float = Field(default=43200.0, gt=0)

@@ -16,7 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
-from omnirelay.api import cors, midjourney, suno, videos
+from omnirelay.api import cors, midjourney, suno, task_families, videos
 from omnirelay.api.errors import error_middleware
 from omnirelay.api.listener import loop_factory, name_server, serve_until_stopped
 from omnirelay.api.results import signed_links
@@ -27,6 +27,7 @@ from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.alerts import Alerts, AlertWatch, WebhookTarget
 from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
 from omnirelay.gateway.charges import Settlement
+from omnirelay.gateway.documents import Documents, ensure_embedded_channel
 from omnirelay.gateway.fetch import ImageFetcher
 from omnirelay.gateway.genai import provider_name
 from omnirelay.gateway.health import BreakerPolicy, HealthBoard
@@ -54,7 +55,10 @@ from omnirelay.gateway.tasks.signing import UrlSigner
 from omnirelay.gateway.upstream_io import Upstream
 from omnirelay.providers.guarded import GuardedClient, any_address, public_address
 from omnirelay.providers.http import ReadLimits, Timeouts, UpstreamClient
+from omnirelay.providers.pdf_parser import PdfLimits, PdfParser
 from omnirelay.providers.registry import ProviderRegistry
+from omnirelay.providers.tasks.embedded_pdf import EmbeddedPdf
+from omnirelay.providers.tasks.registry import DOCUMENTS, TaskDialects
 from omnirelay.store.audit import GATEWAY, Actor, Audit
 from omnirelay.store.blobs import BlobStore
 from omnirelay.store.counters import Counters, MemoryCounters
@@ -122,7 +126,7 @@ def task_limits(settings: Settings) -> TaskLimits:
     )
 
 
-def task_families(settings: Settings, store: Store, limits: TaskLimits) -> dict[str, Family]:
+def all_families(settings: Settings, store: Store, limits: TaskLimits) -> dict[str, Family]:
     """Every task family, by name; their webhook events link results at public_base_url."""
     links = signed_links(
         UrlSigner(store.secrets.derive, limits.result_url_ttl_s), settings.public_base_url
@@ -132,7 +136,7 @@ def task_families(settings: Settings, store: Store, limits: TaskLimits) -> dict[
         midjourney.family(links),
         suno.family(links),
     )
-    return {family.name: family for family in families}
+    return {**{family.name: family for family in families}, **task_families.families()}
 
 
 @dataclass
@@ -163,10 +167,14 @@ class Runtime:
         self._warming = asyncio.get_running_loop().run_in_executor(
             None, state.tokens.encoding, "o200k_base"
         )
+        if state.settings.embedded_pdf_parser:
+            await ensure_embedded_channel(state.store)
         await state.sync.load_all()
         if self.share is not None:
             await self.share.load()
         await self.upstream.start()
+        if state.documents is not None:
+            await state.documents.start()
         await self.fetcher.start()
         await self.reconciler.run_once()
         await state.tasks.start()
@@ -208,6 +216,8 @@ class Runtime:
             await self.metrics.close()
         await self.upstream.close()
         await self.fetcher.close()
+        if state.documents is not None:
+            await state.documents.close()
         await self.counters.close()
         await state.store.close()
         if self.tracer is not None:
@@ -347,15 +357,31 @@ async def build_runtime(settings: Settings) -> Runtime:
         stored_responses=store.responses,
     )
     limits = task_limits(settings)
+    parser = PdfParser(
+        PdfLimits(
+            max_pages=settings.max_pdf_pages,
+            timeout_s=settings.pdf_parse_timeout_s,
+            concurrency=settings.pdf_parse_concurrency,
+            memory_mb=settings.pdf_worker_memory_mb,
+        )
+    )
+    dialects = TaskDialects()
     tasks = TaskEngine(
         store=store,
         kit=kit,
         settlement=settlement,
         holds=task_holds,
         router=router,
-        families=task_families(settings, store, limits),
+        families=all_families(settings, store, limits),
         blobs=BlobStore(settings.data_dir / "blobs"),
         limits=limits,
+        dialects=dialects,
+    )
+    dialects.register(DOCUMENTS, "embedded", EmbeddedPdf(parser, tasks.results.keep_file))
+    documents = Documents(
+        parser,
+        max_bytes=settings.max_body_bytes,
+        allow_private=settings.allow_private_networks,
     )
     admin_hash = await admin_key_hash(settings, store)
     sessions = Sessions(
@@ -391,6 +417,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         readiness=readiness,
         lifecycle=lifecycle,
         metrics=metrics,
+        documents=documents,
     )
     return Runtime(
         state=state,

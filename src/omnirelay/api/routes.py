@@ -18,21 +18,31 @@ from omnirelay.api import (
     billing,
     chat,
     completions,
+    documents,
     embeddings,
     gemini,
     images,
+    kling,
     midjourney,
     models,
+    models3d,
     moderations,
     ops,
+    pic,
     rerank,
     responses,
     results,
     suno,
+    task_poll,
+    unbuilt,
+    video_generations,
     videos,
 )
 from omnirelay.api.console.routes import add_console_routes
 from omnirelay.api.messages import count_tokens, messages
+from omnirelay.gateway import image_tasks
+from omnirelay.gateway import kling as gateway_kling
+from omnirelay.gateway import models3d as gateway_models3d
 
 
 def add_routes(app: web.Application) -> None:
@@ -79,6 +89,19 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/suno/fetch/{task_id}", suno.fetch_one)
     router.add_post("/suno/fetch", suno.fetch_many)
     router.add_get("/v1/results/{task_id}/{name}", results.signed_result)
+    for action in image_tasks.ACTIONS:
+        router.add_post(f"/task/pic/{action}", pic.submit_for(action))
+    router.add_post("/task/doc/pdf-parse", documents.submit)
+    for task_type in gateway_models3d.TYPES:
+        router.add_post(f"/task/3d/{task_type}", models3d.submit_for(task_type))
+    for action in gateway_kling.ACTIONS:
+        router.add_post(f"/kling/v1/videos/{action}", kling.submit_for(action))
+    router.add_get("/kling/v1/videos/{action}/{task_id}", kling.fetch)
+    router.add_post("/v1/video/generations", video_generations.submit)
+    router.add_get("/v1/video/generations/{task_id}", video_generations.fetch)
+    for (method, path), vendor in unbuilt.PATHS.items():
+        router.add_route(method, path, unbuilt.handler_for(vendor))
+    router.add_get("/task/{task_id}", task_poll.fetch)
     router.add_get("/v1/models", gemini.list_models_either)
     router.add_get("/v1/models/{model:.+}", gemini.get_model_either)
     for prefix in ("/v1", ""):

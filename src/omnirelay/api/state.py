@@ -9,6 +9,7 @@ from aiohttp import web
 
 from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
+from omnirelay.gateway.documents import Documents
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.lifecycle import Lifecycle
@@ -51,6 +52,7 @@ class AppState:
     readiness: Readiness
     lifecycle: Lifecycle
     metrics: MetricsPage | None = None
+    documents: Documents | None = None
 
 
 STATE = web.AppKey("omnirelay_state", AppState)

@@ -30,6 +30,7 @@ import contextlib
 import hashlib
 import hmac
 import logging
+import math
 import secrets
 import time
 from collections import deque
@@ -232,7 +233,7 @@ class AlertWatch:
             self._lagging = True
             self._alerts.send(
                 "log_writer.lag",
-                {"lag_s": round(lag, 1), "threshold_s": self._max_lag_s,
+                {"lag_s": math.ceil(lag * 10) / 10, "threshold_s": self._max_lag_s,
                  "queued_rows": self._writer.queued_rows},
             )  # fmt: skip
         elif lag <= self._max_lag_s / 2:

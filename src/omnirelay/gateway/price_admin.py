@@ -24,7 +24,7 @@ MAX_USD = Decimal(1_000_000)
 MAX_MODEL_NAME = 128  # the column's width
 _UNIT_NAME = re.compile(r"^[\w.:-]{1,64}$")
 _IMAGE_KIND = re.compile(r"^[\w.-]{1,32}(/[\w.-]{1,32})?$")
-_VIDEO_SIZE = re.compile(r"^\d{1,5}x\d{1,5}$")
+_VIDEO_SIZE = re.compile(r"^(\d{1,5}x\d{1,5}|std|pro)$")  # a size, or Kling's mode
 
 
 class _Strict(BaseModel):
@@ -59,7 +59,7 @@ class PriceSpec(_Strict):
     rerank_usd_per_search: Decimal | None = Field(default=None, ge=0, le=MAX_USD)
     task_actions_usd: dict[str, Decimal] = Field(default_factory=dict)
     video_usd_per_second: dict[str, Decimal] = Field(default_factory=dict)
-    """Per second of video out, by ``SIZE`` (e.g. ``1280x720``)."""
+    """Per second of video out, by ``SIZE`` (e.g. ``1280x720``), or by Kling's mode."""
     channel: str | None = Field(default=None, min_length=1, max_length=128)
     channel_id: int | None = Field(default=None, ge=0)
 
@@ -71,7 +71,7 @@ class PriceSpec(_Strict):
     @field_validator("video_usd_per_second")
     @classmethod
     def _video(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
-        return _usd_table(value, _VIDEO_SIZE, "video SIZE such as 1280x720")
+        return _usd_table(value, _VIDEO_SIZE, "video SIZE such as 1280x720, or mode std/pro")
 
     @field_validator("task_actions_usd")
     @classmethod

@@ -1,5 +1,6 @@
 """Provider lookup by channel type: the native dialects, one type per vendor preset, and the
-task-only types (Midjourney, Suno), whose dialects live in ``providers.tasks``."""
+task-only types (Midjourney, Suno, PicWish, the embedded parser, Tripo, Kling), whose
+dialects live in ``providers.tasks``."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ from omnirelay.providers.gemini import GeminiProvider
 from omnirelay.providers.openai import OpenAIProvider
 from omnirelay.providers.presets import presets
 from omnirelay.providers.tasks.registry import TASK_CHANNEL_TYPES
+
+TASKS_ONLY = object()
+"""What such a channel type answers for the operations beyond chat: none of them."""
 
 
 class ProviderRegistry:
@@ -25,12 +29,14 @@ class ProviderRegistry:
         }
         for name, preset in presets().items():
             self._chat.setdefault(name, OpenAIProvider(preset.quirks))
-        # Vendors that serve only operations beyond chat.
+        # Vendors that serve only operations beyond chat, and upstreams of task families
+        # only (their dialects are in providers/tasks).
         self._others: dict[str, object] = {"cohere": CohereProvider()}
+        self._others.update(dict.fromkeys(TASK_CHANNEL_TYPES, TASKS_ONLY))
 
     @property
     def types(self) -> list[str]:
-        return sorted({*self._chat, *self._others, *TASK_CHANNEL_TYPES})
+        return sorted({*self._chat, *self._others})
 
     def chat(self, channel_type: str) -> ChatProvider | None:
         return self._chat.get(channel_type)

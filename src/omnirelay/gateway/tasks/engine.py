@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import Any
 
 from omnirelay.gateway.background import stop
@@ -99,10 +99,12 @@ class TaskEngine:
     async def submit(self, call: Call, request: TaskRequest) -> TaskRow:
         return await self.submitter.submit(call, request)
 
-    async def owned(self, key_id: int, public_id: str, family: str) -> TaskRow:
-        """The key's own task of this family; NotFound for anyone else's, or none."""
+    async def owned(self, key_id: int, public_id: str, family: str | Collection[str]) -> TaskRow:
+        """The key's own task of this family (or of one of these); NotFound for anyone
+        else's, or none."""
+        families = {family} if isinstance(family, str) else set(family)
         task = await self._store.tasks.get(public_id) if len(public_id) <= 64 else None
-        if task is None or task.key_id != key_id or task.family != family or task.deleted_ms:
+        if task is None or task.key_id != key_id or task.family not in families or task.deleted_ms:
             raise NotFound(
                 f"No task found with id '{public_id[:64]}'.", param="id", code="not_found"
             )
@@ -119,7 +121,7 @@ class TaskEngine:
                 found[task.public_id] = task
         return [found[public_id] for public_id in wanted if public_id in found]
 
-    async def read(self, key_id: int, public_id: str, family: str) -> TaskRow:
+    async def read(self, key_id: int, public_id: str, family: str | Collection[str]) -> TaskRow:
         """The key's own task, polled out of turn first when it is active."""
         task = await self.owned(key_id, public_id, family)
         if task.active:

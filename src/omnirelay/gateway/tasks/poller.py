@@ -34,7 +34,13 @@ from omnirelay.gateway.tasks.requests import submission_of
 from omnirelay.gateway.tasks.results import ResultStore, ResultUnavailable
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.http import Timeouts, UpstreamClient
-from omnirelay.providers.tasks.base import FAILED, SUCCEEDED, TaskDialect, TaskStatus
+from omnirelay.providers.tasks.base import (
+    FAILED,
+    SUCCEEDED,
+    LocalDialect,
+    TaskDialect,
+    TaskStatus,
+)
 from omnirelay.providers.tasks.registry import TaskDialects
 from omnirelay.store import tasks as states
 from omnirelay.store.tasks import TaskRepository, TaskRow, UpstreamIdTaken
@@ -289,6 +295,8 @@ class Poller:
         """What the upstream says of each task, in one request. A task it said nothing
         usable about is rescheduled (or released, when the upstream lost it)."""
         now_ms = _now_ms()
+        if isinstance(dialect, LocalDialect):
+            return {task.id: _local_status(dialect, task) for task in tasks if task.upstream_id}
         ids = [task.upstream_id for task in tasks if task.upstream_id is not None]
         request = dialect.poll_request(route.endpoint, ids)
         try:
@@ -501,6 +509,13 @@ def _plain_poll(task: TaskRow, now_ms: int) -> bool:
         and task.state != states.SUBMITTING
         and task.upstream_id is not None
     )
+
+
+def _local_status(dialect: LocalDialect, task: TaskRow) -> TaskStatus:
+    """A local task's end, as its submit wrote it into the row."""
+    outputs = (task.result or {}).get("outputs")
+    assert task.upstream_id is not None
+    return dialect.status_of(task.upstream_id, outputs if isinstance(outputs, dict) else {})
 
 
 def _due_now(now_ms: int) -> dict[str, Any]:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,6 +32,7 @@ log = logging.getLogger("omnirelay.tasks.results")
 DAY_MS = 86_400_000
 SWEEP_BATCH = 500
 MAX_HOSTS = 256
+READ_CHUNK = 256 * 1024
 
 
 class ResultUnavailable(Exception):
@@ -51,6 +52,9 @@ class ResultStore:
         client = await self._client_for(route)
         stored: dict[str, dict[str, Any]] = {}
         for asset in assets:
+            if asset.stored is not None:
+                stored[asset.name] = self._kept(asset)
+                continue
             try:
                 stored[asset.name] = await self._download(client, asset)
             except (FetchRefused, BlobTooLarge) as refused:
@@ -58,6 +62,18 @@ class ResultStore:
                     raise ResultUnavailable(f"The task's {asset.name} {refused}.") from refused
                 log.info("optional result %s not stored: %s", asset.name, refused)
         return stored
+
+    async def keep_file(self, path: str, content_type: str) -> dict[str, Any]:
+        """Store a file the gateway made itself (a local dialect's result); it is the
+        task's once the task ends referencing it."""
+
+        async def chunks() -> AsyncIterator[bytes]:
+            with open(path, "rb") as file:  # noqa: ASYNC230 - local, bounded reads
+                while chunk := await asyncio.to_thread(file.read, READ_CHUNK):
+                    yield chunk
+
+        blob = await self.blobs.put(chunks(), self._limits.result_max_bytes)
+        return {"digest": blob.digest, "size": blob.size, "content_type": content_type}
 
     async def sweep(self, now_ms: int | None = None) -> int:
         """Forget results past the retention, and delete unreferenced files; returns how
@@ -119,8 +135,22 @@ class ResultStore:
             self._clients[host] = client
         return client
 
+    def _kept(self, asset: Asset) -> dict[str, Any]:
+        """A result the dialect stored itself, if its blob is still there."""
+        kept = dict(asset.stored or {})
+        digest = kept.get("digest")
+        if not isinstance(digest, str) or self.blobs.size(digest) is None:
+            raise ResultUnavailable(f"The task's {asset.name} is no longer stored.")
+        return {
+            "digest": digest,
+            "size": self.blobs.size(digest),
+            "content_type": str(kept.get("content_type") or "application/octet-stream"),
+        }
+
     async def _download(self, client: GuardedClient, asset: Asset) -> dict[str, Any]:
         request = asset.request
+        if request is None:
+            raise FetchRefused("has no source to download it from")
         limit = self._limits.result_max_bytes
         async with client.open(request.url, limit, request.headers) as opened:
             blob = await self.blobs.put(opened.chunks, limit)

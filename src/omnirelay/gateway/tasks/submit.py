@@ -41,6 +41,8 @@ from omnirelay.gateway.upstream_io import error_of
 from omnirelay.providers.http import Timeouts, never_sent
 from omnirelay.providers.tasks.base import (
     SUCCEEDED,
+    LocalDialect,
+    ReadsSubmission,
     Submission,
     SubmitRefusal,
     TaskDialect,
@@ -223,6 +225,10 @@ class Submitter:
     async def _send(
         self, dialect: TaskDialect, route: Route, submission: Submission, placed: _Placed
     ) -> Deferred:
+        if isinstance(dialect, LocalDialect):
+            # No upstream: the work is done now, and its end is read back by the poller.
+            done = await dialect.run(submission, route.upstream_model)
+            return await self._accepted(placed, done, keep_outputs=True)
         request = dialect.submit_request(route.endpoint, submission, route.upstream_model)
         limit = self._limits.submit_timeout_s
         timeouts = Timeouts(
@@ -240,14 +246,20 @@ class Submitter:
         if response.status >= 400:
             raise await error_of(response, dialect)
         try:
-            status = dialect.submit_response(await response.read())
+            payload = await response.read()
+            if isinstance(dialect, ReadsSubmission):
+                status = dialect.submit_response_to(payload, submission)
+            else:
+                status = dialect.submit_response(payload)
         except GatewayError as error:
             if isinstance(error, SubmitRefusal):
                 raise  # the upstream answered no: nothing was made, nothing to look for
             return await self._unanswered(placed, error)
         return await self._accepted(placed, status)
 
-    async def _accepted(self, placed: _Placed, status: TaskStatus) -> Deferred:
+    async def _accepted(
+        self, placed: _Placed, status: TaskStatus, *, keep_outputs: bool = False
+    ) -> Deferred:
         assert placed.row is not None
         now_ms = _now_ms()
         wait_s = 0.0 if status.state == SUCCEEDED else self._limits.poll_min_s
@@ -256,7 +268,9 @@ class Submitter:
             "upstream_id": status.upstream_id,
             "submitted_ms": now_ms,
         }
-        if status.outputs:
+        if keep_outputs:
+            values["result"] = {"outputs": dict(status.outputs)}
+        elif status.outputs:
             values["result"] = {"submitted": dict(status.outputs)}
         try:
             moved = await self._tasks.update(placed.row, values, now_ms)

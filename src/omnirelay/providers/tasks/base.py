@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.operations import ErrorMapper
@@ -52,11 +52,14 @@ class Billable:
 
 @dataclass(frozen=True, slots=True)
 class Asset:
-    """One result file to keep, and the request that downloads it."""
+    """One result file to keep, and the request that downloads it; or, for a dialect that
+    made the file itself (``LocalDialect``), the blob it stored already (``stored``:
+    ``{"digest", "size", "content_type"}``)."""
 
     name: str
-    request: UpstreamRequest
+    request: UpstreamRequest | None
     required: bool = True
+    stored: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +133,25 @@ class TaskDialect(ErrorMapper, Protocol):
         """How long to wait before the next poll, after ``unchanged_polls`` polls that
         brought no news."""
         ...
+
+
+@runtime_checkable
+class ReadsSubmission(Protocol):
+    """Optional: a dialect whose accepted task needs the submission to be named (its
+    poll path depends on the action, say): the engine calls this instead of
+    ``submit_response``."""
+
+    def submit_response_to(self, payload: bytes, submission: Submission) -> TaskStatus: ...
+
+
+@runtime_checkable
+class LocalDialect(Protocol):
+    """Optional: a dialect with no upstream, whose work the gateway does itself (the
+    embedded PDF parser). ``run`` does the task during its submit and returns it ended
+    (SUCCEEDED, its results stored, named in ``outputs``) or raises the GatewayError to
+    answer (a client error fails the task, releasing its hold); ``status_of`` reads that
+    end back from the outputs the task's row keeps, where a poll would ask an upstream."""
+
+    async def run(self, submission: Submission, upstream_model: str) -> TaskStatus: ...
+
+    def status_of(self, upstream_id: str, outputs: Mapping[str, Any]) -> TaskStatus: ...

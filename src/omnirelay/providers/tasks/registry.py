@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from omnirelay.providers.tasks.base import TaskDialect
+from omnirelay.providers.tasks.kling import Kling
 from omnirelay.providers.tasks.midjourney import MidjourneyProxy
 from omnirelay.providers.tasks.openai_videos import OpenAIVideos
+from omnirelay.providers.tasks.picwish import PicWish
 from omnirelay.providers.tasks.suno import SunoRelay
+from omnirelay.providers.tasks.tripo import Tripo
 
 OPENAI_VIDEO = "openai.video"
 MIDJOURNEY = "midjourney"
 SUNO = "suno"
-TASK_CHANNEL_TYPES = (MIDJOURNEY, SUNO)
+IMAGE_TASKS = "task.pic"
+DOCUMENTS = "task.doc"
+MODELS_3D = "task.3d"
+KLING_VIDEO = "kling.video"
+TASK_CHANNEL_TYPES = (MIDJOURNEY, SUNO, "picwish", "embedded", "tripo", "kling")
 """Channel types that serve tasks only (each upstream speaks its family's API)."""
 
 
@@ -20,6 +27,9 @@ class TaskDialects:
             (OPENAI_VIDEO, "openai"): OpenAIVideos(),
             (MIDJOURNEY, MIDJOURNEY): MidjourneyProxy(),
             (SUNO, SUNO): SunoRelay(),
+            (IMAGE_TASKS, "picwish"): PicWish(),
+            (MODELS_3D, "tripo"): Tripo(),
+            (KLING_VIDEO, "kling"): Kling(),
         }
 
     def register(self, family: str, channel_type: str, dialect: TaskDialect) -> None:
