@@ -346,7 +346,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     if stats is not None:
         from omnirelay.metrics import Metrics
 
-        metrics = Metrics(stats, health, router, logs, store.dead_letters.pending_count)
+        metrics = Metrics(
+            stats, health, router, logs, store.dead_letters.pending_count, store.tasks.queue
+        )
     trace_headers = tracer.headers if tracer is not None else None
     kit = Kit(pipeline, Upstream(upstream, trace_headers), providers, tokens)
     surface = Surface(
