@@ -94,6 +94,8 @@ class FakeMidjourney(TaskFake[MjJob]):
             self.banned_words = ("nude", "gore")
             self.batches: list[list[str]] = []
             self.bodies: list[tuple[str, dict[str, Any]]] = []
+            # A real image to serve instead (bytes, type), for a browser that draws it.
+            self.image_body: tuple[bytes, str] | None = None
 
     def children_of(self, parent_id: str) -> list[MjJob]:
         """The jobs made by acting on ``parent_id``."""
@@ -297,6 +299,9 @@ class FakeMidjourney(TaskFake[MjJob]):
             job.image_reads += 1
         if expired:
             return web.Response(status=404, text="This content is no longer available.")
+        if self.image_body is not None:
+            body, kind = self.image_body
+            return web.Response(body=body, content_type=kind)
         return web.Response(body=image_bytes(job.id), content_type="image/png")
 
     def _advance(self, job: MjJob) -> None:

@@ -136,6 +136,9 @@ class FakeVideos(TaskFake[Job]):
         super().reset()
         with self._lock:
             self.video_bytes = 48_000
+            # Real files to serve instead, by variant ({"video": (bytes, type)}), for a
+            # browser that plays or draws them.
+            self.content_bodies: dict[str, tuple[bytes, str]] = {}
 
     def polls_of(self, video_id: str) -> int:
         with self._lock:
@@ -301,7 +304,9 @@ class FakeVideos(TaskFake[Job]):
             if job.expires_at is not None and self.now() > job.expires_at:
                 raise _error(404, "The video's assets have expired.", "video_expired")
             job.content_reads[variant] = job.content_reads.get(variant, 0) + 1
-        if variant == "video":
+        if variant in self.content_bodies:
+            body, kind = self.content_bodies[variant]
+        elif variant == "video":
             body, kind = video_bytes(job.id, self.video_bytes), "video/mp4"
         elif variant == "thumbnail":
             body, kind = WEBP_HEAD + hashlib.sha256(job.id.encode()).digest(), "image/webp"
