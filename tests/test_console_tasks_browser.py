@@ -1,10 +1,11 @@
 """The console's Tasks page in a real browser (Debian's chromium, driven by Playwright),
-against the real gateway, a fake of OpenAI's video API and a fake midjourney-proxy.
+against the real gateway and fakes of OpenAI's video API, midjourney-proxy and a Suno relay.
 
-The fakes serve real media, made by the browser beforehand (a PNG and a WebM from a
-canvas), so the page's results are checked as a person sees them: the video plays, the
-image is drawn. An active task is cancelled from the page, after its confirmation. The
-screenshots go to a temporary folder (``make screenshots``: docs/console).
+The fakes serve real media, made beforehand (a PNG and a WebM drawn on a canvas by the
+browser, a WAV tone), so the page's results are checked as a person sees them: the video
+and the songs play, the image is drawn. An active task is cancelled from the page, after
+its confirmation. The screenshots go to a temporary folder (``make screenshots``:
+docs/console).
 """
 
 from __future__ import annotations
@@ -23,17 +24,20 @@ from playwright.sync_api import Browser, Dialog, expect
 from support.browser import Media, Tab, chromium, make_media, screenshot_dir
 from support.constants import CLIENT_TIMEOUT_S
 from support.fake_midjourney import FakeMidjourney
+from support.fake_suno import FakeSuno
 from support.fake_videos import FakeVideos
 from support.gateway import ADMIN_KEY, Gateway, wait_until
+from support.media import wav_tone
 from support.tasks import FAST, VIDEOS_UPSTREAM_KEY
 
 MJ_UPSTREAM_KEY = "mj-upstream-secret-console"
+SUNO_UPSTREAM_KEY = "suno-upstream-secret-console"
 FOUR_SECONDS_720P = 400_000_000  # sora-2: $0.10 a second
 IMAGINE_NANO = 50_000_000
-MJ_PRICES = {
-    "input_usd_per_m": "0",
-    "output_usd_per_m": "0",
-    "task_actions_usd": {"imagine": "0.05"},
+SONG_NANO = 80_000_000  # two clips
+TASK_PRICES = {
+    "midjourney": {"imagine": "0.05"},
+    "suno": {"music": "0.04"},
 }
 
 
@@ -42,6 +46,7 @@ class Setup:
     gateway: Gateway
     videos: FakeVideos
     midjourney: FakeMidjourney
+    suno: FakeSuno
     key: str
     key_id: int
     sora_channel: int
@@ -62,6 +67,14 @@ class Setup:
         assert answer.status_code == 200 and answer.json()["code"] == 1, answer.text
         return str(answer.json()["result"])
 
+    def song(self, prompt: str) -> str:
+        body = {"gpt_description_prompt": prompt, "mv": "chirp-v3-5"}
+        answer = httpx.post(self.gateway.url + "/suno/submit/music", json=body,
+                            headers={"Authorization": f"Bearer {self.key}"},
+                            timeout=CLIENT_TIMEOUT_S)  # fmt: skip
+        assert answer.status_code == 200 and answer.json()["code"] == "success", answer.text
+        return str(answer.json()["data"])
+
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
@@ -79,8 +92,9 @@ def media(browser: Browser) -> Media:
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     videos, midjourney = FakeVideos(VIDEOS_UPSTREAM_KEY), FakeMidjourney(MJ_UPSTREAM_KEY)
-    videos.start()
-    midjourney.start()
+    suno = FakeSuno(SUNO_UPSTREAM_KEY)
+    for fake in (videos, midjourney, suno):
+        fake.start()
     gateway = Gateway(tmp_path_factory.mktemp("console-tasks"),
                       env={**FAST, "OMNIRELAY_ALLOW_PRIVATE_NETWORKS": "true"})  # fmt: skip
     gateway.start()
@@ -89,15 +103,20 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
                                    api_key=VIDEOS_UPSTREAM_KEY, models=["sora-2"])  # fmt: skip
         mj = gateway.add_channel(name="mj", type="midjourney", base_url=midjourney.url,
                                  api_key=MJ_UPSTREAM_KEY, models=["midjourney"])  # fmt: skip
-        priced = gateway.admin("PUT", "/admin/prices/midjourney", MJ_PRICES)
-        assert priced.status_code == 200, priced.text
+        gateway.add_channel(name="suno", type="suno", base_url=suno.url,
+                            api_key=SUNO_UPSTREAM_KEY, models=["suno"])  # fmt: skip
+        for model, actions in TASK_PRICES.items():
+            prices = {"input_usd_per_m": "0", "output_usd_per_m": "0",
+                      "task_actions_usd": actions}  # fmt: skip
+            priced = gateway.admin("PUT", f"/admin/prices/{model}", prices)
+            assert priced.status_code == 200, priced.text
         created = gateway.create_key(name="studio")
-        yield Setup(gateway, videos, midjourney, created["key"], created["id"], int(sora["id"]),
-                    int(mj["id"]))  # fmt: skip
+        yield Setup(gateway, videos, midjourney, suno, created["key"], created["id"],
+                    int(sora["id"]), int(mj["id"]))  # fmt: skip
     finally:
         gateway.stop()
-        videos.stop()
-        midjourney.stop()
+        for fake in (videos, midjourney, suno):
+            fake.stop()
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +134,21 @@ def tab(browser: Browser, setup: Setup, shots: Path) -> Iterator[Tab]:
 
 @pytest.fixture(scope="module")
 def finished(setup: Setup, media: Media) -> dict[str, str]:
-    """A completed video and a completed Midjourney imagine, their results real media."""
+    """A completed video, Midjourney imagine and Suno song, their results real media."""
     pictures = {variant: (media.png, "image/png") for variant in ("thumbnail", "spritesheet")}
     setup.videos.set(content_bodies={"video": (media.webm, "video/webm"), **pictures})
     setup.midjourney.set(image_body=(media.png, "image/png"))
+    setup.suno.set(file_bodies={"mp3": (wav_tone(), "audio/wav"), "jpeg": (media.png, "image/png"),
+                                "mp4": (media.webm, "video/webm")})  # fmt: skip
     client = setup.client()
     video = client.videos.create(model="sora-2", prompt="a sunrise over the relay", seconds="4")
     image = setup.imagine("a lighthouse, watercolour")
+    song = setup.song("a song about a relay that never drops a call")
     assert client.videos.poll(video.id, poll_interval_ms=100).status == "completed"
-    wait_until(lambda: setup.task(image)["state"] == "succeeded", timeout=20, interval=0.1)
-    return {"video": video.id, "image": image}
+    for task_id in (image, song):
+        wait_until(lambda t=task_id: setup.task(t)["state"] == "succeeded", timeout=20,
+                   interval=0.1)  # fmt: skip
+    return {"video": video.id, "image": image, "song": song}
 
 
 def test_the_operator_sees_the_video_play_and_the_image_drawn(
@@ -160,7 +184,7 @@ def test_the_operator_sees_the_video_play_and_the_image_drawn(
     page.select_option("#f-state", "")
     page.select_option("#f-key_id", str(setup.key_id))
     page.click("#task-filters button[type=submit]")
-    expect(page.locator("tr[data-task]")).to_have_count(2)
+    expect(page.locator("tr[data-task]")).to_have_count(3)
     tab.shot("tasks")
 
     # The video task: its state, charge and a player that plays the stored video.
@@ -204,6 +228,41 @@ def test_the_operator_sees_the_video_play_and_the_image_drawn(
     )
     assert picture.evaluate("i => [i.naturalWidth, i.naturalHeight]") == [480, 270]
     tab.shot("task-image")
+    assert tab.script_errors() == []
+
+
+def test_a_songs_clips_play_in_the_page(tab: Tab, setup: Setup, finished: dict[str, str]) -> None:
+    page = tab.page
+    tab.sign_in(ADMIN_KEY)
+    tab.open(f"/console/tasks?task={finished['song']}")
+    tab.ready()
+    expect(page.locator("#task-state")).to_have_attribute("data-state", "succeeded")
+    expect(page.locator("#task-charge")).to_have_attribute("data-nano", str(SONG_NANO))
+    players = page.locator("figure[data-kind='audio'] audio")
+    expect(players).to_have_count(2)  # a song is two clips
+    expect(page.locator("figure[data-kind='image'] img")).to_have_count(2)
+    expect(page.locator("figure[data-kind='video'] video")).to_have_count(2)
+    first = players.first
+    assert first.evaluate("a => a.controls") is True
+    expect(first).to_have_attribute("src", f"/admin/tasks/{finished['song']}/results/clip0-audio")
+    page.wait_for_function(
+        "() => document.querySelector(\"figure[data-kind='audio'] audio\").readyState >= 1"
+    )
+    assert first.evaluate("a => [Math.round(a.duration * 10) / 10, a.error]") == [1.0, None]
+    played = first.evaluate(
+        """async (a) => {
+            a.muted = true;
+            await a.play();
+            await new Promise((done) => setTimeout(done, 400));
+            a.pause();
+            return a.currentTime;
+        }"""
+    )
+    assert played > 0.1, "the song did not play"
+    page.wait_for_function(  # every player loaded, for the screenshot
+        "() => [...document.querySelectorAll('video, audio')].every((m) => m.readyState >= 2)"
+    )
+    tab.shot("task-song")
     assert tab.script_errors() == []
 
 
@@ -261,7 +320,7 @@ def test_the_operator_cancels_an_active_task_after_confirming(
     assert (row_after["state"], row_after["charge_nano"] or 0) == ("cancelled", 0)
     book = setup.gateway.admin("GET", f"/admin/ledger?key_id={setup.key_id}").json()
     assert not book["open_holds"]
-    assert book["total_nano"] == FOUR_SECONDS_720P + IMAGINE_NANO  # the two that finished
+    assert book["total_nano"] == FOUR_SECONDS_720P + IMAGINE_NANO + SONG_NANO  # those that ended
     tab.shot("task-cancelled")
 
     tab.open("/console/tasks?state=cancelled")

@@ -21,7 +21,8 @@ clock, and an image is served until ``content_ttl_s`` after its job finished on 
 Fault knobs are :class:`TaskFake`'s; besides them: ``refusal_code`` (what ``refuse_submits``
 answers, 24 by default), ``queue_full`` (the next n submits answer code 23), ``queued``
 (the next n answer code 22), ``banned_words``, and counts of ``list-by-condition`` calls
-and the ids each asked for (``batches``).
+and the ids each asked for (``batches``); ``image_body`` serves a real image in place of
+the made-up one.
 """
 
 from __future__ import annotations

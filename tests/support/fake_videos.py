@@ -9,6 +9,8 @@ against the ``openai`` SDK's own ``Video`` type and the official spec. Progress 
 each poll of a job (``polls_to_finish``) or with a clock the test moves (``advance``); the
 result bytes are served until the job's ``expires_at`` on that clock, then refused.
 
+``content_bodies`` serves real files (a video a browser plays) in place of the made-up ones.
+
 Fault knobs, which every later task fake reuses (:class:`TaskFake`): refuse the next
 submits; accept a submit then answer too late (or not create the job at all); jobs that
 never finish; jobs that flap between statuses; jobs that fail; 429s on poll. It also counts
