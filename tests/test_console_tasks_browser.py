@@ -187,6 +187,20 @@ def test_the_operator_sees_the_video_play_and_the_image_drawn(
     expect(page.locator("tr[data-task]")).to_have_count(3)
     tab.shot("tasks")
 
+    # A page at a time, newest first: two, then the one left.
+    tab.open("/console/tasks?limit=2")
+    tab.ready()
+    expect(page.locator("tr[data-task]")).to_have_count(2)
+    expect(page.locator("tr[data-task]").first).to_have_attribute("data-task", finished["song"])
+    page.click("#older")
+    expect(page.locator("tr[data-task]")).to_have_count(1)
+    expect(video_row).to_be_visible()
+    expect(page.locator("#older")).to_be_disabled()
+    page.get_by_role("button", name="Newest").click()
+    expect(page.locator("tr[data-task]")).to_have_count(2)
+    tab.open("/console/tasks")
+    tab.ready()
+
     # The video task: its state, charge and a player that plays the stored video.
     video_row.locator(f"a[href='/console/tasks?task={finished['video']}']").click()
     tab.ready()

@@ -5,7 +5,7 @@
 // serves them to the operator's session (and seeks: videos ask for byte ranges).
 import { api, badge, button, channelNames, clear, field, guarded, h, keyNames, notice, number, params, select, setParams, start, table, usd, when } from "../lib.js";
 
-const PAGE = 50;
+const PAGE = 50; // rows a page, unless the address asks (?limit=, 1 to 1000)
 const STATES = ["submitting", "queued", "running", "succeeded", "failed", "cancelled", "expired"];
 const ACTIVE = new Set(["submitting", "queued", "running"]);
 const REFRESH_MS = 2000;
@@ -186,6 +186,7 @@ async function list(root, keys, channels) {
   const state = select("state", [["", "any state"], ...STATES.map((s) => [s, s])], query.get("state") || "");
   const key = select("key_id", [["", "any key"], ...[...keys].map(([id, name]) => [String(id), `${name} (#${id})`])], query.get("key_id") || "");
   const channel = select("channel_id", [["", "any channel"], ...[...channels].map(([id, name]) => [String(id), name])], query.get("channel_id") || "");
+  const limit = Math.min(Math.max(Number(query.get("limit")) || PAGE, 1), 1000);
   let families = null;
 
   // Until the first page names the families, the family asked for is the address's.
@@ -193,8 +194,8 @@ async function list(root, keys, channels) {
 
   async function load(beforeId) {
     const wanted = filters();
-    setParams(wanted);
-    const q = new URLSearchParams(Object.entries({ ...wanted, limit: PAGE, before_id: beforeId || "" }).filter(([, v]) => v !== ""));
+    setParams({ ...wanted, limit: limit === PAGE ? "" : limit });
+    const q = new URLSearchParams(Object.entries({ ...wanted, limit, before_id: beforeId || "" }).filter(([, v]) => v !== ""));
     const page = await api("GET", `/admin/tasks?${q}`);
     if (families === null) {
       // The families this gateway runs, known once the first page came.
