@@ -9,6 +9,8 @@ against the ``openai`` SDK's own ``Video`` type and the official spec. Progress 
 each poll of a job (``polls_to_finish``) or with a clock the test moves (``advance``); the
 result bytes are served until the job's ``expires_at`` on that clock, then refused.
 
+``content_bodies`` serves real files (a video a browser plays) in place of the made-up ones.
+
 Fault knobs, which every later task fake reuses (:class:`TaskFake`): refuse the next
 submits; accept a submit then answer too late (or not create the job at all); jobs that
 never finish; jobs that flap between statuses; jobs that fail; 429s on poll. It also counts
@@ -136,6 +138,9 @@ class FakeVideos(TaskFake[Job]):
         super().reset()
         with self._lock:
             self.video_bytes = 48_000
+            # Real files to serve instead, by variant ({"video": (bytes, type)}), for a
+            # browser that plays or draws them.
+            self.content_bodies: dict[str, tuple[bytes, str]] = {}
 
     def polls_of(self, video_id: str) -> int:
         with self._lock:
@@ -301,7 +306,9 @@ class FakeVideos(TaskFake[Job]):
             if job.expires_at is not None and self.now() > job.expires_at:
                 raise _error(404, "The video's assets have expired.", "video_expired")
             job.content_reads[variant] = job.content_reads.get(variant, 0) + 1
-        if variant == "video":
+        if variant in self.content_bodies:
+            body, kind = self.content_bodies[variant]
+        elif variant == "video":
             body, kind = video_bytes(job.id, self.video_bytes), "video/mp4"
         elif variant == "thumbnail":
             body, kind = WEBP_HEAD + hashlib.sha256(job.id.encode()).digest(), "image/webp"

@@ -155,6 +155,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/deadletters", admin_deadletters.dead_letters)
     router.add_get("/admin/tasks", admin_tasks.list_tasks)
     router.add_get("/admin/tasks/{task_id}", admin_tasks.get_task)
+    router.add_get("/admin/tasks/{task_id}/results/{name}", admin_tasks.task_result)
     router.add_post("/admin/tasks/{task_id}/cancel", admin_tasks.cancel_task)
     router.add_get("/admin/keys/{id}/webhook-secret", admin_tasks.webhook_secret)
     router.add_get("/healthz", ops.healthz)

@@ -96,6 +96,10 @@ class TaskEngine:
     def family(self, name: str) -> Family:
         return self._families[name]
 
+    def family_names(self) -> list[str]:
+        """Every task family this gateway runs, sorted."""
+        return sorted(self._families)
+
     async def submit(self, call: Call, request: TaskRequest) -> TaskRow:
         return await self.submitter.submit(call, request)
 
