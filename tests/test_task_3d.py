@@ -4,11 +4,10 @@ channel, money on failure, deadline and cancellation, ownership."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from support.fake_tasks import GLB_HEAD, file_bytes
 from support.fake_tripo import FakeTripo
 from support.gateway import Gateway, wait_until
-from support.tasks import FAST
+from support.tasks import FAST, TaskLane
 
 UPSTREAM_KEY = "tsk_upstream_3d_51c0"
 TIMEOUT = 30
@@ -30,22 +29,15 @@ TEXT_NANO = 200_000_000
 
 
 @dataclass
-class Setup:
-    gateway: Gateway
+class Setup(TaskLane):
+    prefix: ClassVar[str] = "3d-"
     fake: FakeTripo
-
-    def key(self, **fields: Any) -> tuple[str, int]:
-        created = self.gateway.create_key(name="3d-" + secrets.token_hex(3), **fields)
-        return created["key"], created["id"]
 
     def submit(self, key: str, task_type: str, body: dict[str, Any]) -> httpx.Response:
         return _submit(self.gateway, key, task_type, body)
 
     def until_done(self, key: str, task_id: str) -> dict[str, Any]:
         return _until_done(self.gateway, key, task_id)
-
-    def book(self, key_id: int) -> dict[str, Any]:
-        return dict(self.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json())
 
 
 def _submit(gateway: Gateway, key: str, task_type: str, body: dict[str, Any]) -> httpx.Response:
