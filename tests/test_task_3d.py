@@ -23,7 +23,8 @@ PRICES = {
     "input_usd_per_m": "0",
     "output_usd_per_m": "0",
     "task_actions_usd": {"text_to_model": "0.20", "image_to_model": "0.30",
-                         "texture_model": "0.10", "convert_model": "0.05"},
+                         "multiview_to_model": "0.40", "texture_model": "0.10",
+                         "refine_model": "0.30", "animate_rig": "0.25", "convert_model": "0.05"},
 }  # fmt: skip
 TEXT_NANO = 200_000_000
 
@@ -113,6 +114,36 @@ def test_text_to_model_then_a_texture_on_it(setup: Setup) -> None:
     assert setup.until_done(key, textured.json()["data"]["task_id"])["status"] == "success"
     book = setup.book(key_id)
     assert book["total_nano"] == TEXT_NANO + 100_000_000 and not book["open_holds"]
+
+
+def test_every_other_task_type_runs_to_its_result_and_its_price(setup: Setup) -> None:
+    key, key_id = setup.key()
+    image = {"type": "png", "url": "https://images.example.com/cat.png"}
+    views = [{"type": "jpg", "url": f"https://images.example.com/cat-{side}.jpg"}
+             for side in ("front", "left", "back")]  # fmt: skip
+    made = {}
+    inputs = (("image_to_model", {"file": image}),
+              ("multiview_to_model", {"files": views, "texture": False}))  # fmt: skip
+    for task_type, body in inputs:
+        sent = setup.submit(key, task_type, body)
+        assert sent.status_code == 200, sent.text
+        made[task_type] = setup.until_done(key, sent.json()["data"]["task_id"])
+        assert made[task_type]["status"] == "success"
+    assert setup.fake.bodies[0] == {"type": "image_to_model", "file": image}
+    assert setup.fake.bodies[1] == {"type": "multiview_to_model", "files": views, "texture": False}
+    source = made["image_to_model"]["task_id"]
+    upstream_source = setup.row(source)["upstream_id"]
+    for task_type, extra in (("refine_model", {}), ("animate_rig", {}),
+                             ("convert_model", {"format": "STL"})):  # fmt: skip
+        sent = setup.submit(key, task_type, {"original_model_task_id": source, **extra})
+        assert sent.status_code == 200, sent.text
+        done = setup.until_done(key, sent.json()["data"]["task_id"])
+        assert done["status"] == "success" and "model" in done["output"]
+        upstream = setup.fake.bodies[-1]
+        assert upstream == {"type": task_type, "original_model_task_id": upstream_source, **extra}
+    book = setup.book(key_id)
+    prices = (300, 400, 300, 250, 50)  # milli-dollars, in the order above
+    assert book["total_nano"] == sum(prices) * 1_000_000 and not book["open_holds"]
 
 
 def test_a_follow_up_needs_the_keys_own_finished_task(setup: Setup) -> None:
