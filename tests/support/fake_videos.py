@@ -44,6 +44,15 @@ JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
 J = TypeVar("J")
 
 
+@dataclass(frozen=True)
+class ReferenceFile:
+    """The ``input_reference`` file of a multipart submit, as it arrived."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
 @dataclass
 class Job:
     id: str
@@ -54,7 +63,8 @@ class Job:
     created_at: int
     created_clock: float = 0.0  # the fake's clock at creation, unrounded
     remixed_from: str | None = None
-    reference: str | None = None
+    reference: str | None = None  # "<filename>:<bytes>"
+    reference_file: ReferenceFile | None = None
     polls: int = 0
     progress: int = 0
     status: str = "queued"
@@ -170,7 +180,7 @@ class FakeVideos(TaskFake[Job]):
 
     async def _create(self, request: web.Request) -> web.Response:
         self._check(request)
-        fields, reference = await _read_body(request)
+        fields, file = await _read_body(request)
         prompt = fields.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise _missing("prompt")
@@ -183,7 +193,8 @@ class FakeVideos(TaskFake[Job]):
             raise _error(400, f"Invalid value: '{seconds}'.", "invalid_value", "seconds")
         if size not in SIZES or (size in PRO_SIZES and "pro" not in model):
             raise _error(400, f"Invalid value: '{size}'.", "invalid_value", "size")
-        job = self._new_job(model, prompt, seconds, size, reference=reference)
+        reference = None if file is None else f"{file.filename}:{len(file.data)}"
+        job = self._new_job(model, prompt, seconds, size, reference=reference, reference_file=file)
         return await self._accepted(job)
 
     async def _remix(self, request: web.Request) -> web.Response:
@@ -414,8 +425,8 @@ async def _faults(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.json_response(error.body, status=error.status, headers=error.headers)
 
 
-async def _read_body(request: web.Request) -> tuple[dict[str, Any], str | None]:
-    """The fields of a JSON or multipart body, and the reference file's name if any."""
+async def _read_body(request: web.Request) -> tuple[dict[str, Any], ReferenceFile | None]:
+    """The fields of a JSON or multipart body, and the reference file if any."""
     if request.content_type != "multipart/form-data":
         try:
             body = json.loads(await request.read() or b"{}")
@@ -433,7 +444,8 @@ async def _read_body(request: web.Request) -> tuple[dict[str, Any], str | None]:
         if part.filename is not None:
             data = await part.read()
             if part.name == "input_reference":
-                reference = f"{part.filename}:{len(data)}"
+                content_type = part.headers.get("Content-Type", "")
+                reference = ReferenceFile(part.filename, content_type, bytes(data))
             continue
         fields[part.name] = (await part.read()).decode()
     return fields, reference
