@@ -16,9 +16,10 @@ import pytest
 from openai.types.responses import Response
 
 from support import openapi
-from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
+from support.constants import CLIENT_TIMEOUT_S, SHARED_FERNET_KEY, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import Gateway, wait_until
+from support.postgres import fresh_database
 from support.responses_lanes import (  # noqa: F401 (claude, group, lane: fixtures)
     CLAUDE,
     GPT,
@@ -301,3 +302,59 @@ def killed_and_restarted(
     assert _sent(fake, "running at the crash") == 2  # the run the crash cut, and the one after
     assert _sent(fake, "queued at the crash") == 1
     assert len(charges(small, key_id)) == 2  # each completed once, charged once
+
+
+# -- two processes on PostgreSQL -------------------------------------------------------------
+
+
+@pytest.fixture
+def pg_pair(tmp_path: Path, fake: FakeOpenAI) -> Any:
+    with fresh_database() as url:
+        env = {"OMNIRELAY_DATABASE_URL": url, "OMNIRELAY_SECRET_KEY": SHARED_FERNET_KEY}
+        first = Gateway(tmp_path / "a", env=env)
+        second = Gateway(tmp_path / "b", env=env)
+        first.start()
+        second.start()
+        first.add_channel(name="up", base_url=fake.base_url, api_key=UPSTREAM_KEY, models=[GPT])
+        try:
+            yield first, second
+        finally:
+            first.stop()
+            second.stop()
+
+
+def test_on_postgresql_any_process_runs_reads_and_cancels_it(
+    pg_pair: tuple[Gateway, Gateway], fake: FakeOpenAI
+) -> None:
+    first = pg_pair[0]
+    created = first.create_key(name="pg-bg")
+    clients = [
+        openai.OpenAI(
+            base_url=server.base_url,
+            api_key=created["key"],
+            max_retries=0,
+            timeout=CLIENT_TIMEOUT_S,
+        )
+        for server in pg_pair
+    ]
+    one, other = clients
+    with one, other:
+        done = queued(one, model=GPT, input="on postgres")
+        assert until(one, done.id, ENDED).output_text == "Echo: on postgres"
+
+        def read_elsewhere() -> bool:
+            try:
+                return retrieved(other, done.id).status == "completed"
+            except openai.AuthenticationError:
+                return False  # the second process learns of the key within a second
+
+        wait_until(read_elsewhere, timeout=5.0, interval=0.1)
+        fake.answer_delay = 5.0
+        slow = queued(one, model=GPT, input="stopped from afar")
+        until(other, slow.id, ("in_progress",))
+        asked = time.monotonic()
+        assert cancelled(other, slow.id).status == "cancelled"  # wherever it runs
+        assert time.monotonic() - asked < 3.0
+        time.sleep(5.5)
+        assert retrieved(one, slow.id).status == "cancelled"
+        assert len(charges(first, int(created["id"]))) == 1
