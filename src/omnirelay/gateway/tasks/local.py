@@ -142,45 +142,19 @@ class LocalRuns:
     async def _run(self, work: LocalWork, task: TaskRow) -> None:
         running = asyncio.create_task(work.run(task), name=f"omnirelay-local-{task.public_id}")
         poked = self._pokes[task.public_id] = asyncio.Event()
-        renew_at = time.monotonic() + self._limits.lease_s / 3
         stop: str | None = None
         try:
-            while stop is None:
-                waiter = asyncio.ensure_future(poked.wait())
-                try:
-                    await asyncio.wait(
-                        {running, waiter}, timeout=CHECK_EVERY_S, return_when=FIRST_COMPLETED
-                    )
-                finally:
-                    waiter.cancel()
-                if running.done():
-                    break
-                poked.clear()
-                fresh = await self._tasks.get(task.public_id)
-                if fresh is None or fresh.version != task.version or not fresh.active:
-                    stop = LOST  # another process took the task, or someone ended it
-                elif fresh.cancel_requested:
-                    stop = states.CANCELLED
-                elif time.monotonic() >= renew_at:
-                    moved = await self._tasks.update(task, self._lease())
-                    if moved is None:
-                        stop = LOST
-                    else:
-                        task, renew_at = moved, time.monotonic() + self._limits.lease_s / 3
+            task, stop = await self._watch(task, running, poked)
             if stop is not None:
                 running.cancel()
             ended = await _outcome(running)
         except asyncio.CancelledError:
             # This process stops: the work stops with it, and its lease is given back.
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await running
+            await _cancelled(running)
             raise
         except Exception:
             log.exception("local work on task %s failed", task.public_id)
-            running.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await running
+            await _cancelled(running)
             ended = LocalEnd(states.FAILED, BROKEN, work.stopped(task, states.FAILED, BROKEN))
         finally:
             self._pokes.pop(task.public_id, None)
@@ -192,6 +166,33 @@ class LocalRuns:
                 await self._stop(work, fresh, states.CANCELLED, CANCELLED)
             return
         await self._closer.close(fresh, ended.state, ended.error, ended.also)
+
+    async def _watch(
+        self, task: TaskRow, running: asyncio.Task[LocalEnd], poked: asyncio.Event
+    ) -> tuple[TaskRow, str | None]:
+        """Keep the lease while the work runs; the row as last moved, and why the work must
+        stop (None: it ended by itself)."""
+        renew_at = time.monotonic() + self._limits.lease_s / 3
+        check_s = min(CHECK_EVERY_S, self._limits.lease_s / 3)  # a short lease is renewed in time
+        while True:
+            waiter = asyncio.ensure_future(poked.wait())
+            try:
+                await asyncio.wait({running, waiter}, timeout=check_s, return_when=FIRST_COMPLETED)
+            finally:
+                waiter.cancel()
+            if running.done():
+                return task, None
+            poked.clear()
+            fresh = await self._tasks.get(task.public_id)
+            if fresh is None or fresh.version != task.version or not fresh.active:
+                return task, LOST  # another process took the task, or someone ended it
+            if fresh.cancel_requested:
+                return task, states.CANCELLED
+            if time.monotonic() >= renew_at:
+                moved = await self._tasks.update(task, self._lease())
+                if moved is None:
+                    return task, LOST
+                task, renew_at = moved, time.monotonic() + self._limits.lease_s / 3
 
     async def _stop(
         self, work: LocalWork, task: TaskRow, state: str, error: dict[str, str]
@@ -212,6 +213,12 @@ async def _outcome(running: asyncio.Task[LocalEnd]) -> LocalEnd | None:
         if current is not None and current.cancelling():
             raise  # this process stops, not the work
         return None
+
+
+async def _cancelled(running: asyncio.Task[LocalEnd]) -> None:
+    running.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await running
 
 
 def _now_ms() -> int:
