@@ -29,9 +29,6 @@ class Call:
     tracestate: str | None = None
     trace: Any = None
     """The call's span, while tracing is on."""
-    settled: bool = False
-    """Its record went to the log writer (``Settlement``): it never goes twice, even when
-    the call is cancelled in the middle of its settlement (a background response's)."""
 
     @classmethod
     def begin(

@@ -185,9 +185,6 @@ class Settlement:
 
     def _submit(self, call: Call, record: ChargeRecord) -> None:
         """Every call's record passes here once: to the log writer, and to the metrics."""
-        if call.settled:
-            return
-        call.settled = True
         row = record.as_row()
         self._writer.submit(row)
         if self._stats is not None:
