@@ -304,6 +304,30 @@ def killed_and_restarted(
     assert len(charges(small, key_id)) == 2  # each completed once, charged once
 
 
+def test_a_draining_gateway_hands_a_running_response_back(small: Gateway, fake: FakeOpenAI) -> None:
+    client, key_id = _client(small)
+    fake.answer_delay = 30.0
+    with client:  # closed before the drain, which waits for open keep-alive connections
+        response = queued(client, model=GPT, input="running at the drain")
+        until(client, response.id, ("in_progress",))
+    wait_until(lambda: _sent(fake, "running at the drain") == 1, timeout=5.0)
+    started = time.monotonic()
+    small.stop()  # SIGINT: a graceful drain
+    assert small.returncode == 0 and time.monotonic() - started < 10.0
+    fake.answer_delay = 0.0
+    small.start()
+    with _reopened(client, small) as again:
+        done = until(again, response.id, ENDED)
+    assert done.status == "completed" and done.output_text == "Echo: running at the drain"
+    assert len(charges(small, key_id)) == 1
+
+
+def _reopened(client: openai.OpenAI, server: Gateway) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=server.base_url, api_key=client.api_key, max_retries=0, timeout=CLIENT_TIMEOUT_S
+    )
+
+
 # -- two processes on PostgreSQL -------------------------------------------------------------
 
 
