@@ -20,6 +20,7 @@ with ``GET /v1/responses/{id}`` until it ends.
 
 from __future__ import annotations
 
+import dataclasses
 import secrets
 import time
 from collections.abc import Callable, Mapping
@@ -122,7 +123,7 @@ class BackgroundResponses:
         if stored is None:
             return False
         response = {**stored.response, "status": "in_progress"}
-        moved = StoredResponse(**{**_fields(stored), "status": "in_progress", "response": response})
+        moved = dataclasses.replace(stored, status="in_progress", response=response)
         return await self._store.progress(moved)
 
     async def run(self, task: TaskRow) -> LocalEnd:
@@ -166,10 +167,6 @@ class BackgroundResponses:
 def _params(task: TaskRow) -> dict[str, Any]:
     params = task.request.get("params")
     return dict(params) if isinstance(params, dict) else {}
-
-
-def _fields(stored: StoredResponse) -> dict[str, Any]:
-    return {name: getattr(stored, name) for name in StoredResponse.__dataclass_fields__}
 
 
 def _error_code(error: GatewayError) -> str:

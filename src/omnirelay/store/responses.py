@@ -69,6 +69,15 @@ def item_rows(
     ]
 
 
+def _moved(stored: StoredResponse) -> Any:
+    """The update that gives a kept response its new status and object."""
+    return (
+        update(responses)
+        .where(responses.c.id == stored.id, responses.c.key_id == stored.key_id)
+        .values(status=stored.status, response_json=_json(stored.response))
+    )
+
+
 def ending(
     stored: StoredResponse, outputs: Sequence[tuple[str, dict[str, Any]]]
 ) -> Callable[[Connection], None]:
@@ -77,11 +86,7 @@ def ending(
     deleted: nothing is written."""
 
     def write(connection: Connection) -> None:
-        moved = connection.execute(
-            update(responses)
-            .where(responses.c.id == stored.id, responses.c.key_id == stored.key_id)
-            .values(status=stored.status, response_json=_json(stored.response))
-        )
+        moved = connection.execute(_moved(stored))
         rows = item_rows(stored, OUTPUT, outputs)
         if moved.rowcount == 1 and rows:
             connection.execute(response_items.insert(), rows)
@@ -137,13 +142,8 @@ class ResponseRepository:
 
     async def progress(self, stored: StoredResponse) -> bool:
         """A background response moved on (``in_progress``); False when it is gone."""
-        statement = (
-            update(responses)
-            .where(responses.c.id == stored.id, responses.c.key_id == stored.key_id)
-            .values(status=stored.status, response_json=_json(stored.response))
-        )
         async with self._engine.begin() as connection:
-            moved = await connection.execute(statement)
+            moved = await connection.execute(_moved(stored))
         return moved.rowcount == 1
 
     async def get(self, response_id: str, key_id: int) -> StoredResponse | None:
