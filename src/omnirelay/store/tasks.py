@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -135,6 +135,9 @@ class Ending:
     """A ``task_events`` row to deliver to the client's notify URL."""
     blobs: Sequence[str] = ()
     """Digests of the stored results the task now references."""
+    also: Callable[[Connection], None] | None = None
+    """More statements of the family's own that commit with the end (a background
+    response's last state)."""
 
 
 def finish_task(
@@ -166,6 +169,8 @@ def finish_task(
         )
     if ending.event is not None:
         connection.execute(insert(task_events).values(**ending.event))
+    if ending.also is not None:
+        ending.also(connection)
     changes.record_sync(connection, changes.KEY_TASKS, task.key_id)
     return totals
 
