@@ -14,6 +14,10 @@ What only a Gemini channel can serve (built-in tools such as ``googleSearch``,
 ``cachedContent``, files of Google's Files API, non-text output) is not refused here: it is
 listed in :attr:`Inbound.native_only`, since a Gemini channel gets the request as it came.
 ``safetySettings`` have no equivalent elsewhere and are dropped on translation.
+
+A field the translation reads is type-checked where it is read: a value of the wrong JSON
+type is an :class:`InvalidRequest` naming where it is (a 400), never an exception of
+Python's.
 """
 
 from __future__ import annotations
@@ -56,6 +60,9 @@ COUNT_KEYS = frozenset(
     {"minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength"}
 )
 _CAPITAL = re.compile(r"(?<!^)(?=[A-Z])")
+# An int64 written as a string, as proto JSON may: ASCII digits only (``str.isdigit`` takes
+# "²", which ``int`` refuses) and few enough that ``int`` never meets its digit limit.
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(slots=True)
@@ -189,8 +196,17 @@ def _model_turn(
     for position, part in enumerate(parts):
         call = get(part, "functionCall")
         if isinstance(call, dict):
-            arguments = orjson.dumps(get(call, "args") or {}).decode()
-            function = {"name": get(call, "name"), "arguments": arguments}
+            call_where = f"{where}.parts[{position}].functionCall"
+            name = get(call, "name")
+            if not isinstance(name, str) or not name:
+                raise InvalidRequest(f"{call_where}.name: a call needs a name.", param=call_where)
+            args = get(call, "args")
+            if args is not None and not isinstance(args, dict):
+                raise InvalidRequest(
+                    f"{call_where}.args: the arguments must be an object.", param=call_where
+                )
+            arguments = orjson.dumps(args or {}).decode()
+            function = {"name": name, "arguments": arguments}
             tool_calls.append({"id": calls.called(call), "type": "function", "function": function})
         elif (text := _text(part)) is not None:
             texts.append(text)
@@ -224,10 +240,19 @@ def _user_part(part: Any, where: str, native_only: list[str]) -> dict[str, Any] 
         return {"type": "text", "text": text}
     inline = get(part, "inlineData")
     if isinstance(inline, dict):
-        return _inline(str(get(inline, "mimeType") or ""), str(get(inline, "data") or ""), where)
+        mime, data = get(inline, "mimeType"), get(inline, "data")
+        if not isinstance(mime, str) or not isinstance(data, str):
+            raise InvalidRequest(
+                f"{where}.inlineData: mimeType and data (base64) must be strings.", param=where
+            )
+        return _inline(mime, data, where)
     file = get(part, "fileData")
     if isinstance(file, dict):
-        mime, uri = str(get(file, "mimeType") or ""), str(get(file, "fileUri") or "")
+        mime, uri = get(file, "mimeType") or "", get(file, "fileUri")
+        if not isinstance(mime, str) or not isinstance(uri, str):
+            raise InvalidRequest(
+                f"{where}.fileData: fileUri (and mimeType) must be strings.", param=where
+            )
         if mime.startswith("image/") and is_remote(uri) and not uri.startswith(GOOGLE_FILES):
             return {"type": "image_url", "image_url": {"url": uri}}
         native_only.append(f"{where}.fileData")
@@ -274,10 +299,16 @@ def _tools(body: dict[str, Any], out: dict[str, Any], native_only: list[str]) ->
     config = get(get(body, "toolConfig"), "functionCallingConfig")
     mode = str(get(config, "mode") or "AUTO").upper()
     allowed = get(config, "allowedFunctionNames")
-    if declared and mode == "ANY" and isinstance(allowed, list) and allowed:
+    if allowed is not None and not (
+        isinstance(allowed, list) and all(isinstance(name, str) for name in allowed)
+    ):
+        where = "toolConfig.functionCallingConfig.allowedFunctionNames"
+        raise InvalidRequest(f"{where}: a list of function names is required.", param=where)
+    if declared and mode == "ANY" and allowed:
         declared = [tool for tool in declared if tool["function"]["name"] in allowed]
         if len(declared) == 1:
-            out["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}}
+            only = declared[0]["function"]["name"]
+            out["tool_choice"] = {"type": "function", "function": {"name": only}}
     if declared:
         out["tools"] = declared
         if "tool_choice" not in out and mode in TOOL_MODES and mode != "AUTO":
@@ -290,7 +321,7 @@ def _declaration(declaration: Any, where: str) -> dict[str, Any]:
         raise InvalidRequest(f"{where}.name: a function needs a name.", param=where)
     given = get(declaration, "parametersJsonSchema")
     if given is None:
-        given = json_schema(get(declaration, "parameters"))
+        given = json_schema(get(declaration, "parameters"), f"{where}.parameters")
     parameters = given if isinstance(given, dict) and given else None
     function: dict[str, Any] = {
         "name": name,
@@ -302,7 +333,7 @@ def _declaration(declaration: Any, where: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def json_schema(node: Any) -> Any:
+def json_schema(node: Any, where: str = "schema") -> Any:
     """A Gemini ``Schema`` as JSON Schema: lower-case types, ``nullable`` as a type list."""
     if not isinstance(node, dict):
         return node
@@ -313,17 +344,28 @@ def json_schema(node: Any) -> Any:
     for key in SCHEMA_KEYS:
         value = get(node, key)
         if value is not None:
-            out[key] = int(value) if key in COUNT_KEYS and isinstance(value, str) else value
+            out[key] = _count(value, f"{where}.{key}") if key in COUNT_KEYS else value
     properties = get(node, "properties")
     if isinstance(properties, dict):
-        out["properties"] = {name: json_schema(sub) for name, sub in properties.items()}
+        out["properties"] = {
+            name: json_schema(sub, f"{where}.properties.{name}") for name, sub in properties.items()
+        }
     items = get(node, "items")
     if items is not None:
-        out["items"] = json_schema(items)
+        out["items"] = json_schema(items, f"{where}.items")
     any_of = get(node, "anyOf")
     if isinstance(any_of, list):
-        out["anyOf"] = [json_schema(sub) for sub in any_of]
+        out["anyOf"] = [json_schema(sub, f"{where}.anyOf[{n}]") for n, sub in enumerate(any_of)]
     return out
+
+
+def _count(value: Any, where: str) -> int:
+    """A Schema's ``minItems`` and the like: an int64, which proto JSON writes as a string."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest(f"{where}: expected an integer of at least 0.", param=where)
+    return value
 
 
 # -- generationConfig ----------------------------------------------------------------------
@@ -349,7 +391,12 @@ def _generation(config: Any, inbound: Inbound) -> None:
         if value is not None:
             out[ours] = _integer(value, f"generationConfig.{theirs}")
     stops = get(config, "stopSequences")
-    if isinstance(stops, list) and stops:
+    if stops is not None and not (
+        isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)
+    ):
+        where = "generationConfig.stopSequences"
+        raise InvalidRequest(f"{where}: a list of strings is required.", param=where)
+    if stops:
         out["stop"] = stops
     _response_format(config, out)
     modalities = get(config, "responseModalities")
@@ -363,8 +410,8 @@ def _generation(config: Any, inbound: Inbound) -> None:
 
 
 def _integer(value: Any, where: str) -> int:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)  # proto JSON may write 64-bit integers as strings
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        value = int(value)  # proto JSON may write 64-bit integers as strings
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidRequest(f"{where}: expected an integer of at least 1.", param=where)
     return value
@@ -373,7 +420,7 @@ def _integer(value: Any, where: str) -> int:
 def _response_format(config: dict[str, Any], out: dict[str, Any]) -> None:
     schema = get(config, "responseJsonSchema")
     if schema is None:
-        schema = json_schema(get(config, "responseSchema"))
+        schema = json_schema(get(config, "responseSchema"), "generationConfig.responseSchema")
     if isinstance(schema, dict) and schema:
         json_spec = {"name": "response", "schema": schema}
         out["response_format"] = {"type": "json_schema", "json_schema": json_spec}
@@ -450,12 +497,16 @@ def _embedded_text(request: Any, where: str) -> str:
 
 
 def _dimensions(requests: list[Any], out: dict[str, Any]) -> None:
-    sizes = {get(request, "outputDimensionality") for request in requests}
-    sizes.discard(None)
+    # Each size is checked before the set is made: a list or object is not hashable.
+    sizes = {
+        _integer(size, "outputDimensionality")
+        for request in requests
+        if (size := get(request, "outputDimensionality")) is not None
+    }
     if len(sizes) > 1:
         raise InvalidRequest(
             "outputDimensionality: every request of a batch must ask for the same size.",
             param="requests",
         )
     if sizes:
-        out["dimensions"] = _integer(sizes.pop(), "outputDimensionality")
+        out["dimensions"] = sizes.pop()
