@@ -59,6 +59,9 @@ SCHEMA_KEYS = (
 COUNT_KEYS = frozenset(
     {"minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength"}
 )
+TEXT_KEYS = frozenset({"format", "title", "description", "pattern"})
+LIST_KEYS = frozenset({"enum", "required"})  # repeated strings in Google's Schema
+NUMBER_KEYS = frozenset({"minimum", "maximum"})
 _CAPITAL = re.compile(r"(?<!^)(?=[A-Z])")
 # An int64 written as a string, as proto JSON may: ASCII digits only (``str.isdigit`` takes
 # "²", which ``int`` refuses) and few enough that ``int`` never meets its digit limit.
@@ -322,7 +325,11 @@ def _declaration(declaration: Any, where: str) -> dict[str, Any]:
     given = get(declaration, "parametersJsonSchema")
     if given is None:
         given = json_schema(get(declaration, "parameters"), f"{where}.parameters")
-    parameters = given if isinstance(given, dict) and given else None
+    elif not isinstance(given, dict):
+        raise InvalidRequest(
+            f"{where}.parametersJsonSchema: a JSON Schema object is required.", param=where
+        )
+    parameters = given or None
     function: dict[str, Any] = {
         "name": name,
         "parameters": parameters or {"type": "object", "properties": {}},
@@ -333,30 +340,58 @@ def _declaration(declaration: Any, where: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def json_schema(node: Any, where: str = "schema") -> Any:
-    """A Gemini ``Schema`` as JSON Schema: lower-case types, ``nullable`` as a type list."""
+def json_schema(node: Any, where: str = "schema") -> dict[str, Any] | None:
+    """A Gemini ``Schema`` as JSON Schema: lower-case types, ``nullable`` as a type list.
+    None for none; a field of the wrong type is refused, as Google refuses it."""
+    if node is None:
+        return None
     if not isinstance(node, dict):
-        return node
+        raise InvalidRequest(f"{where}: a Schema must be an object.", param=where)
     out: dict[str, Any] = {}
     kind = get(node, "type")
-    if isinstance(kind, str) and kind.upper() != "TYPE_UNSPECIFIED":
+    if kind is not None and not isinstance(kind, str):
+        raise InvalidRequest(f"{where}.type: a type name is required.", param=where)
+    if kind and kind.upper() != "TYPE_UNSPECIFIED":
         out["type"] = [kind.lower(), "null"] if get(node, "nullable") else kind.lower()
     for key in SCHEMA_KEYS:
         value = get(node, key)
         if value is not None:
-            out[key] = _count(value, f"{where}.{key}") if key in COUNT_KEYS else value
+            out[key] = _schema_value(key, value, f"{where}.{key}")
     properties = get(node, "properties")
-    if isinstance(properties, dict):
+    if properties is not None:
+        if not isinstance(properties, dict):
+            raise InvalidRequest(f"{where}.properties: an object is required.", param=where)
         out["properties"] = {
-            name: json_schema(sub, f"{where}.properties.{name}") for name, sub in properties.items()
+            name: json_schema(sub, f"{where}.properties.{name}") or {}
+            for name, sub in properties.items()
         }
     items = get(node, "items")
     if items is not None:
         out["items"] = json_schema(items, f"{where}.items")
     any_of = get(node, "anyOf")
-    if isinstance(any_of, list):
-        out["anyOf"] = [json_schema(sub, f"{where}.anyOf[{n}]") for n, sub in enumerate(any_of)]
+    if any_of is not None:
+        if not isinstance(any_of, list) or not any_of:
+            raise InvalidRequest(f"{where}.anyOf: a list of Schemas is required.", param=where)
+        out["anyOf"] = [
+            json_schema(sub, f"{where}.anyOf[{n}]") or {} for n, sub in enumerate(any_of)
+        ]
     return out
+
+
+def _schema_value(key: str, value: Any, where: str) -> Any:
+    if key in COUNT_KEYS:
+        return _count(value, where)
+    if key in TEXT_KEYS and not isinstance(value, str):
+        raise InvalidRequest(f"{where}: a string is required.", param=where)
+    if key in LIST_KEYS and not (
+        isinstance(value, list) and all(isinstance(item, str) for item in value)
+    ):
+        raise InvalidRequest(f"{where}: a list of strings is required.", param=where)
+    if key == "required" and len(set(value)) != len(value):
+        raise InvalidRequest(f"{where}: a name is listed twice.", param=where)
+    if key in NUMBER_KEYS and (not isinstance(value, int | float) or isinstance(value, bool)):
+        raise InvalidRequest(f"{where}: a number is required.", param=where)
+    return value
 
 
 def _count(value: Any, where: str) -> int:
@@ -421,7 +456,10 @@ def _response_format(config: dict[str, Any], out: dict[str, Any]) -> None:
     schema = get(config, "responseJsonSchema")
     if schema is None:
         schema = json_schema(get(config, "responseSchema"), "generationConfig.responseSchema")
-    if isinstance(schema, dict) and schema:
+    elif not isinstance(schema, dict):
+        where = "generationConfig.responseJsonSchema"
+        raise InvalidRequest(f"{where}: a JSON Schema object is required.", param=where)
+    if schema:
         json_spec = {"name": "response", "schema": schema}
         out["response_format"] = {"type": "json_schema", "json_schema": json_spec}
     elif get(config, "responseMimeType") == "application/json":
