@@ -550,6 +550,7 @@ def test_the_servers_own_errors_take_googles_shape(gateway: Gateway, key: str) -
         ("/v1betamax", False, "openai"),
     ],
 )
+@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")  # the app's keys
 def test_an_unexpected_failure_is_a_500_in_the_paths_shape(
     path: str, claimed: bool, shape: str
 ) -> None:
@@ -615,6 +616,14 @@ def test_a_wrong_output_dimensionality_is_a_400(gateway: Gateway, key: str, size
          "inlineData"),
         ({"contents": [{"parts": [{"fileData": {"mimeType": "image/png", "fileUri": {}}}]}]},
          "fileData"),
+        ({"generationConfig": {"responseSchema": {"type": "OBJECT", "required": True}}},
+         "responseSchema.required"),
+        ({"generationConfig": {"responseSchema": {"type": ["OBJECT"]}}}, "responseSchema.type"),
+        ({"generationConfig": {"responseJsonSchema": "an object"}}, "responseJsonSchema"),
+        ({"tools": [{"functionDeclarations": [{"name": "f", "parameters": {
+            "type": "OBJECT", "properties": {"a": 5}}}]}]}, "properties.a"),
+        ({"tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": [1]}]}]},
+         "parametersJsonSchema"),
     ],
 )  # fmt: skip
 def test_wrong_types_in_generate_content_are_400s(

@@ -172,7 +172,8 @@ def _content(
     if role == "model":
         return [_model_turn(parts, where, calls, native_only)]
     if role not in ("user", "function"):
-        raise InvalidRequest(f"{where}.role: use 'user' or 'model', not {role!r}.", param=where)
+        said = repr(role) if isinstance(role, str) else "a " + type(role).__name__
+        raise InvalidRequest(f"{where}.role: use 'user' or 'model', not {said}.", param=where)
     results: list[dict[str, Any]] = []
     pieces: list[dict[str, Any]] = []
     for position, part in enumerate(parts):
@@ -197,6 +198,9 @@ def _model_turn(
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for position, part in enumerate(parts):
+        if not isinstance(part, dict):
+            part_where = f"{where}.parts[{position}]"
+            raise InvalidRequest(f"{part_where}: a part must be an object.", param=part_where)
         call = get(part, "functionCall")
         if isinstance(call, dict):
             call_where = f"{where}.parts[{position}].functionCall"
