@@ -504,7 +504,7 @@ def target(gateway: Gateway) -> Iterator[Target]:
             model: {"input_usd_per_m": "0", "output_usd_per_m": "0", "task_actions_usd": actions}
             for model, actions in TASK_PRICES.items()
         }
-        prices["kling-v1"] = KLING_PRICE  # fmt: skip
+        prices["kling-v1"] = KLING_PRICE
         for model, price in prices.items():
             assert gateway.admin("PUT", f"/admin/prices/{model}", price).status_code == 200
         key = gateway.create_key(name=group, group=group)
@@ -529,15 +529,21 @@ def target(gateway: Gateway) -> Iterator[Target]:
 
 
 def _cancel_tasks(gateway: Gateway, key_id: int) -> None:
-    """The tasks the fuzzing started end here, before their fakes stop answering polls."""
-    for state in ("submitting", "queued", "running"):
-        while True:
-            query = f"/admin/tasks?key_id={key_id}&state={state}&limit=500"
-            rows = gateway.admin("GET", query).json()["data"]
-            for row in rows:
-                gateway.admin("POST", f"/admin/tasks/{row['id']}/cancel")
-            if len(rows) < 500:
-                break
+    """The tasks the fuzzing started end here, before their fakes stop answering polls
+    (a task that ends meanwhile refuses its cancel, and is not listed again)."""
+    for _ in range(20):
+        active = [
+            row
+            for state in ("submitting", "queued", "running")
+            for row in gateway.admin(
+                "GET", f"/admin/tasks?key_id={key_id}&state={state}&limit=500"
+            ).json()["data"]
+        ]
+        if not active:
+            return
+        for row in active:
+            gateway.admin("POST", f"/admin/tasks/{row['id']}/cancel")
+    raise AssertionError(f"tasks of key {key_id} still running after 20 rounds of cancels")
 
 
 def error_of(body: Any, shape: str) -> dict[str, Any]:
