@@ -76,8 +76,11 @@ def _chat_lines(model: str, count: int, prefix: str = "req") -> bytes:
             "custom_id": f"{prefix}-{i}",
             "method": "POST",
             "url": "/v1/chat/completions",
-            "body": {"model": model, "messages": [{"role": "user", "content": f"say {i}"}],
-                     "max_tokens": 20},
+            "body": {
+                "model": model,
+                "messages": [{"role": "user", "content": f"say {i}"}],
+                "max_tokens": 20,
+            },
         }  # fmt: skip
         for i in range(count)
     ]
@@ -116,13 +119,17 @@ def test_sdk_batch_end_to_end(relay: Gateway, model: str, tmp_path: Path) -> Non
     path.write_bytes(_chat_lines(model, 12))
     uploaded = client.files.create(file=path.open("rb"), purpose="batch")
     assert uploaded.purpose == "batch" and uploaded.bytes == path.stat().st_size
-    validate_response("POST", "/v1/files", 200, _raw(relay, key, "GET", f"/v1/files/{uploaded.id}").json())
+    validate_response(
+        "POST", "/v1/files", 200, _raw(relay, key, "GET", f"/v1/files/{uploaded.id}").json()
+    )
 
     batch = client.batches.create(
         input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h",
         metadata={"job": "nightly"},
     )  # fmt: skip
-    validate_response("POST", "/v1/batches", 200, _raw(relay, key, "GET", f"/v1/batches/{batch.id}").json())
+    validate_response(
+        "POST", "/v1/batches", 200, _raw(relay, key, "GET", f"/v1/batches/{batch.id}").json()
+    )
     assert batch.metadata == {"job": "nightly"}
     done = _wait(client, batch.id)
     assert done.status == "completed", done
@@ -218,7 +225,10 @@ def test_validation_errors_name_lines(relay: Gateway, tmp_path: Path) -> None:
         client.batches.create(
             input_file_id=uploaded.id, endpoint="/v1/images/generations", completion_window="24h"
         )  # type: ignore[arg-type]
-    assert "/v1/chat/completions" in refused.value.message and "/v1/embeddings" in refused.value.message
+    assert (
+        "/v1/chat/completions" in refused.value.message
+        and "/v1/embeddings" in refused.value.message
+    )
     with pytest.raises(openai.BadRequestError):
         client.files.create(file=path.open("rb"), purpose="fine-tune")
 

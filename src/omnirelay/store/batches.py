@@ -227,12 +227,16 @@ class BatchRepository:
             .order_by(batch_lines.c.line)
             .limit(limit)
             .with_for_update(skip_locked=True)
+            # Materialized once: as an IN subquery, PostgreSQL may run the LIMIT again per
+            # row and claim more lines than asked.
+            .cte("due")
+            .prefix_with("MATERIALIZED", dialect="postgresql")
         )
         claim = (
             update(batch_lines)
             .where(
                 batch_lines.c.batch_id == batch_id,
-                batch_lines.c.line.in_(due),
+                batch_lines.c.line == due.c.line,
                 or_(
                     batch_lines.c.state == PENDING,
                     and_(batch_lines.c.state == CLAIMED, batch_lines.c.lease_until_ms < now_ms),
@@ -289,10 +293,11 @@ class BatchRepository:
         async with self._engine.begin() as connection:
             await connection.execute(statement)
 
-    async def finish_lines(self, owner: str, ends: Sequence[LineEnd]) -> int:
-        """Record answered lines that this process still holds; returns how many were."""
+    async def finish_lines(self, owner: str, ends: Sequence[LineEnd]) -> None:
+        """Record answered lines that this process still holds (the others are not: their
+        lease ran out and another process runs them)."""
         if not ends:
-            return 0
+            return
         statement = (
             update(batch_lines)
             .where(
@@ -325,8 +330,7 @@ class BatchRepository:
             for end in ends
         ]
         async with self._engine.begin() as connection:
-            result = await connection.execute(statement, params)
-        return int(result.rowcount or 0)
+            await connection.execute(statement, params)
 
     async def close_open_lines(self, batch_id: int, result_of: Any) -> int:
         """Answer every line of a batch not yet done with ``result_of(line, custom_id)`` as

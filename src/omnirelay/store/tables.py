@@ -163,7 +163,6 @@ request_logs = Table(
     Column("batch_id", String(64)),  # the batch a batch line's call belongs to
     Index("ix_request_logs_key_created", "key_id", "created_ms"),
     Index("ix_request_logs_created", "created_ms"),
-    Index("ix_request_logs_batch", "batch_id"),
 )
 
 dead_letters = Table(
