@@ -81,7 +81,7 @@ def _chat_lines(model: str, count: int, prefix: str = "req") -> bytes:
                 "messages": [{"role": "user", "content": f"say {i}"}],
                 "max_tokens": 20,
             },
-        }  # fmt: skip
+        }
         for i in range(count)
     ]
     return b"".join(json.dumps(line).encode() + b"\n" for line in lines)
@@ -167,7 +167,11 @@ def test_batch_price_is_half_the_call_price(relay: Gateway, tmp_path: Path) -> N
     client = _client(relay, key)
     body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "price me"}],
             "max_tokens": 20}  # fmt: skip
-    direct = client.chat.completions.with_raw_response.create(**body)
+    direct = client.chat.completions.with_raw_response.create(
+        model="gpt-4o-mini",
+        messages=[{"role": "user", "content": "price me"}],
+        max_tokens=20,
+    )
     path = tmp_path / "one.jsonl"
     line = {"custom_id": "only", "method": "POST", "url": "/v1/chat/completions", "body": body}
     path.write_bytes(json.dumps(line).encode() + b"\n")
@@ -181,7 +185,6 @@ def test_batch_price_is_half_the_call_price(relay: Gateway, tmp_path: Path) -> N
     charged = {entry["request_id"]: entry["amount_nano"] for entry in book["entries"]}
     full = charged[direct.headers["x-request-id"]]
     usage = answer["response"]["body"]["usage"]
-    assert usage == direct.parse().usage.model_dump(exclude_none=True) or usage["total_tokens"]
     nano = usage["prompt_tokens"] * 150 + usage["completion_tokens"] * 600
     assert full == nano
     assert charged[answer["id"]] == -(-nano // 2)
@@ -190,16 +193,18 @@ def test_batch_price_is_half_the_call_price(relay: Gateway, tmp_path: Path) -> N
 def test_validation_errors_name_lines(relay: Gateway, tmp_path: Path) -> None:
     key, _ = _key(relay, models=["gpt-4o-mini"])
     client = _client(relay, key)
-    good = {"custom_id": "a", "method": "POST", "url": "/v1/chat/completions",
-            "body": {"model": "gpt-4o-mini", "messages": []}}  # fmt: skip
+    body: dict[str, Any] = {"model": "gpt-4o-mini", "messages": []}
+    good: dict[str, Any] = {
+        "custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": body
+    }  # fmt: skip
     lines = [
         json.dumps(good),
         "not json",
         json.dumps({**good, "custom_id": "a"}),
         json.dumps({**good, "custom_id": "b", "method": "GET"}),
         json.dumps({**good, "custom_id": "c", "url": "/v1/embeddings"}),
-        json.dumps({**good, "custom_id": "d", "body": {**good["body"], "stream": True}}),
-        json.dumps({**good, "custom_id": "e", "body": {**good["body"], "model": "gpt-4o"}}),
+        json.dumps({**good, "custom_id": "d", "body": {**body, "stream": True}}),
+        json.dumps({**good, "custom_id": "e", "body": {**body, "model": "gpt-4o"}}),
     ]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -224,7 +229,7 @@ def test_validation_errors_name_lines(relay: Gateway, tmp_path: Path) -> None:
     with pytest.raises(openai.BadRequestError) as refused:
         client.batches.create(
             input_file_id=uploaded.id, endpoint="/v1/images/generations", completion_window="24h"
-        )  # type: ignore[arg-type]
+        )
     assert (
         "/v1/chat/completions" in refused.value.message
         and "/v1/embeddings" in refused.value.message

@@ -219,7 +219,7 @@ ENDPOINTS: dict[str, Call] = {
             "endpoint": "/v1/chat/completions",
             "completion_window": "24h",
         },
-    ),  # fmt: skip
+    ),
     "batches.list": _get("/v1/batches"),
     "batches.retrieve": _get("/v1/batches/batch_unknown"),
     "batches.cancel": _post("/v1/batches/batch_unknown/cancel"),
