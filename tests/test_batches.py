@@ -339,3 +339,51 @@ def test_embeddings_batch(relay: Gateway, tmp_path: Path) -> None:
     output = _jsonl(client, done.output_file_id)
     assert len(output) == 5, _jsonl(client, done.error_file_id)[:1]
     assert all(line["response"]["body"]["object"] == "list" for line in output)
+
+
+def test_operator_sees_and_cancels_batches(
+    relay: Gateway, upstream: FakeOpenAIMore, tmp_path: Path
+) -> None:
+    key, key_id = _key(relay)
+    client = _client(relay, key)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(_chat_lines("gpt-4o-mini", 400))
+    upstream.answer_delay = 0.2
+    try:
+        uploaded = client.files.create(file=path.open("rb"), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        listed = relay.admin("GET", f"/admin/batches?key_id={key_id}").json()["data"]
+        assert [(row["id"], row["key_id"]) for row in listed] == [(batch.id, key_id)]
+        assert relay.admin("GET", "/admin/batches?status=bogus").status_code == 400
+        one = relay.admin("GET", f"/admin/batches/{batch.id}").json()
+        assert one["status"] == "in_progress" and one["request_counts"]["total"] == 400
+        assert relay.admin("GET", "/admin/batches/batch_nothing").status_code == 404
+
+        table = relay.cli("batch", "list", "--key", str(key_id)).stdout
+        assert batch.id in table and "in_progress" in table
+        shown = json.loads(relay.cli("batch", "show", batch.id).stdout)
+        assert shown["id"] == batch.id and shown["key_id"] == key_id
+        cancelled = relay.cli("batch", "cancel", batch.id).stdout
+        assert "cancelling" in cancelled
+        done = _wait(client, batch.id)
+    finally:
+        upstream.answer_delay = 0.0
+    assert done.status == "cancelled"
+    assert done.request_counts is not None and done.request_counts.completed < 400
+    assert "nothing to cancel" in relay.cli("batch", "cancel", batch.id).stdout
+    listed = json.loads(relay.cli("batch", "list", "--key", str(key_id), "--json").stdout)
+    assert [row["status"] for row in listed] == ["cancelled"]
+
+    # The operator's cancel through the admin API, of a batch of any key.
+    upstream.answer_delay = 0.2
+    try:
+        again = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        response = relay.admin("POST", f"/admin/batches/{again.id}/cancel")
+        assert response.status_code == 200 and response.json()["status"] == "cancelling"
+        assert _wait(client, again.id).status == "cancelled"
+    finally:
+        upstream.answer_delay = 0.0
