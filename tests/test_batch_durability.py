@@ -20,7 +20,7 @@ import pytest
 
 from support.constants import CLIENT_TIMEOUT_S, SHARED_FERNET_KEY, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
-from support.gateway import Gateway, wait_until
+from support.gateway import Gateway, known_everywhere, wait_until
 from support.postgres import fresh_database
 
 FAST = {
@@ -179,17 +179,22 @@ def test_two_processes_on_postgresql_share_one_batch(tmp_path: Path, upstream: F
             first.add_channel(name="up", base_url=upstream.base_url, api_key=UPSTREAM_KEY,
                               models=["gpt-4o-mini"])  # fmt: skip
             created = first.create_key(name="shared")
-            wait_until(lambda: second.admin("GET", "/admin/keys").status_code == 200, timeout=5)
-            client, batch_id = _start_batch(first, created["key"], tmp_path / "in.jsonl", count)
-            started = time.monotonic()
+            known_everywhere(second, created["key"])
             other = openai.OpenAI(
                 api_key=created["key"], base_url=second.base_url, timeout=CLIENT_TIMEOUT_S,
                 max_retries=0,
             )  # fmt: skip
+            # The second serves the model too (it has read the channel) before the batch.
+            other.chat.completions.create(
+                model="gpt-4o-mini", messages=[{"role": "user", "content": "ready"}]
+            )
+            _, batch_id = _start_batch(first, created["key"], tmp_path / "in.jsonl", count)
+            started = time.monotonic()
             batch = _finished(other, batch_id, timeout=120)
             elapsed = time.monotonic() - started
             assert batch.status == "completed"
             output = _jsonl(other, batch.output_file_id)
+            assert batch.error_file_id is None, _jsonl(other, batch.error_file_id)[:2]
             assert Counter(line["custom_id"] for line in output) == Counter(
                 f"line-{i}" for i in range(count)
             )
@@ -198,6 +203,7 @@ def test_two_processes_on_postgresql_share_one_batch(tmp_path: Path, upstream: F
                 request.body["messages"][0]["content"]
                 for request in upstream.received
                 if request.path == "/v1/chat/completions"
+                and request.body["messages"][0]["content"] != "ready"
             )
             assert prompts == Counter(f"number {i}" for i in range(count))
             # Each process runs at most 4 lines at once: more at once upstream means both ran.

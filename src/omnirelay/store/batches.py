@@ -18,10 +18,12 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import bulk
 from omnirelay.store.files import FileRow, insert_file
+from omnirelay.store.logs import LogRepository
 from omnirelay.store.tables import batch_lines, batches
 
 PENDING, CLAIMED, DONE = "pending", "claimed", "done"
@@ -105,8 +107,11 @@ class _LeaseLost(Exception):
 
 
 class BatchRepository:
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, logs: LogRepository) -> None:
         self._engine = engine
+        # The lines' claims and answers are written where the log writer writes (SQLite:
+        # its one thread), so they never wait on SQLite's lock behind the log's batches.
+        self._logs = logs
 
     async def create(
         self, values: Mapping[str, Any], lines: Sequence[Mapping[str, Any]]
@@ -252,8 +257,7 @@ class BatchRepository:
                 batch_lines.c.tries,
             )
         )
-        async with self._engine.begin() as connection:
-            rows = (await connection.execute(claim)).all()
+        rows = await self._logs.transaction(_all, claim)
         return sorted(
             (LineRow(r.batch_id, r.line, r.custom_id, r.model, r.body, r.tries) for r in rows),
             key=lambda line: line.line,
@@ -266,18 +270,23 @@ class BatchRepository:
             .where(batch_lines.c.lease_owner == owner, batch_lines.c.state == CLAIMED)
             .values(lease_until_ms=now_ms + lease_ms)
         )
-        async with self._engine.begin() as connection:
-            return int((await connection.execute(statement)).rowcount or 0)
+        return await self._logs.transaction(_count, statement)
 
-    async def release_lines(self, owner: str) -> int:
-        """Give back every line this process claimed and did not finish: pending again."""
+    async def release_lines(
+        self, owner: str, batch_id: int | None = None, lines: Sequence[int] | None = None
+    ) -> int:
+        """Give back lines this process claimed and did not finish (all of them, or these
+        of one batch): pending again."""
         statement = (
             update(batch_lines)
             .where(batch_lines.c.lease_owner == owner, batch_lines.c.state == CLAIMED)
             .values(state=PENDING, lease_owner=None, lease_until_ms=None)
         )
-        async with self._engine.begin() as connection:
-            return int((await connection.execute(statement)).rowcount or 0)
+        if batch_id is not None:
+            statement = statement.where(batch_lines.c.batch_id == batch_id)
+        if lines is not None:
+            statement = statement.where(batch_lines.c.line.in_(list(lines)))
+        return await self._logs.transaction(_count, statement)
 
     async def note_try(self, line: LineRow, owner: str, tries: int) -> None:
         """A line waited on a rate limit: its next call has a request id of its own."""
@@ -329,8 +338,7 @@ class BatchRepository:
             }
             for end in ends
         ]
-        async with self._engine.begin() as connection:
-            await connection.execute(statement, params)
+        await self._logs.transaction(_run_many, statement, params)
 
     async def close_open_lines(self, batch_id: int, result_of: Any) -> int:
         """Answer every line of a batch not yet done with ``result_of(line, custom_id)`` as
@@ -416,6 +424,18 @@ class BatchRepository:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).mappings().all()
         return [BatchRow.of(row) for row in rows]
+
+
+def _all(connection: Connection, statement: Any) -> Sequence[Row[Any]]:
+    return connection.execute(statement).all()
+
+
+def _count(connection: Connection, statement: Any) -> int:
+    return int(connection.execute(statement).rowcount or 0)
+
+
+def _run_many(connection: Connection, statement: Any, params: list[dict[str, Any]]) -> None:
+    connection.execute(statement, params)
 
 
 def now_ms() -> int:

@@ -85,7 +85,7 @@ class Store:
             audit=AuditRepository(engine),
             sessions=SessionRepository(engine),
             files=FileRepository(engine),
-            batches=BatchRepository(engine),
+            batches=BatchRepository(engine, logs),
             writer_engine=writer,
         )
 

@@ -28,6 +28,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,10 @@ log = logging.getLogger("omnirelay.batches")
 
 PAGE = 1000
 SWEEP_EVERY_S = 60.0
+BACKLOG = 4
+"""Lines whose answers wait to be recorded, at most, as a multiple of the running ones."""
+KEY_GRACE_MS = 30_000
+"""How long a process waits to learn a batch's key before its lines fail without it."""
 MAX_WAIT_S = 30.0
 """The longest a line waits on a rate limit or open breakers before it tries again."""
 
@@ -100,10 +105,16 @@ class BatchRunner:
         self.limits = limits
         self.owner = process_owner()
         self._running: dict[int, set[asyncio.Task[None]]] = {}
+        self._queued: dict[int, deque[tuple[BatchRow, LineRow]]] = {}
+        """Per batch, lines this process claimed ahead and has not started yet."""
+        """Per batch, this process's lines whose call runs (what the limits count)."""
+        self._tasks: set[asyncio.Task[None]] = set()
+        """Every line task, until its answer is recorded."""
         self._inflight = 0
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._sink = _Sink(batches, self.owner)
+        self._refill_at = max(1, limits.concurrency // 4)
         self._swept = 0.0
         self._renewed = time.monotonic()
 
@@ -124,7 +135,8 @@ class BatchRunner:
         and give their leases back: another process runs them."""
         await stop(self._task)
         self._task = None
-        running = [task for tasks in self._running.values() for task in tasks]
+        self._queued.clear()  # claimed ahead, never started: given back below
+        running = list(self._tasks)
         if running:
             await asyncio.wait(running, timeout=grace_s)
         for task in running:
@@ -166,21 +178,41 @@ class BatchRunner:
             await self._sweep_files(now_ms)
 
     async def _step(self, batch: BatchRow, now_ms: int) -> None:
-        local = len(self._running.get(batch.id, ()))
+        if batch.status != model.IN_PROGRESS and batch.id in self._queued:
+            # Cancelled: the lines claimed ahead are given back, never started.
+            queued = self._queued.pop(batch.id)
+            numbers = [line.line for _, line in queued]
+            await self._batches.release_lines(self.owner, batch.id, numbers)
         if batch.status == model.IN_PROGRESS and now_ms >= batch.expires_ms:
+            self._queued.pop(batch.id, None)
             await self._expire(batch, now_ms)
             return
-        if batch.status == model.IN_PROGRESS:
-            room = min(self.limits.concurrency - local, self.limits.max_inflight - self._inflight)
-            if room > 0:
+        # A batch made on another process moments ago may be of a key this one has not
+        # read yet: its lines wait for it here rather than fail (a key gone for good fails
+        # them, once the grace is over).
+        waits_for_key = (
+            self._keys.get(batch.key_id) is None and now_ms - batch.created_ms < KEY_GRACE_MS
+        )
+        if batch.status == model.IN_PROGRESS and not waits_for_key:
+            self._start_queued(batch.id)
+            local = len(self._running.get(batch.id, ()))
+            queue = self._queued.setdefault(batch.id, deque())
+            # As many lines as may run now, and as many again claimed ahead, so that a
+            # line's end starts the next at once, without a round trip to the database.
+            wanted = min(
+                2 * self.limits.concurrency - local - len(queue),
+                # Answers waiting for the database are bounded too.
+                BACKLOG * self.limits.max_inflight - len(self._tasks) - len(queue),
+            )
+            if wanted > 0:
                 lines = await self._batches.claim_lines(
-                    batch.id, self.owner, now_ms, self.limits.lease_ms, room
+                    batch.id, self.owner, now_ms, self.limits.lease_ms, wanted
                 )
-                for line in lines:
-                    self._launch(batch, line)
-                if lines:
-                    return
-        if local:
+                queue.extend((batch, line) for line in lines)
+                self._start_queued(batch.id)
+            if not queue:
+                del self._queued[batch.id]
+        if batch.id in self._queued or batch.id in self._running:
             return
         counts = await self._batches.counts(batch.id, now_ms)
         if batch.status == model.CANCELLING:
@@ -193,22 +225,47 @@ class BatchRunner:
         self._inflight += 1
         task = asyncio.create_task(self._line(batch, line), name="omnirelay-batch-line")
         self._running.setdefault(batch.id, set()).add(task)
+        self._tasks.add(task)
 
         def done(finished: asyncio.Task[None]) -> None:
-            self._inflight -= 1
-            tasks = self._running.get(batch.id)
-            if tasks is not None:
-                tasks.discard(finished)
-                if not tasks:
-                    del self._running[batch.id]
-            self._wake.set()
+            self._tasks.discard(finished)
+            self._free(batch.id, finished)
 
         task.add_done_callback(done)
+
+    def _free(self, batch_id: int, task: asyncio.Task[None] | None) -> None:
+        """The line's call is over: its room goes to the next line (its answer may still
+        be on its way to the database; it keeps its lease until then)."""
+        tasks = self._running.get(batch_id)
+        if task is None or tasks is None or task not in tasks:
+            return
+        self._inflight -= 1
+        tasks.discard(task)
+        if not tasks:
+            del self._running[batch_id]
+        self._start_queued(batch_id)
+        # Claim again once a quarter of the lines claimed ahead have started (or the batch
+        # has nothing running here): one claim per slice of lines, not one per line.
+        left = len(self._queued.get(batch_id, ()))
+        if left <= self.limits.concurrency - self._refill_at or not tasks:
+            self._wake.set()
+
+    def _start_queued(self, batch_id: int) -> None:
+        """Start lines claimed ahead while the batch's and the process's room allow."""
+        queue = self._queued.get(batch_id)
+        while (
+            queue
+            and len(self._running.get(batch_id, ())) < self.limits.concurrency
+            and self._inflight < self.limits.max_inflight
+        ):
+            batch, line = queue.popleft()
+            self._launch(batch, line)
 
     async def _line(self, batch: BatchRow, line: LineRow) -> None:
         run = _Run(line.tries)
         try:
             end = await self._answer(batch, line, run)
+            self._free(batch.id, asyncio.current_task())
             # The charge is durable before the answer: a crash between the two runs the
             # line again under the same request id, which the ledger does not charge twice.
             await self._logs.commit_submitted()
