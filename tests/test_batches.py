@@ -49,7 +49,7 @@ def relay(
     server.start()
     server.add_channel(
         name="openai", base_url=upstream.base_url, api_key=UPSTREAM_KEY,
-        models=["gpt-4o", "gpt-4o-mini", "text-embedding-3-small"],
+        models=["gpt-4o", "gpt-4o-mini", "text-embedding-3-small", "omni-moderation-latest"],
     )  # fmt: skip
     server.add_channel(
         name="anthropic", type="anthropic", base_url=claude.base_url, api_key=UPSTREAM_KEY,
@@ -323,22 +323,38 @@ def test_quota_runs_dry_lines_answer_insufficient_quota(relay: Gateway, tmp_path
     assert all(line["response"]["status_code"] == 429 for line in errors)
 
 
-def test_embeddings_batch(relay: Gateway, tmp_path: Path) -> None:
+OTHER_ENDPOINTS = {
+    "/v1/embeddings": ({"model": "text-embedding-3-small", "input": "text"}, "list"),
+    "/v1/completions": ({"model": "gpt-4o-mini", "prompt": "Say hi", "max_tokens": 5},
+                        "text_completion"),
+    "/v1/moderations": ({"input": "a kind word"}, None),
+    "/v1/responses": ({"model": "gpt-4o-mini", "input": "Say hi", "store": False}, "response"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("endpoint", list(OTHER_ENDPOINTS))
+def test_every_batch_endpoint(relay: Gateway, tmp_path: Path, endpoint: str) -> None:
     key, _ = _key(relay)
     client = _client(relay, key)
-    lines = [{"custom_id": f"e{i}", "method": "POST", "url": "/v1/embeddings",
-              "body": {"model": "text-embedding-3-small", "input": f"text {i}"}}
+    body, kind = OTHER_ENDPOINTS[endpoint]
+    lines = [{"custom_id": f"e{i}", "method": "POST", "url": endpoint, "body": body}
              for i in range(5)]  # fmt: skip
-    path = tmp_path / "emb.jsonl"
+    path = tmp_path / "in.jsonl"
     path.write_text("".join(json.dumps(line) + "\n" for line in lines))
     uploaded = client.files.create(file=path.open("rb"), purpose="batch")
     batch = client.batches.create(
-        input_file_id=uploaded.id, endpoint="/v1/embeddings", completion_window="24h"
+        input_file_id=uploaded.id,
+        endpoint=endpoint,  # type: ignore[arg-type]
+        completion_window="24h",
     )
     done = _wait(client, batch.id)
     output = _jsonl(client, done.output_file_id)
     assert len(output) == 5, _jsonl(client, done.error_file_id)[:1]
-    assert all(line["response"]["body"]["object"] == "list" for line in output)
+    for line in output:
+        answer = line["response"]["body"]
+        if kind is not None:
+            assert answer["object"] == kind
+        validate_response("POST", endpoint, 200, answer)
 
 
 def test_operator_sees_and_cancels_batches(

@@ -279,6 +279,11 @@ class BatchRunner:
             raise
         except Exception:
             log.exception("batch %s line %d failed; it runs again", batch.public_id, line.line)
+            with contextlib.suppress(Exception):
+                if not run.called:
+                    await self._batches.note_try(line, self.owner, run.tries + 1)
+                # Given back, not kept under a lease this process renews for ever.
+                await self._batches.release_lines(self.owner, batch.id, [line.line])
 
     async def _answer(self, batch: BatchRow, line: LineRow, run: _Run) -> LineEnd:
         operation = model.ENDPOINTS[batch.endpoint]
