@@ -105,10 +105,10 @@ def _jsonl(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
 
 
 def _raw(server: Gateway, key: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}", **kwargs.pop("headers", {})}
     return httpx.request(
-        method, server.url + path, headers={"Authorization": f"Bearer {key}"},
-        timeout=CLIENT_TIMEOUT_S, **kwargs,
-    )  # fmt: skip
+        method, server.url + path, headers=headers, timeout=CLIENT_TIMEOUT_S, **kwargs
+    )
 
 
 @pytest.mark.parametrize("model", ["gpt-4o-mini", CLAUDE])
@@ -403,3 +403,31 @@ def test_operator_sees_and_cancels_batches(
         assert _wait(client, again.id).status == "cancelled"
     finally:
         upstream.answer_delay = 0.0
+
+
+def test_uploads_that_are_refused(relay: Gateway) -> None:
+    key, _ = _key(relay)
+    line = b'{"custom_id": "a"}\n'
+    cases = [
+        ({"content": b"{}", "headers": {"Content-Type": "application/json"}}, None),
+        ({"data": {"purpose": "batch"}, "files": {"other": ("a.jsonl", line)}}, "file"),
+        ({"files": {"file": ("a.jsonl", line)}}, "purpose"),
+        ({"data": {"purpose": "batch"}, "files": {"file": ("a.jsonl", b"\n" * 50_001)}}, "file"),
+        ({"data": {"purpose": "x" * 5000}, "files": {"file": ("a.jsonl", line)}}, None),
+        (
+            {
+                "content": b'--b\r\nContent-Disposition: form-data; name="purpose"\r\n\r\nbat',
+                "headers": {"Content-Type": "multipart/form-data; boundary=b"},
+            },
+            None,
+        ),
+    ]
+    for request, param in cases:
+        response = _raw(relay, key, "POST", "/v1/files", **request)
+        assert response.status_code == 400, response.text
+        error = response.json()["error"]
+        assert error["type"] == "invalid_request_error"
+        if param is not None:
+            assert error["param"] == param, error
+    # Nothing refused was kept.
+    assert _raw(relay, key, "GET", "/v1/files").json()["data"] == []

@@ -13,6 +13,7 @@ from aiohttp import BodyPartReader, web
 from omnirelay.api.begin import begin_with, no_body
 from omnirelay.api.body import bearer_secret
 from omnirelay.api.state import AppState, state_of
+from omnirelay.api.uploads import MALFORMED
 from omnirelay.gateway.batches.model import BATCH_PURPOSE, file_view
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.wire.errors import InvalidRequest, MissingField
@@ -42,20 +43,29 @@ async def upload(request: web.Request) -> web.Response:
         raise InvalidRequest(
             "POST /v1/files takes a multipart/form-data body with 'purpose' and 'file'."
         )
-    reader = await request.multipart()
     purpose: str | None = None
     stored = None
-    async for part in _parts(reader):
-        if part.name == "purpose":
-            purpose = (await part.read(decode=True))[:MAX_FIELD_BYTES].decode("utf-8", "replace")
-        elif part.name == "file" and stored is None:
-            # The SDKs send 'purpose' before the file; a file sent first is stored as a
-            # batch file and its purpose checked below, once it has arrived.
-            stored = await state.batches.upload(
-                key, purpose or BATCH_PURPOSE, part.filename or "upload.jsonl", _chunks(part)
-            )
-        else:
-            await part.release()
+    try:
+        reader = await request.multipart()
+        async for part in _parts(reader):
+            if part.name == "purpose":
+                purpose = (await _field(part)).decode("utf-8", "replace")
+            elif part.name == "file" and stored is None:
+                # The SDKs send 'purpose' before the file; a file sent first is stored as
+                # a batch file and its purpose checked below, once it has arrived.
+                stored = await state.batches.upload(
+                    key, purpose or BATCH_PURPOSE, part.filename or "upload.jsonl", _chunks(part)
+                )
+            else:
+                await part.release()
+    except MALFORMED as exc:
+        if stored is not None:
+            await state.batches.delete_file(key, stored.id)
+        raise InvalidRequest(
+            f"The multipart/form-data body could not be read: {exc}. Send 'purpose' and "
+            "'file' as multipart/form-data parts, between the boundary the Content-Type names.",
+            code="invalid_multipart",
+        ) from exc
     if stored is None:
         raise MissingField("Missing required parameter: 'file'.", param="file")
     if purpose != stored.purpose:
@@ -76,8 +86,17 @@ async def _parts(reader: Any) -> AsyncIterator[BodyPartReader]:
             return
         if isinstance(part, BodyPartReader):
             yield part
-        else:
-            raise InvalidRequest("Nested multipart bodies are not supported.")
+        # A nested multipart part is no field of this form: passed over.
+
+
+async def _field(part: BodyPartReader) -> bytes:
+    """A form field's value, read no further than MAX_FIELD_BYTES."""
+    value = b""
+    while len(value) <= MAX_FIELD_BYTES and (chunk := await part.read_chunk(MAX_FIELD_BYTES)):
+        value += chunk
+    if len(value) > MAX_FIELD_BYTES:
+        raise InvalidRequest(f"A form field may be at most {MAX_FIELD_BYTES} bytes.")
+    return value
 
 
 async def _chunks(part: BodyPartReader) -> AsyncIterator[bytes]:
