@@ -408,7 +408,7 @@ def test_operator_sees_and_cancels_batches(
 def test_uploads_that_are_refused(relay: Gateway) -> None:
     key, _ = _key(relay)
     line = b'{"custom_id": "a"}\n'
-    cases = [
+    cases: list[tuple[dict[str, Any], str | None]] = [
         ({"content": b"{}", "headers": {"Content-Type": "application/json"}}, None),
         ({"data": {"purpose": "batch"}, "files": {"other": ("a.jsonl", line)}}, "file"),
         ({"files": {"file": ("a.jsonl", line)}}, "purpose"),
