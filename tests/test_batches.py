@@ -431,3 +431,33 @@ def test_uploads_that_are_refused(relay: Gateway) -> None:
             assert error["param"] == param, error
     # Nothing refused was kept.
     assert _raw(relay, key, "GET", "/v1/files").json()["data"] == []
+
+
+def test_a_keys_rate_limit_makes_lines_wait_not_fail(
+    relay: Gateway, upstream: FakeOpenAIMore, tmp_path: Path
+) -> None:
+    """The key may run 2 calls at once; the batch runs 8: the others are refused by the
+    key's own limit and wait (each try with a request id of its own), none fails."""
+    key, key_id = _key(relay, limits={"max_concurrency": 2})
+    client = _client(relay, key)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(_chat_lines("gpt-4o-mini", 12))
+    upstream.answer_delay = 0.2
+    try:
+        uploaded = client.files.create(file=path.open("rb"), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+        )
+        done = _wait(client, batch.id)
+    finally:
+        upstream.answer_delay = 0.0
+    assert done.status == "completed" and done.error_file_id is None
+    output = _jsonl(client, done.output_file_id)
+    assert len(output) == 12
+    waited = [line for line in output if line["id"].count("_") == 3]  # batch_req_<id>_<n>_<try>
+    assert waited, "no line waited on the key's limit"
+    book = relay.admin("GET", f"/admin/ledger?key_id={key_id}").json()
+    charged = [e["request_id"] for e in book["entries"] if e["amount_nano"] > 0]
+    assert sorted(charged) == sorted(line["id"] for line in output)
+    logs = relay.admin("GET", f"/admin/logs?key_id={key_id}&limit=1000").json()["data"]
+    assert any(row["status"] == 429 for row in logs)
