@@ -36,7 +36,7 @@ from typing import Any
 import orjson
 
 from omnirelay.gateway.background import stop
-from omnirelay.gateway.batches import model
+from omnirelay.gateway.batches import answers, model
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.logwriter import LogWriter
@@ -105,9 +105,9 @@ class BatchRunner:
         self.limits = limits
         self.owner = process_owner()
         self._running: dict[int, set[asyncio.Task[None]]] = {}
+        """Per batch, this process's lines whose call runs (what the limits count)."""
         self._queued: dict[int, deque[tuple[BatchRow, LineRow]]] = {}
         """Per batch, lines this process claimed ahead and has not started yet."""
-        """Per batch, this process's lines whose call runs (what the limits count)."""
         self._tasks: set[asyncio.Task[None]] = set()
         """Every line task, until its answer is recorded."""
         self._inflight = 0
@@ -293,7 +293,7 @@ class BatchRunner:
             key = self._keys.get(batch.key_id)
             if key is None:
                 message = "The batch's API key no longer exists."
-                return _error_end(line, request_id, "key_not_found", message)
+                return answers.error(line, request_id, "key_not_found", message)
             call = Call.begin(request_id, key, operation)
             call.batch_id = batch.public_id
             try:
@@ -304,14 +304,14 @@ class BatchRunner:
                     await self._batches.note_try(line, self.owner, run.tries)
                     await asyncio.sleep(min(error.retry_after or 1.0, MAX_WAIT_S))
                     continue
-                return _failed_end(line, request_id, error)
+                return answers.failed(line, request_id, error)
             finally:
                 run.called = True
             if not isinstance(reply, Reply):
                 await reply.rest.aclose()
                 streamed = GatewayError("The operation answered with a stream.")
-                return _failed_end(line, request_id, streamed)
-            return _output_end(line, request_id, reply.body)
+                return answers.failed(line, request_id, streamed)
+            return answers.output(line, request_id, reply.body)
 
     async def _expire(self, batch: BatchRow, now_ms: int) -> None:
         message = "This request was not run before the batch's completion window ended."
@@ -319,7 +319,7 @@ class BatchRunner:
         def result_of(number: int, custom_id: str) -> str:
             request_id = model.line_request_id(batch.public_id, number)
             error = {"code": "batch_expired", "message": message}
-            return _dump(request_id, custom_id, None, error)
+            return answers.dump(request_id, custom_id, None, error)
 
         await self._batches.close_open_lines(batch.id, result_of)
         for task in self._running.get(batch.id, set()):
@@ -405,54 +405,6 @@ def _waits(error: GatewayError, call: Call) -> bool:
     if isinstance(error, RateLimited):
         return True
     return isinstance(error, UpstreamUnavailable) and not call.attempts
-
-
-def _dump(request_id: str, custom_id: str, response: dict[str, Any] | None, error: Any) -> str:
-    """One line of an output or error file, in OpenAI's shape."""
-    return orjson.dumps(
-        {"id": request_id, "custom_id": custom_id, "response": response, "error": error}
-    ).decode()
-
-
-def _line_json(line: LineRow, request_id: str, response: dict[str, Any] | None, error: Any) -> str:
-    return _dump(request_id, line.custom_id, response, error)
-
-
-def _output_end(line: LineRow, request_id: str, body: bytes) -> LineEnd:
-    try:
-        payload = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        payload = body.decode("utf-8", "replace")
-    response = {"status_code": 200, "request_id": request_id, "body": payload}
-    usage = payload.get("usage") if isinstance(payload, dict) else None
-    usage = usage if isinstance(usage, dict) else {}
-    input_tokens = _int(usage.get("prompt_tokens", usage.get("input_tokens")))
-    output_tokens = _int(usage.get("completion_tokens", usage.get("output_tokens")))
-    details = usage.get("prompt_tokens_details") or usage.get("input_tokens_details") or {}
-    cached = _int(details.get("cached_tokens")) if isinstance(details, dict) else 0
-    return LineEnd(
-        line.batch_id,
-        line.line,
-        OUTPUT,
-        _line_json(line, request_id, response, None),
-        input_tokens,
-        output_tokens,
-        cached,
-    )
-
-
-def _failed_end(line: LineRow, request_id: str, error: GatewayError) -> LineEnd:
-    response = {"status_code": error.status, "request_id": request_id, "body": error.body()}
-    return LineEnd(line.batch_id, line.line, ERROR, _line_json(line, request_id, response, None))
-
-
-def _error_end(line: LineRow, request_id: str, code: str, message: str) -> LineEnd:
-    error = {"code": code, "message": message}
-    return LineEnd(line.batch_id, line.line, ERROR, _line_json(line, request_id, None, error))
-
-
-def _int(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
 
 
 @dataclass(slots=True)
