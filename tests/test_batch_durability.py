@@ -253,3 +253,34 @@ def test_sigterm_gives_line_leases_back_and_a_restart_goes_on_at_once(
         _check_books(server, created["id"], output)
     finally:
         server.stop()
+
+
+def test_two_workers_on_one_sqlite_file_share_one_batch(
+    tmp_path: Path, upstream: FakeOpenAI
+) -> None:
+    count = 200
+    upstream.answer_delay = 0.05
+    server = Gateway(tmp_path / "gw", env={**FAST, "OMNIRELAY_BATCH_CONCURRENCY": "4"})
+    server.start(workers=2)
+    try:
+        server.add_channel(name="up", base_url=upstream.base_url, api_key=UPSTREAM_KEY,
+                           models=["gpt-4o-mini"])  # fmt: skip
+        created = server.create_key(name="batch")
+        known_everywhere(server, created["key"])
+        client, batch_id = _start_batch(server, created["key"], tmp_path / "in.jsonl", count)
+        batch = _finished(client, batch_id, timeout=120)
+        output = _jsonl(client, batch.output_file_id)
+    finally:
+        server.stop()
+    assert batch.status == "completed" and batch.error_file_id is None
+    assert Counter(line["custom_id"] for line in output) == Counter(
+        f"line-{i}" for i in range(count)
+    )
+    prompts = Counter(
+        request.body["messages"][0]["content"]
+        for request in upstream.received
+        if request.path == "/v1/chat/completions"
+    )
+    assert prompts == Counter(f"number {i}" for i in range(count)), "a line ran twice"
+    # Each worker runs at most 4 lines at once: more at once upstream means both ran.
+    assert upstream.peak_waiting > 4, upstream.peak_waiting
