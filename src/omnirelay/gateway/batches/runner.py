@@ -1,8 +1,9 @@
 """The batch runner: every process runs batch lines; there is no master node.
 
 Each tick looks at the running batches. For a batch in progress it claims pending lines
-(``BatchRepository.claim_lines``: a lease per line) up to ``batch_concurrency`` per batch
-and ``batch_max_inflight`` per process, and runs each as a call through the one pipeline
+(``BatchRepository.claim_lines``: a lease per line), twice as many as it may run so that a
+line that ends starts the next at once, runs up to ``batch_concurrency`` per batch and
+``batch_max_inflight`` per process, each as a call through the one pipeline
 (``Surface.run``), in-process, with a request id of its own that is the same on every run
 of the line; the call carries the batch's id, so it is priced at the batch multiplier and
 logged with the batch. A line's charge is committed (``LogWriter.commit_submitted``)
