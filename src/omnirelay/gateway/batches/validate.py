@@ -8,6 +8,7 @@ OpenAI's ``errors.data[{code, line, message, param}]``; a batch with any is ``fa
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -17,6 +18,7 @@ import orjson
 from omnirelay.gateway.embeddings import DEFAULT_MODERATION_MODEL, MODERATIONS
 from omnirelay.gateway.keys import KeyState
 
+YIELD_EVERY = 500
 MAX_ERRORS = 1000
 """The most errors one failed batch reports (OpenAI's file may have 50,000 lines)."""
 
@@ -53,6 +55,8 @@ async def parse_input(
     number = 0
     async for raw in split_lines(chunks):
         number += 1
+        if number % YIELD_EVERY == 0:
+            await asyncio.sleep(0)  # a 50,000-line file must not hold the loop for long
         if not raw.strip():
             continue  # blank lines (a trailing one) carry no request
         line = _line(parsed, number, raw, url, operation, key, seen)
