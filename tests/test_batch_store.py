@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 
 from omnirelay.store.batches import ERROR, OUTPUT, LineEnd
+from omnirelay.store.files import FileRow
 from support.store_backend import Backend
 
 NOW = 1_700_000_000_000
@@ -77,3 +78,25 @@ async def test_dead_leases_come_back_and_released_lines_are_pending(backend: Bac
     assert await store.batches.release_lines("alive") == 4
     again = await store.batches.claim_lines(batch.id, "next", NOW + LEASE + 2, LEASE, 10)
     assert [line.line for line in again] == [0, 1, 2, 3]
+
+
+async def test_files_expire_and_their_blob_goes_with_the_last_reference(backend: Backend) -> None:
+    files = backend.store.files
+    digest = "ab" * 32
+
+    def file(file_id: str, expires_ms: int | None) -> FileRow:
+        return FileRow(
+            id=file_id, key_id=1, purpose="batch", filename="a.jsonl", bytes=3, digest=digest,
+            lines=1, created_ms=NOW, expires_ms=expires_ms,
+        )  # fmt: skip
+
+    old, kept, forever = file("file-old", NOW + 10), file("file-new", NOW + 99), file("f", None)
+    for row in (old, kept, forever):
+        await files.insert(row)
+    assert [f.id for f in await files.expired(NOW + 50)] == ["file-old"]
+    assert await files.delete(old) is False  # the same bytes are still another file's
+    assert await files.get("file-old") is None
+    assert await files.delete(kept) is False
+    assert await files.delete(forever) is True
+    rows, more = await files.list_for_key(1, limit=10)
+    assert (rows, more) == ([], False)
