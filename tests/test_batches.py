@@ -461,3 +461,24 @@ def test_a_keys_rate_limit_makes_lines_wait_not_fail(
     assert sorted(charged) == sorted(line["id"] for line in output)
     logs = relay.admin("GET", f"/admin/logs?key_id={key_id}&limit=1000").json()["data"]
     assert any(row["status"] == 429 for row in logs)
+
+
+def test_lists_page_with_after(relay: Gateway, tmp_path: Path) -> None:
+    key, _ = _key(relay)
+    client = _client(relay, key)
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(_chat_lines("gpt-4o-mini", 1))
+    made = [client.files.create(file=path.open("rb"), purpose="batch").id for _ in range(3)]
+    batches = [
+        client.batches.create(
+            input_file_id=file_id, endpoint="/v1/chat/completions", completion_window="24h"
+        ).id
+        for file_id in made
+    ]
+    # The SDK follows ``after`` page by page (``has_more``, the last id).
+    listed = [file.id for file in client.files.list(limit=2, purpose="batch")]
+    assert listed == list(reversed(made))
+    assert [file.id for file in client.files.list(limit=2, order="asc", purpose="batch")] == made
+    assert [batch.id for batch in client.batches.list(limit=1)] == list(reversed(batches))
+    for batch_id in batches:
+        _wait(client, batch_id)
