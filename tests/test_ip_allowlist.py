@@ -117,6 +117,8 @@ NOT_SERVED = (
 IMAGE = {"image": ("a.png", PNG + b"pixels", "image/png")}
 DATA_IMAGE = "data:image/png;base64," + base64.b64encode(PNG + b"pixels").decode()
 AUDIO = {"file": ("a.wav", _wav(), "audio/wav")}
+BATCH_LINE = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {}}\n'
+BATCH_FILE = {"file": ("in.jsonl", BATCH_LINE, "application/jsonl")}
 ENDPOINTS: dict[str, Call] = {
     "chat": _post("/v1/chat/completions", json=CHAT),
     "messages": _post("/v1/messages", json=MESSAGE),
@@ -205,6 +207,22 @@ ENDPOINTS: dict[str, Call] = {
         for kind, body in MODEL_3D_BODIES.items()
     },
     **{f"not-served {method} {path}": _call(method, path) for method, path in NOT_SERVED},
+    "files.create": _post("/v1/files", data={"purpose": "batch"}, files=BATCH_FILE),
+    "files.list": _get("/v1/files"),
+    "files.retrieve": _get("/v1/files/file-unknown"),
+    "files.delete": _delete("/v1/files/file-unknown"),
+    "files.content": _get("/v1/files/file-unknown/content"),
+    "batches.create": _post(
+        "/v1/batches",
+        json={
+            "input_file_id": "file-unknown",
+            "endpoint": "/v1/chat/completions",
+            "completion_window": "24h",
+        },
+    ),
+    "batches.list": _get("/v1/batches"),
+    "batches.retrieve": _get("/v1/batches/batch_unknown"),
+    "batches.cancel": _post("/v1/batches/batch_unknown/cancel"),
 }
 # An allowed key asking for a stored response or task that is not there gets 404, not 403
 # (and so does a task model its group has no channel for).
@@ -213,7 +231,8 @@ STORED = (
     "videos", "videos.retrieve", "videos.delete", "videos.content", "videos.remix",
     "mj.imagine", "mj.action", "mj.change", "mj.simple-change", "mj.blend", "mj.describe",
     "mj.modal", "mj.shorten", "mj.swap", "mj.fetch", "mj.image-seed", "suno.music",
-    "suno.lyrics", "suno.fetch",
+    "suno.lyrics", "suno.fetch", "files.retrieve", "files.delete", "files.content",
+    "batches.create", "batches.retrieve", "batches.cancel",
 )  # fmt: skip
 ALLOWED_STATUS = dict.fromkeys(STORED, 404)
 # The task families: a model no channel of the group serves, or a task that is not there,
@@ -271,12 +290,15 @@ def test_every_client_route_is_covered() -> None:
         "/kling/v1/videos/{action}/{task_id}", "/v1/video/generations",
         "/v1/video/generations/{task_id}", "/luma/generations", "/luma/generations/{task_id}",
         "/task/jimeng/text2video", "/task/minimax/v1/video_generation", "/task/volces/seedance",
+        "/v1/files", "/v1/files/{file_id}", "/v1/files/{file_id}/content", "/v1/batches",
+        "/v1/batches/{batch_id}", "/v1/batches/{batch_id}/cancel",
         *(f"/task/pic/{action}" for action in PIC_ACTIONS),
         *(f"/task/3d/{kind}" for kind in MODEL_3D_BODIES),
     }  # fmt: skip
-    # Every path has a case (``/v1/responses/{id}`` and ``/v1/videos`` and
-    # ``/v1/videos/{video_id}`` two each: GET and DELETE, GET and POST, GET and DELETE).
-    assert len(ENDPOINTS) == len(client) + 3
+    # Every path has a case (``/v1/responses/{id}``, ``/v1/videos``, ``/v1/videos/{video_id}``,
+    # ``/v1/files``, ``/v1/files/{file_id}`` and ``/v1/batches`` two each: GET and DELETE,
+    # GET and POST, GET and DELETE, POST and GET, GET and DELETE, POST and GET).
+    assert len(ENDPOINTS) == len(client) + 6
 
 
 @pytest.mark.parametrize("name", list(ENDPOINTS))

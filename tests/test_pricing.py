@@ -248,3 +248,20 @@ def test_video_is_priced_per_second_by_size_from_the_catalogue() -> None:
         "720x1280": 300_000_000, "1280x720": 300_000_000,
         "1024x1792": 500_000_000, "1792x1024": 500_000_000,
     }  # fmt: skip
+
+
+def test_a_batch_quote_carries_the_batch_multiplier_with_the_groups_rounded_up_once() -> None:
+    price = catalogue_price({"input": "1.00", "output": "3.00"})  # 1,000 / 3,000 nano per 1k
+    assert price.batch_ppm == 500_000
+    cheap = catalogue_price({"input": "1.00", "output": "3.00", "batch_multiplier": "0.25"})
+    assert cheap.batch_ppm == 250_000
+    book = PriceBook({"m": price, "c": cheap}, free_by_default=False)
+    book.replace_multipliers({"vip": 333_333})
+    usage = Usage(prompt_tokens=7, completion_tokens=3)  # 7,000 + 9,000 = 16,000 nano
+    assert book.quote("m", 1, "default").cost(usage) == 16_000  # type: ignore[union-attr]
+    assert book.quote("m", 1, "default", batch=True).cost(usage) == 8_000  # type: ignore[union-attr]
+    assert book.quote("c", 1, "default", batch=True).cost(usage) == 4_000  # type: ignore[union-attr]
+    # 0.333333 x 0.5 = 0.1666665: one multiplier of 166,667 ppm, and one round-up of the total.
+    vip = book.quote("m", 1, "vip", batch=True)
+    assert vip is not None and vip.multiplier_ppm == 166_667
+    assert vip.cost(usage) == -(-16_000 * 166_667 // 1_000_000)

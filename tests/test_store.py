@@ -45,7 +45,7 @@ TABLES = {
     "channels", "keys", "prices", "request_logs", "change_feed", "settings_kv",
     "ledger", "holds", "group_multipliers", "usage_daily", "dead_letters", "responses",
     "response_items", "tasks", "task_events", "blob_refs", "audit_log", "console_sessions",
-    "signin_failures",
+    "signin_failures", "files", "batches", "batch_lines",
 }  # fmt: skip
 MONEY_COLUMNS = {
     "keys": ("quota_nano", "used_nano", "budget_nano"),

@@ -20,7 +20,7 @@ from typing import Any
 import aiohttp
 from pydantic import ValidationError
 
-from omnirelay import cli_db, cli_deadletters, cli_metering, cli_tasks, logs
+from omnirelay import cli_batches, cli_db, cli_deadletters, cli_metering, cli_tasks, logs
 from omnirelay.cli_table import print_table as _print_table
 from omnirelay.cli_table import usd as _usd
 from omnirelay.config import Settings, load_settings
@@ -400,6 +400,7 @@ def _parser() -> argparse.ArgumentParser:
     cli_metering.add_commands(commands)
     cli_deadletters.add_commands(commands)
     cli_tasks.add_commands(commands)
+    cli_batches.add_commands(commands)
     cli_db.add_commands(commands)
 
     logs_p = commands.add_parser("logs", help="recent calls")

@@ -185,6 +185,21 @@ class Settings(BaseSettings):
     """PDFs parsed at once, per process (each in a worker process of its own)."""
     pdf_worker_memory_mb: int = Field(default=1024, ge=64)
     """The address space one PDF worker process may use."""
+    file_retention_days: int = Field(default=30, ge=0)
+    """Files uploaded for batches, and the output and error files batches write, are
+    deleted this many days after they were made (0: kept)."""
+    batch_concurrency: int = Field(default=8, ge=1, le=1024)
+    """Lines of one batch a process runs at once."""
+    batch_max_inflight: int = Field(default=32, ge=1, le=4096)
+    """Lines of all batches a process runs at once."""
+    batch_completion_window_s: float = Field(default=86_400.0, gt=0)
+    """A batch not finished this long after it was created expires: its unfinished lines
+    go to the error file with ``batch_expired``."""
+    batch_lease_s: float = Field(default=120.0, gt=0)
+    """How long a process holds the batch lines it claimed (renewed while they run); the
+    lines of a process that died are taken over after this."""
+    batch_poll_interval_s: float = Field(default=0.5, gt=0, le=60)
+    """How often each process looks for batch lines to run and batches to finish."""
     console_enabled: bool = True
     """Serve the web console under /console (sessions also reach the admin API)."""
     console_session_ttl_s: float = Field(default=43200.0, gt=0)

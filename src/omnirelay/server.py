@@ -27,6 +27,8 @@ from omnirelay.gateway import responses_background
 from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.alerts import Alerts, AlertWatch, WebhookTarget
 from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
+from omnirelay.gateway.batches.runner import BatchLimits, BatchRunner
+from omnirelay.gateway.batches.service import Batches
 from omnirelay.gateway.charges import Settlement
 from omnirelay.gateway.documents import Documents, ensure_embedded_channel
 from omnirelay.gateway.fetch import ImageFetcher
@@ -183,6 +185,7 @@ class Runtime:
         await self.reconciler.run_once()
         await state.tasks.start()
         state.logs.start()
+        state.batches.runner.start()
         state.sync.start()
         self.reconciler.start()
         state.prober.start_periodic(state.settings.probe_interval_s)
@@ -210,6 +213,7 @@ class Runtime:
         await state.prober.close()
         await self.reconciler.close()
         await state.tasks.close()
+        await state.batches.runner.close()
         await state.sync.close()
         await self.settlement.close()
         await state.logs.close()
@@ -372,6 +376,28 @@ async def build_runtime(settings: Settings) -> Runtime:
         )
     )
     dialects = TaskDialects()
+    blobs = BlobStore(settings.data_dir / "blobs")
+    batches = Batches(
+        batches=store.batches,
+        files=store.files,
+        blobs=blobs,
+        runner=BatchRunner(
+            batches=store.batches,
+            files=store.files,
+            blobs=blobs,
+            surface=surface,
+            keys=keys,
+            logs=logs,
+            limits=BatchLimits(
+                concurrency=settings.batch_concurrency,
+                max_inflight=settings.batch_max_inflight,
+                lease_s=settings.batch_lease_s,
+                poll_s=settings.batch_poll_interval_s,
+                file_retention_days=settings.file_retention_days,
+            ),
+        ),
+        completion_window_s=settings.batch_completion_window_s,
+    )
     tasks = TaskEngine(
         store=store,
         kit=kit,
@@ -379,7 +405,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         holds=task_holds,
         router=router,
         families=all_families(settings, store, limits),
-        blobs=BlobStore(settings.data_dir / "blobs"),
+        blobs=blobs,
         limits=limits,
         dialects=dialects,
     )
@@ -415,6 +441,8 @@ async def build_runtime(settings: Settings) -> Runtime:
     # Draining, this process stops polling at once and gives its task leases back, so
     # another node takes its tasks over without waiting for the leases to run out.
     lifecycle.on_drain.append(tasks.poller.close)
+    # Its batch lines too: their leases are given back, and another process runs them.
+    lifecycle.on_drain.append(batches.runner.close)
     state = AppState(
         settings=settings,
         store=store,
@@ -430,6 +458,7 @@ async def build_runtime(settings: Settings) -> Runtime:
         admin_key_hash=admin_hash,
         surface=surface,
         tasks=tasks,
+        batches=batches,
         sessions=sessions,
         readiness=readiness,
         lifecycle=lifecycle,

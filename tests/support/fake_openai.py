@@ -185,6 +185,10 @@ class FakeOpenAI(LoopbackServer):
         self.sparse_response: bool = False  # non-stream: leave out the optional-looking fields
         self.models: list[str] = list(DEFAULT_MODELS)
         self.responses = _responses().ResponsesState()  # what `store` kept
+        self.fail_every = 0  # every Nth request fails: 500 and 429 by turns (0: none)
+        self._served = 0
+        self._waiting = 0
+        self.peak_waiting = 0  # the most chat answers held in answer_delay at once
 
     def fail_next(
         self,
@@ -251,6 +255,13 @@ class FakeOpenAI(LoopbackServer):
                 )
             )
             failure = self._failures.popleft() if self._failures else None
+            self._served += 1
+            if failure is None and self.fail_every and self._served % self.fail_every == 0:
+                status = 500 if (self._served // self.fail_every) % 2 else 429
+                message, err_type, code = _DEFAULT_ERRORS.get(
+                    status, ("The server had an error.", "server_error", None)
+                )
+                failure = _ApiError(status, message, err_type, code=code, headers={})
         headers = {
             "x-request-id": "req_" + "".join(random.choices("0123456789abcdef", k=32)),
             "openai-version": "2020-10-01",
@@ -263,7 +274,12 @@ class FakeOpenAI(LoopbackServer):
                 self._authorize(request)
                 completion, stream = self._plan_chat(body, parsed)
                 if self.answer_delay:
-                    await asyncio.sleep(self.answer_delay)
+                    self._waiting += 1
+                    self.peak_waiting = max(self.peak_waiting, self._waiting)
+                    try:
+                        await asyncio.sleep(self.answer_delay)
+                    finally:
+                        self._waiting -= 1
                 headers["openai-processing-ms"] = str(int((time.monotonic() - started) * 1000))
                 if stream:
                     return await self._stream(request, completion, body, headers)

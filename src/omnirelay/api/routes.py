@@ -7,6 +7,7 @@ from aiohttp import web
 from omnirelay.api import (
     admin,
     admin_audit,
+    admin_batches,
     admin_deadletters,
     admin_ledger,
     admin_prices,
@@ -15,11 +16,13 @@ from omnirelay.api import (
     admin_usage,
     audio,
     azure,
+    batches,
     billing,
     chat,
     completions,
     documents,
     embeddings,
+    files,
     gemini,
     images,
     kling,
@@ -102,6 +105,15 @@ def add_routes(app: web.Application) -> None:
     for (method, path), vendor in unbuilt.PATHS.items():
         router.add_route(method, path, unbuilt.handler_for(vendor))
     router.add_get("/task/{task_id}", task_poll.fetch)
+    router.add_post("/v1/files", files.upload)
+    router.add_get("/v1/files", files.list_files)
+    router.add_get("/v1/files/{file_id}", files.retrieve)
+    router.add_delete("/v1/files/{file_id}", files.delete)
+    router.add_get("/v1/files/{file_id}/content", files.content)
+    router.add_post("/v1/batches", batches.create)
+    router.add_get("/v1/batches", batches.list_batches)
+    router.add_get("/v1/batches/{batch_id}", batches.retrieve)
+    router.add_post("/v1/batches/{batch_id}/cancel", batches.cancel)
     router.add_get("/v1/models", gemini.list_models_either)
     router.add_get("/v1/models/{model:.+}", gemini.get_model_either)
     for prefix in ("/v1", ""):
@@ -154,6 +166,9 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/ledger", admin_ledger.ledger)
     router.add_get("/admin/deadletters", admin_deadletters.dead_letters)
     router.add_get("/admin/tasks", admin_tasks.list_tasks)
+    router.add_get("/admin/batches", admin_batches.list_batches)
+    router.add_get("/admin/batches/{batch_id}", admin_batches.get_batch)
+    router.add_post("/admin/batches/{batch_id}/cancel", admin_batches.cancel_batch)
     router.add_get("/admin/tasks/{task_id}", admin_tasks.get_task)
     router.add_get("/admin/tasks/{task_id}/results/{name}", admin_tasks.task_result)
     router.add_post("/admin/tasks/{task_id}/cancel", admin_tasks.cancel_task)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from omnirelay.config import Settings
 from omnirelay.gateway.admin import Admin
+from omnirelay.gateway.batches.service import Batches
 from omnirelay.gateway.documents import Documents
 from omnirelay.gateway.health import HealthBoard
 from omnirelay.gateway.keys import KeyCache
@@ -48,6 +49,7 @@ class AppState:
     admin_key_hash: str
     surface: Surface
     tasks: TaskEngine
+    batches: Batches
     sessions: Sessions
     readiness: Readiness
     lifecycle: Lifecycle

@@ -29,6 +29,9 @@ class Call:
     tracestate: str | None = None
     trace: Any = None
     """The call's span, while tracing is on."""
+    batch_id: str | None = None
+    """The batch this call is a line of: priced with the model's batch multiplier, and
+    logged with the batch's id."""
 
     @classmethod
     def begin(

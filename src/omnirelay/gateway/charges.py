@@ -69,6 +69,7 @@ class ChargeRecord:
     usage_source: str | None
     error: str | None
     attempts: list[dict[str, Any]] | None
+    batch_id: str | None = None
 
     @classmethod
     def of(
@@ -102,6 +103,7 @@ class ChargeRecord:
             usage_source=source,
             error=error,
             attempts=list(call.attempts) or None,
+            batch_id=call.batch_id,
         )
 
     def as_row(self) -> dict[str, Any]:
@@ -125,6 +127,7 @@ class ChargeRecord:
             "usage_source": self.usage_source,
             "error": self.error,
             "attempts": self.attempts,
+            "batch_id": self.batch_id,
         }
 
 

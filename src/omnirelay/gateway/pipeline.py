@@ -141,7 +141,7 @@ class Pipeline:
         now = time.time()
         KeyCache.authorize_call(key, model, now)
         group = key.row.group_name
-        quotes, hold = self._quotes(group, operation)
+        quotes, hold = self._quotes(group, operation, batch=call.batch_id is not None)
         ticket = await self._meter.admit(call.request_id, key, hold, now)
         limit = self._meter.spend_limit(key, hold)
 
@@ -176,14 +176,16 @@ class Pipeline:
             head = b""
         return StreamReply(result.source.content_type, head, events)
 
-    def _quotes(self, group: str, operation: Operation) -> tuple[dict[int, Quote], int]:
+    def _quotes(
+        self, group: str, operation: Operation, *, batch: bool = False
+    ) -> tuple[dict[int, Quote], int]:
         """The quote of every candidate channel that can price this call, and the hold:
-        the most the call may cost on any of them."""
+        the most the call may cost on any of them (a batch line's at the batch price)."""
         quotes: dict[int, Quote] = {}
         hold = 0
         refusal: ModelNotPriced | None = None
         for route in self._attempts.candidates(group, operation.model, operation.channel_id):
-            quote = self._prices.quote(operation.model, route.channel_id, group)
+            quote = self._prices.quote(operation.model, route.channel_id, group, batch=batch)
             if quote is None:
                 continue
             try:

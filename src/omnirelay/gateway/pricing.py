@@ -2,7 +2,10 @@
 
 Token prices are kept per million tokens. Each component of a cost rounds up to the next
 nano-dollar on its own, so a charge never under-counts and is explainable line by line. A
-group's multiplier then scales the call's total, with one final round-up.
+group's multiplier then scales the call's total, with one final round-up. A batch line's
+call is also scaled by its model's batch multiplier (``batch_multiplier`` in the catalogue,
+0.5 unless set): the two combine into one multiplier in parts per million (rounded up), so
+the total is still rounded up once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,8 @@ TOKENS_PER_PRICE_UNIT = 1_000_000
 CHARS_PER_PRICE_UNIT = 1_000_000
 PPM = 1_000_000
 """A multiplier of 1.0 in parts per million."""
+BATCH_PPM = 500_000
+"""A batch line costs half the model's price unless its catalogue entry says otherwise."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,6 +92,8 @@ class Price:
     """None: cache writes cost the input price."""
     per_call_nano: int = 0
     units: Units = NO_UNITS
+    batch_ppm: int = BATCH_PPM
+    """What a batch line pays of this price, in parts per million."""
 
     @property
     def cache_write_rate(self) -> int:
@@ -253,7 +260,9 @@ def catalogue_price(entry: Mapping[str, Any]) -> Price:
 
     input_nano = usd("input") or 0
     cached = usd("cached_input")
+    batch = entry.get("batch_multiplier")
     return Price(
+        batch_ppm=BATCH_PPM if batch is None else int(Decimal(str(batch)) * PPM),
         input_nano_per_m=input_nano,
         output_nano_per_m=usd("output") or 0,
         cached_input_nano_per_m=input_nano if cached is None else cached,
@@ -315,12 +324,18 @@ class PriceBook:
             return price, "catalogue"
         return (FREE, "free by default") if self._free_by_default else None
 
-    def quote(self, model: str, channel_id: int, group: str) -> Quote | None:
-        """None when the model has no price and ``free_by_default`` is off."""
+    def quote(
+        self, model: str, channel_id: int, group: str, *, batch: bool = False
+    ) -> Quote | None:
+        """None when the model has no price and ``free_by_default`` is off. A batch line's
+        quote carries the model's batch multiplier together with the group's."""
         price = self.lookup(model, channel_id)
         if price is None:
             return None
-        return Quote(model, price, self.multiplier_ppm(group), self._free_by_default)
+        multiplier = self.multiplier_ppm(group)
+        if batch:
+            multiplier = _ceil_div(multiplier * price.batch_ppm, PPM)
+        return Quote(model, price, multiplier, self._free_by_default)
 
 
 def _nano_or_none(value: object) -> int | None:

@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 MIGRATIONS = Path(__file__).with_name("migrations")
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 """The newest revision in ``migrations/versions``; bump it with every new migration (a test
 checks it against alembic's own head). A database already there is not handed to alembic,
 so a process that needs no migration never imports it."""

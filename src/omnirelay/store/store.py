@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.config import Settings
 from omnirelay.store.audit import AuditRepository
+from omnirelay.store.batches import BatchRepository
 from omnirelay.store.changes import ChangeFeed
 from omnirelay.store.channels import ChannelRepository
 from omnirelay.store.db import (
@@ -20,6 +21,7 @@ from omnirelay.store.db import (
     sqlite_writer_engine,
 )
 from omnirelay.store.deadletters import DeadLetterRepository
+from omnirelay.store.files import FileRepository
 from omnirelay.store.keys import KeyRepository
 from omnirelay.store.ledger import LedgerRepository
 from omnirelay.store.logs import LogRepository
@@ -51,6 +53,8 @@ class Store:
     secrets: SecretBox
     audit: AuditRepository
     sessions: SessionRepository
+    files: FileRepository
+    batches: BatchRepository
     writer_engine: Engine | None = None  # SQLite: the log writer's own, synchronous
 
     @classmethod
@@ -80,6 +84,8 @@ class Store:
             secrets=box,
             audit=AuditRepository(engine),
             sessions=SessionRepository(engine),
+            files=FileRepository(engine),
+            batches=BatchRepository(engine, logs),
             writer_engine=writer,
         )
 

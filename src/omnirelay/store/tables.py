@@ -160,6 +160,7 @@ request_logs = Table(
     Column("usage_source", String(16)),
     Column("error", Text),
     Column("attempts", JSON),
+    Column("batch_id", String(64)),  # the batch a batch line's call belongs to
     Index("ix_request_logs_key_created", "key_id", "created_ms"),
     Index("ix_request_logs_created", "created_ms"),
 )
@@ -345,4 +346,78 @@ signin_failures = Table(
     Index("ix_signin_failures_address", "address", "created_ms"),
     Index("ix_signin_failures_created", "created_ms"),
     sqlite_autoincrement=True,
+)
+
+# Files uploaded for batches (``purpose`` batch) and those batches wrote (batch_output); the
+# bytes are a blob (``blob_refs`` owner ``file:<id>``).
+files = Table(
+    "files",
+    metadata,
+    Column("id", String(64), primary_key=True),
+    Column("key_id", BigInteger, nullable=False),  # the key that owns it; only it sees it
+    Column("purpose", String(32), nullable=False),
+    Column("filename", String(256), nullable=False),
+    Column("bytes", BigInteger, nullable=False),
+    Column("digest", String(64), nullable=False),
+    Column("lines", Integer, nullable=False, server_default="0"),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("expires_ms", BigInteger),
+    Index("ix_files_key_created", "key_id", "created_ms"),
+    Index("ix_files_expires", "expires_ms"),
+)
+
+batches = Table(
+    "batches",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("public_id", String(64), nullable=False, unique=True),
+    Column("key_id", BigInteger, nullable=False),
+    Column("endpoint", String(64), nullable=False),  # /v1/chat/completions, ...
+    Column("input_file_id", String(64), nullable=False),
+    Column("completion_window", String(16), nullable=False),
+    Column("status", String(16), nullable=False),  # gateway.batches.model.STATUSES
+    Column("metadata", JSON),
+    Column("errors", JSON),  # validation errors: [{code, line, message, param}]
+    Column("output_file_id", String(64)),
+    Column("error_file_id", String(64)),
+    Column("total", Integer, nullable=False, server_default="0"),
+    Column("completed", Integer, nullable=False, server_default="0"),
+    Column("failed", Integer, nullable=False, server_default="0"),
+    Column("usage", JSON),
+    Column("lease_owner", String(64)),  # who finalizes it
+    Column("lease_until_ms", BigInteger),
+    Column("created_ms", BigInteger, nullable=False),
+    Column("in_progress_ms", BigInteger),
+    Column("expires_ms", BigInteger, nullable=False),
+    Column("finalizing_ms", BigInteger),
+    Column("completed_ms", BigInteger),
+    Column("failed_ms", BigInteger),
+    Column("expired_ms", BigInteger),
+    Column("cancelling_ms", BigInteger),
+    Column("cancelled_ms", BigInteger),
+    Index("ix_batches_key_created", "key_id", "id"),
+    Index("ix_batches_status", "status"),
+    sqlite_autoincrement=True,
+)
+
+# One row per request line of a batch: pending, claimed (leased to a process) or done,
+# with the line of the output or error file it answered.
+batch_lines = Table(
+    "batch_lines",
+    metadata,
+    Column("batch_id", BigInteger, primary_key=True),
+    Column("line", Integer, primary_key=True),  # 0-based, in the input file's order
+    Column("custom_id", Text, nullable=False),
+    Column("model", String(128), nullable=False),
+    Column("body", Text, nullable=False),  # the request body, as JSON
+    Column("state", String(12), nullable=False),  # pending | claimed | done
+    Column("tries", Integer, nullable=False, server_default="0"),  # waits on a rate limit
+    Column("lease_owner", String(64)),
+    Column("lease_until_ms", BigInteger),
+    Column("outcome", String(8)),  # output | error
+    Column("result", Text),  # the output or error file's line, as JSON
+    Column("input_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("output_tokens", BigInteger, nullable=False, server_default="0"),
+    Column("cached_tokens", BigInteger, nullable=False, server_default="0"),
+    Index("ix_batch_lines_state", "batch_id", "state", "line"),
 )
