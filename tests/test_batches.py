@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import openai
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_anthropic import FakeAnthropic
@@ -102,6 +103,18 @@ def _jsonl(client: openai.OpenAI, file_id: str | None) -> list[dict[str, Any]]:
         return []
     text = client.files.content(file_id).text
     return [json.loads(line) for line in text.splitlines() if line]
+
+
+def _metric(server: Gateway, name: str, labels: dict[str, str]) -> float:
+    scraped = httpx.get(server.url + "/metrics", timeout=CLIENT_TIMEOUT_S,
+                        headers={"Authorization": f"Bearer {server.admin_key}"})  # fmt: skip
+    assert scraped.status_code == 200, scraped.text
+    samples = [s for f in text_string_to_metric_families(scraped.text) for s in f.samples]
+    return sum(
+        s.value
+        for s in samples
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    )
 
 
 def _raw(server: Gateway, key: str, method: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -205,6 +218,7 @@ def test_validation_errors_name_lines(relay: Gateway, tmp_path: Path) -> None:
         json.dumps({**good, "custom_id": "c", "url": "/v1/embeddings"}),
         json.dumps({**good, "custom_id": "d", "body": {**body, "stream": True}}),
         json.dumps({**good, "custom_id": "e", "body": {**body, "model": "gpt-4o"}}),
+        json.dumps({**good, "custom_id": "f", "body": {**body, "background": True}}),
     ]
     path = tmp_path / "bad.jsonl"
     path.write_text("\n".join(lines) + "\n")
@@ -222,6 +236,7 @@ def test_validation_errors_name_lines(relay: Gateway, tmp_path: Path) -> None:
         (5, "invalid_url", "url"),
         (6, "invalid_request", "body.stream"),
         (7, "model_not_allowed", "body.model"),
+        (8, "invalid_request", "body.background"),
     }
     validate_response("GET", "/v1/batches/{batch_id}", 200,
                       _raw(relay, key, "GET", f"/v1/batches/{batch.id}").json())  # fmt: skip
@@ -286,6 +301,10 @@ def test_cancel_keeps_finished_lines(
             input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
         )
         time.sleep(0.5)
+        # While it runs, /metrics counts it and its open lines (read from the database).
+        running = {"status": "in_progress"}
+        assert _metric(relay, "omnirelay_batches_running", running) >= 1
+        assert _metric(relay, "omnirelay_batch_lines_open", running) > 0
         cancelling = client.batches.cancel(batch.id)
         assert cancelling.status in ("cancelling", "cancelled")
         done = _wait(client, batch.id)

@@ -66,6 +66,8 @@ BREAKER_STATES = (CLOSED, OPEN, HALF_OPEN)
 
 PendingCount = Callable[[], Awaitable[int]]
 TaskQueue = Callable[[], Awaitable[list[QueueRow]]]
+BatchQueue = Callable[[], Awaitable[list[tuple[str, int, int]]]]
+"""(status, batches, lines not yet answered) of the batches still running."""
 
 
 class Metrics:
@@ -79,11 +81,13 @@ class Metrics:
         writer: LogWriter,
         pending_dead_letters: PendingCount,
         task_queue: TaskQueue,
+        batch_queue: BatchQueue,
     ) -> None:
         self._stats = stats
         self._writer = writer
         self._pending_dead_letters = pending_dead_letters
         self._task_queue = task_queue
+        self._batch_queue = batch_queue
         self._router = router
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         own = None if self.multiprocess else CollectorRegistry(auto_describe=True)
@@ -255,6 +259,11 @@ class Metrics:
         except Exception as error:
             log.warning("counting active tasks failed (%s)", type(error).__name__)
             self._scrape_time.tasks = None
+        try:
+            self._scrape_time.batches = await self._batch_queue()
+        except Exception as error:
+            log.warning("counting running batches failed (%s)", type(error).__name__)
+            self._scrape_time.batches = None
         registry = self._registry
         if registry is None:
             registry = CollectorRegistry()
@@ -283,14 +292,15 @@ def _add(child: Histogram, tallied: Tallied) -> None:
 
 
 class _ScrapeTime(Collector):
-    """What is read when scraped: the channels' live state, the dead letters waiting and
-    the task queue (every process's: it is read from the database)."""
+    """What is read when scraped: the channels' live state, the dead letters waiting, and
+    the task and batch queues (every process's: they are read from the database)."""
 
     def __init__(self, board: HealthBoard, router: Router) -> None:
         self._board = board
         self._router = router
         self.pending: int | None = None
         self.tasks: list[QueueRow] | None = None
+        self.batches: list[tuple[str, int, int]] | None = None
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -330,6 +340,8 @@ class _ScrapeTime(Collector):
             )
         if self.tasks is not None:
             yield from _task_queue(self.tasks, time.time() * 1000)
+        if self.batches is not None:
+            yield from _batch_queue(self.batches)
 
 
 def _task_queue(rows: list[QueueRow], now_ms: float) -> Iterator[Metric]:
@@ -358,3 +370,20 @@ def _task_queue(rows: list[QueueRow], now_ms: float) -> Iterator[Metric]:
         due.add_metric((family,), count)
         delay.add_metric((family,), worst)
     yield from (active, due, delay)
+
+
+def _batch_queue(rows: list[tuple[str, int, int]]) -> Iterator[Metric]:
+    running = GaugeMetricFamily(
+        "omnirelay_batches_running",
+        "Batches in progress, finalizing or cancelling, by status.",
+        labels=("status",),
+    )
+    lines = GaugeMetricFamily(
+        "omnirelay_batch_lines_open",
+        "Lines of those batches not yet answered, by their batch's status.",
+        labels=("status",),
+    )
+    for status, count, open_lines in rows:
+        running.add_metric((status,), count)
+        lines.add_metric((status,), open_lines)
+    yield from (running, lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import secrets
@@ -27,6 +28,7 @@ from omnirelay.gateway import responses_background
 from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.alerts import Alerts, AlertWatch, WebhookTarget
 from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
+from omnirelay.gateway.batches import model as batch_model
 from omnirelay.gateway.batches.runner import BatchLimits, BatchRunner
 from omnirelay.gateway.batches.service import Batches
 from omnirelay.gateway.charges import Settlement
@@ -355,7 +357,13 @@ async def build_runtime(settings: Settings) -> Runtime:
         from omnirelay.metrics import Metrics
 
         metrics = Metrics(
-            stats, health, router, logs, store.dead_letters.pending_count, store.tasks.queue
+            stats,
+            health,
+            router,
+            logs,
+            store.dead_letters.pending_count,
+            store.tasks.queue,
+            functools.partial(store.batches.queue, batch_model.RUNNING),
         )
     trace_headers = tracer.headers if tracer is not None else None
     kit = Kit(pipeline, Upstream(upstream, trace_headers), providers, tokens)

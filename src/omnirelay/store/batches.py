@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection, Row
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import bulk
+from omnirelay.store.db import quick_read
 from omnirelay.store.files import FileRow, insert_file
 from omnirelay.store.logs import LogRepository
 from omnirelay.store.tables import batch_lines, batches
@@ -414,6 +415,21 @@ class BatchRepository:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
         return [(int(r.line), str(r.outcome), str(r.result)) for r in rows]
+
+    async def queue(self, statuses: Sequence[str]) -> list[tuple[str, int, int]]:
+        """(status, batches, lines not yet answered) for batches in these statuses; on
+        SQLite read without waiting for the writer."""
+        query = (
+            select(
+                batches.c.status,
+                func.count(),
+                func.sum(batches.c.total - batches.c.completed - batches.c.failed),
+            )
+            .where(batches.c.status.in_(list(statuses)))
+            .group_by(batches.c.status)
+        )
+        rows = await quick_read(self._engine, query)
+        return [(str(status), int(count), int(open_ or 0)) for status, count, open_ in rows]
 
     async def _one(self, query: Any) -> BatchRow | None:
         async with self._engine.connect() as connection:

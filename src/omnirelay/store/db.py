@@ -10,10 +10,11 @@ encrypted upstream keys and the request log.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,6 +139,21 @@ def sqlite_file_read(url: str, sql: str, timeout_s: float) -> list[tuple[Any, ..
     uri = Path(parsed.database).resolve().as_uri() + "?mode=ro"
     with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=timeout_s)) as database:
         return database.execute(sql).fetchall()
+
+
+QUICK_READ_S = 2.0
+
+
+async def quick_read(engine: AsyncEngine, query: Any) -> Sequence[Any]:
+    """The rows of a read that must answer at once (a scrape): on a SQLite file through
+    :func:`sqlite_file_read`, so that it waits for no writer; elsewhere through ``engine``."""
+    url = engine.url.render_as_string(hide_password=False)
+    sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+    rows = await asyncio.to_thread(sqlite_file_read, url, sql, QUICK_READ_S)
+    if rows is not None:
+        return rows
+    async with engine.connect() as connection:
+        return (await connection.execute(query)).all()
 
 
 def sqlite_file_at_head(url: str, timeout_s: float) -> bool | None:

@@ -17,20 +17,18 @@ insert and every end records a ``key_tasks`` change, so other processes re-read 
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, or_, select, update
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import changes
-from omnirelay.store.db import sqlite_file_read
+from omnirelay.store.db import quick_read
 from omnirelay.store.logs import LogRepository, write_batch
 from omnirelay.store.tables import blob_refs, task_events, tasks
 
@@ -39,7 +37,6 @@ SUCCEEDED, FAILED, CANCELLED, EXPIRED = "succeeded", "failed", "cancelled", "exp
 ACTIVE = (SUBMITTING, QUEUED, RUNNING)
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED, EXPIRED)
 STATES = (*ACTIVE, *TERMINAL)
-QUICK_READ_S = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -475,17 +472,9 @@ class TaskRepository:
             .where(tasks.c.state.in_(ACTIVE))
             .group_by(tasks.c.family, tasks.c.state)
         )
-        url = self._engine.url.render_as_string(hide_password=False)
-        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
-        rows: Sequence[Any] | None = await asyncio.to_thread(
-            sqlite_file_read, url, sql, QUICK_READ_S
-        )
-        if rows is None:
-            async with self._engine.connect() as connection:
-                rows = (await connection.execute(query)).all()
         return [
             QueueRow(str(family), str(state), int(count), int(due or 0), first)
-            for family, state, count, due, first in rows
+            for family, state, count, due, first in await quick_read(self._engine, query)
         ]
 
     async def _one(self, query: Any) -> TaskRow | None:

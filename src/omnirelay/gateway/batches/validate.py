@@ -1,9 +1,10 @@
 """Reading a batch's input file the way OpenAI validates one.
 
 Each line must be a JSON object with a unique ``custom_id``, ``method`` POST, ``url``
-equal to the batch's endpoint, and an object ``body`` that does not stream and names a
-model the key may use. Every failing line is reported with its (1-based) number, as
-OpenAI's ``errors.data[{code, line, message, param}]``; a batch with any is ``failed``.
+equal to the batch's endpoint, and an object ``body`` that neither streams nor asks for a
+background response, and names a model the key may use. Every failing line is reported
+with its (1-based) number, as OpenAI's ``errors.data[{code, line, message, param}]``; a
+batch with any is ``failed``.
 """
 
 from __future__ import annotations
@@ -120,6 +121,14 @@ def _line(
     if body.get("stream") is True:
         parsed.fail(
             number, "invalid_request", "A batch line may not stream: drop 'stream'.", "body.stream"
+        )
+        return None
+    if body.get("background") is True:
+        parsed.fail(
+            number,
+            "invalid_request",
+            "A batch line runs in the batch already: drop 'background'.",
+            "body.background",
         )
         return None
     model = body.get("model")
