@@ -2,9 +2,10 @@
 
 A receiver on loopback (the gateway is told it may reach private addresses) checks each
 alert's HMAC signature: a channel auto-disabled (delivered on the second try after a 500,
-under the same delivery id), a key past 80% of its quota (once, however often checked), a
-dead-letter row, and the log writer's lag past its threshold. With the default guard, a
-loopback webhook is refused.
+under the same delivery id), a key past 80% of its quota or of its period's budget (once,
+however often checked), a dead-letter row, and the log writer's lag past its threshold
+(alerted even when a key's budget check waits on the locked database). With the default
+guard, a loopback webhook is refused.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import closing
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +162,34 @@ def test_a_key_past_80_percent_of_its_quota_is_alerted_once(
     data = alert["alert"]["data"]
     assert data["limit"] == "quota" and data["limit_nano"] == 100_000
     assert data["used_nano"] >= 80_000 and data["ratio"] == 0.8
+    _all_signed(receiver)
+
+
+def test_a_key_past_80_percent_of_its_period_budget_is_alerted_once(
+    alerting: Gateway, receiver: Receiver, fake: FakeOpenAI
+) -> None:
+    _channel(alerting, fake, "budget")
+    # A day's budget of 100,000 nano-dollars; each call costs at most 50,000 (as above).
+    limits = {"budget_usd": "0.0001", "budget_period": "day"}
+    key = alerting.create_key(name="budget", group="budget", limits=limits)
+    assert _chat(alerting, key["key"]).status_code == 200
+    time.sleep(0.6)  # three checks at 50% or less
+    assert not receiver.of("key.usage", key_id=key["id"])
+    assert _chat(alerting, key["key"]).status_code == 200
+
+    wait_until(lambda: receiver.of("key.usage", key_id=key["id"]), timeout=5, interval=0.1)
+    time.sleep(0.6)  # three checks more, still past 80%
+    (alert,) = receiver.of("key.usage", key_id=key["id"])
+    assert alert["event"] == alert["alert"]["type"] == "key.usage"
+    data = alert["alert"]["data"]
+    logs = alerting.admin("GET", f"/admin/logs?key_id={key['id']}").json()["data"]
+    spent = sum(row["cost_nano"] for row in logs)
+    assert 80_000 <= spent <= 100_000
+    assert data == {
+        "key_id": key["id"], "name": "budget", "limit": "budget",
+        "period": f"day:{datetime.now(UTC).date().isoformat()}",
+        "used_nano": spent, "limit_nano": 100_000, "ratio": 0.8,
+    }  # fmt: skip
     _all_signed(receiver)
 
 

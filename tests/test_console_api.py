@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from omnirelay.api.console.static_files import static_files
-from support.constants import UPSTREAM_KEY
+from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
 from support.gateway import ADMIN_KEY, Gateway, wait_until
 
@@ -179,6 +179,53 @@ def test_five_failed_sign_ins_from_one_address_are_answered_429_until_the_window
         assert sign_in(server, ADMIN_KEY).status_code == 200
     finally:
         server.stop()
+
+
+ELSEWHERE = "127.0.0.2"  # another client address: all of 127.0.0.0/8 is this machine's
+
+
+def _from(gateway: Gateway, address: str, **fields: Any) -> httpx.Client:
+    """A client whose connections leave from ``address``."""
+    transport = httpx.HTTPTransport(local_address=address)
+    return httpx.Client(
+        base_url=gateway.url, transport=transport, timeout=CLIENT_TIMEOUT_S, **fields
+    )
+
+
+def test_a_key_holder_signs_in_and_reads_only_from_an_address_the_key_allows(
+    gateway: Gateway, make_key: Any
+) -> None:
+    key = make_key(limits={"allowed_ips": ["127.0.0.1/32"]})
+    with _from(gateway, ELSEWHERE) as elsewhere, _from(gateway, "127.0.0.1") as here:
+        # Refused as the API refuses the key from there, and no session is opened.
+        api = elsewhere.get("/v1/models", headers={"Authorization": f"Bearer {key}"})
+        refused = elsewhere.post("/console/api/session", json={"key": str(key)})
+        assert (api.status_code, refused.status_code) == (403, 403)
+        assert refused.json()["error"] == api.json()["error"]
+        assert refused.json()["error"]["code"] == "ip_not_allowed"
+        assert COOKIE not in refused.cookies
+        opened = f"/admin/audit?entity=session&entity_id=key%20{key.id}"
+        assert gateway.admin("GET", opened).json()["data"] == []
+
+        signed = here.post("/console/api/session", json={"key": str(key)})
+        assert signed.status_code == 200, signed.text
+        reads = (f"/admin/keys/{key.id}", f"/admin/logs?key_id={key.id}",
+                 f"/admin/usage?key_id={key.id}", "/console/api/session")  # fmt: skip
+        for path in reads:
+            assert here.get(path).status_code == 200, path
+        # The same session's cookie, sent from an address the key does not allow.
+        elsewhere.cookies.set(COOKIE, here.cookies[COOKIE])
+        for path in reads:
+            moved = elsewhere.get(path)
+            assert moved.status_code == 403, path
+            assert moved.json()["error"]["code"] == "ip_not_allowed", path
+        assert here.get(reads[0]).status_code == 200  # still good where it may be used
+
+        # An operator is not held to any key's allowlist.
+        operator = elsewhere.post("/console/api/session", json={"key": ADMIN_KEY})
+        assert operator.status_code == 200
+        elsewhere.cookies.set(COOKIE, operator.cookies[COOKIE])
+        assert elsewhere.get("/admin/keys").status_code == 200
 
 
 # --- keys: deleted softly ------------------------------------------------------------------

@@ -280,7 +280,7 @@ def test_csrf_and_what_a_key_holder_cannot_reach(
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0
     assert journey.secret not in page.content()
 
-    for name in ("dashboard", "channels", "keys", "prices", "audit"):
+    for name in ("dashboard", "channels", "keys", "prices", "tasks", "audit"):
         response = tab.open(f"/console/{name}")
         assert response.status == 403, name
         expect(page.locator(".notice.error")).to_contain_text("operators")
@@ -312,7 +312,7 @@ def test_csrf_and_what_a_key_holder_cannot_reach(
 
 
 OPERATOR_PAGES = (
-    "dashboard", "channels", "keys", "prices", "logs", "ledger", "audit", "playground",
+    "dashboard", "channels", "keys", "prices", "logs", "ledger", "tasks", "audit", "playground",
 )  # fmt: skip
 HOLDER_PAGES = ("usage", "logs", "ledger", "playground")
 

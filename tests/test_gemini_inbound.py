@@ -6,6 +6,7 @@ official SDK, unchanged but for ``http_options={"base_url": ...}``.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Iterator
@@ -14,9 +15,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import make_mocked_request
 from google import genai
 from google.genai import errors, types
 
+from omnirelay.api.errors import answer_errors_as_google, error_middleware
 from support.constants import CLIENT_TIMEOUT_S
 from support.fake_gemini import SIGNATURE
 from support.fake_openai import FakeOpenAI
@@ -492,6 +496,149 @@ def test_errors_take_googles_shape(gateway: Gateway, ups: Upstreams, key: str) -
     with pytest.raises(errors.ClientError) as raised:
         client.models.generate_content(model=GPT, contents="hi")
     assert (raised.value.code, raised.value.status) == (401, "UNAUTHENTICATED")
+
+
+def google_error(response: httpx.Response, code: int, status: str) -> str:
+    """The SDK's own reading of an error answer: Google's shape, code and status."""
+    assert response.status_code == code, response.text
+    assert set(response.json()) == {"error"}, response.text
+    assert set(response.json()["error"]) == {"code", "message", "status"}, response.text
+    assert response.headers["x-request-id"]
+    with pytest.raises(errors.APIError) as raised:
+        errors.APIError.raise_for_response(response)
+    assert (raised.value.code, raised.value.status) == (code, status), response.text
+    assert raised.value.message
+    return str(raised.value.message)
+
+
+def test_the_servers_own_errors_take_googles_shape(gateway: Gateway, key: str) -> None:
+    """What no Gemini handler answers (aiohttp's 404 and 405, a body that is not JSON)
+    still comes back in Google's shape under /v1beta, and in OpenAI's elsewhere."""
+
+    def call(method: str, path: str, **kwargs: Any) -> httpx.Response:
+        headers = {"x-goog-api-key": key, **kwargs.pop("headers", {})}
+        url = gateway.url + path
+        return httpx.request(method, url, headers=headers, timeout=CLIENT_TIMEOUT_S, **kwargs)
+
+    google_error(call("GET", "/v1beta/files"), 404, "NOT_FOUND")
+    google_error(call("POST", "/v1beta/cachedContents", json={}), 404, "NOT_FOUND")
+    google_error(call("GET", "/v1beta"), 404, "NOT_FOUND")
+    wrong_method = call("PUT", f"/v1beta/models/{GPT}:generateContent", json={})
+    google_error(wrong_method, 405, "UNIMPLEMENTED")
+    assert set(wrong_method.headers["Allow"].split(",")) >= {"GET", "POST"}
+    google_error(call("DELETE", "/v1beta/models"), 405, "UNIMPLEMENTED")
+    for raw in (b"{", b"[]", b"null", b'{"contents": [}'):
+        sent = {"content": raw, "headers": {"Content-Type": "application/json"}}
+        said = google_error(
+            call("POST", f"/v1beta/models/{GPT}:generateContent", **sent), 400, "INVALID_ARGUMENT"
+        )
+        assert "JSON" in said or "object" in said, said
+    # Paths of OpenAI's API keep OpenAI's shape, also beside Gemini's under /v1.
+    openai = call("GET", "/v1/files")
+    assert openai.status_code == 404 and set(openai.json()["error"]) >= {"type", "code"}
+    raw_body = {"content": b"{", "headers": {"Content-Type": "application/json"}}
+    not_json = call("POST", f"/v1/models/{GPT}:generateContent", **raw_body)
+    google_error(not_json, 400, "INVALID_ARGUMENT")
+
+
+@pytest.mark.parametrize(
+    ("path", "claimed", "shape"),
+    [
+        ("/v1beta/models/gpt-4o:generateContent", False, "google"),
+        ("/v1/models/gpt-4o:generateContent", True, "google"),
+        ("/v1/chat/completions", False, "openai"),
+        ("/v1betamax", False, "openai"),
+    ],
+)
+@pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")  # the app's keys
+def test_an_unexpected_failure_is_a_500_in_the_paths_shape(
+    path: str, claimed: bool, shape: str
+) -> None:
+    """The middleware's last resort, for a bug: the handler raises what nobody expected."""
+
+    async def broken(request: web.Request) -> web.StreamResponse:
+        if claimed:
+            answer_errors_as_google(request)
+        raise RuntimeError("a bug")
+
+    async def run() -> web.StreamResponse:
+        return await error_middleware(make_mocked_request("POST", path), broken)
+
+    response = asyncio.run(run())
+    assert isinstance(response, web.Response) and response.status == 500
+    assert response.headers["x-request-id"]
+    error = json.loads(response.body)["error"]  # type: ignore[arg-type]
+    if shape == "google":
+        assert error == {"code": 500, "message": error["message"], "status": "INTERNAL"}
+    else:
+        assert error["type"] == "server_error" and "status" not in error
+    assert "a bug" not in error["message"]
+
+
+@pytest.mark.parametrize("size", [[4], {"n": 4}, "four", True, 0, -3, 4.5, "²", "9" * 5000])
+def test_a_wrong_output_dimensionality_is_a_400(gateway: Gateway, key: str, size: Any) -> None:
+    url = f"{gateway.url}/v1beta/models/text-embedding-3-small"
+    text = {"parts": [{"text": "hello"}]}
+    bodies = {
+        ":embedContent": {"content": text, "outputDimensionality": size},
+        ":batchEmbedContents": {"requests": [{"content": text, "outputDimensionality": size}]},
+    }
+    mixed = {"requests": [{"content": text, "outputDimensionality": 4},
+                          {"content": text, "outputDimensionality": size}]}  # fmt: skip
+    for method, body in [*bodies.items(), (":batchEmbedContents", mixed)]:
+        answer = httpx.post(url + method, params={"key": key}, json=body, timeout=CLIENT_TIMEOUT_S)
+        said = google_error(answer, 400, "INVALID_ARGUMENT")
+        assert "outputDimensionality" in said, said
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"generationConfig": {"maxOutputTokens": "²"}}, "maxOutputTokens"),
+        ({"generationConfig": {"maxOutputTokens": "0"}}, "maxOutputTokens"),
+        ({"generationConfig": {"candidateCount": "9" * 5000}}, "candidateCount"),
+        ({"generationConfig": {"stopSequences": [1, {"a": 2}]}}, "stopSequences"),
+        ({"generationConfig": {"responseSchema": {"type": "ARRAY", "minItems": "few"}}},
+         "responseSchema.minItems"),
+        ({"tools": [{"functionDeclarations": [{"name": "f", "parameters": {
+            "type": "OBJECT", "properties": {"a": {"type": "STRING", "maxLength": [3]}}}}]}]},
+         "properties.a.maxLength"),
+        ({"toolConfig": {"functionCallingConfig": {"mode": "ANY",
+                                                   "allowedFunctionNames": [{"n": 1}]}}},
+         "allowedFunctionNames"),
+        ({"contents": [{"role": "user", "parts": [{"text": "hi"}]},
+                       {"role": "model", "parts": [{"functionCall": {"name": ["f"]}}]}]},
+         "functionCall.name"),
+        ({"contents": [{"role": "user", "parts": [{"text": "hi"}]},
+                       {"role": "model", "parts": [{"functionCall": {"name": "f", "args": [1]}}]}]},
+         "functionCall.args"),
+        ({"contents": [{"parts": [{"inlineData": {"mimeType": "image/png", "data": 7}}]}]},
+         "inlineData"),
+        ({"contents": [{"parts": [{"fileData": {"mimeType": "image/png", "fileUri": {}}}]}]},
+         "fileData"),
+        ({"generationConfig": {"responseSchema": {"type": "OBJECT", "required": True}}},
+         "responseSchema.required"),
+        ({"generationConfig": {"responseSchema": {"type": ["OBJECT"]}}}, "responseSchema.type"),
+        ({"generationConfig": {"responseJsonSchema": "an object"}}, "responseJsonSchema"),
+        ({"tools": [{"functionDeclarations": [{"name": "f", "parameters": {
+            "type": "OBJECT", "properties": {"a": 5}}}]}]}, "properties.a"),
+        ({"tools": [{"functionDeclarations": [{"name": "f", "parametersJsonSchema": [1]}]}]},
+         "parametersJsonSchema"),
+    ],
+)  # fmt: skip
+def test_wrong_types_in_generate_content_are_400s(
+    gateway: Gateway, ups: Upstreams, key: str, change: dict[str, Any], named: str
+) -> None:
+    body = {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], **change}
+    for method in ("generateContent", "countTokens"):
+        answer = httpx.post(
+            f"{gateway.url}/v1beta/models/{GPT}:{method}",
+            headers={"x-goog-api-key": key},
+            json=body,
+            timeout=CLIENT_TIMEOUT_S,
+        )
+        assert named in google_error(answer, 400, "INVALID_ARGUMENT")
+    assert ups.openai.received == []
 
 
 def test_a_stream_that_breaks_ends_with_googles_error(

@@ -158,6 +158,32 @@ def test_sigterm_lets_running_streams_finish_then_exits_0(
     assert _ledger_balances(server, key["id"]) == sum(rows[c.request_id or ""][1] for c in calls)
 
 
+def test_idle_keep_alive_connections_do_not_hold_the_drain(
+    tmp_path: Path, slow_streams: FakeOpenAI
+) -> None:
+    server = _serve(tmp_path, slow_streams, OMNIRELAY_DRAIN_TIMEOUT_S="60")
+    key = server.create_key(name="idle")
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    idle = [httpx.Client(timeout=10) for _ in range(3)]  # each keeps its connection open
+    try:
+        for client in idle:
+            assert client.get(server.base_url + "/models", headers=headers).status_code == 200
+        calls = _start_streams(server, key["key"], 1)
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        calls[0].join()
+        server.process.wait(30)  # type: ignore[union-attr]
+        took = time.monotonic() - started
+    finally:
+        for client in idle:
+            client.close()
+    server.stop()
+
+    assert server.returncode == 0, server.output
+    # The stream took its ~2.3 s; the idle connections were closed, not waited for.
+    assert calls[0].done and took < 15, took
+
+
 def _refused(server: Gateway) -> bool:
     try:
         httpx.get(server.url + "/healthz", timeout=1)

@@ -8,14 +8,17 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
-from support.constants import UPSTREAM_KEY
+from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai import FakeOpenAI
+from support.fake_videos import FakeVideos
 from support.gateway import Gateway, known_everywhere, wait_until
 from support.keys import Lane
+from support.tasks import FAST, VIDEOS_UPSTREAM_KEY
 
 METRICS_TOKEN = "metrics-scraper-token-5d1c"
 
@@ -129,3 +132,29 @@ def test_with_workers_a_scrape_counts_every_workers_calls(workers: Gateway) -> N
     samples = scrape(workers, METRICS_TOKEN)
     assert value(samples, "omnirelay_upstream_attempts_total") == 12
     assert value(samples, "omnirelay_calls_in_flight") == 0
+
+
+def test_the_task_queue_is_counted_from_the_database(tmp_path: Path) -> None:
+    fake = FakeVideos(api_key=VIDEOS_UPSTREAM_KEY)
+    fake.start()
+    gateway = Gateway(tmp_path, env=FAST)
+    gateway.start()
+    try:
+        gateway.add_channel(name="sora", base_url=fake.base_url, api_key=VIDEOS_UPSTREAM_KEY,
+                            models=["sora-2"])  # fmt: skip
+        created = gateway.create_key(name="queued")
+        client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"],
+                               max_retries=0, timeout=CLIENT_TIMEOUT_S)  # fmt: skip
+        fake.set(never_finish=True)
+        videos = [client.videos.create(prompt=f"slow {n}") for n in range(2)]
+        video = {"family": "openai.video"}
+        active = value(scrape(gateway), "omnirelay_tasks_active", **video)
+        assert active == 2
+        assert any(s.name == "omnirelay_tasks_poll_delay_seconds" for s in scrape(gateway))
+        for v in videos:  # they never finish upstream: cancelled, they leave the queue
+            assert gateway.admin("POST", f"/admin/tasks/{v.id}/cancel").status_code == 200
+        wait_until(lambda: {client.videos.retrieve(v.id).status for v in videos} == {"failed"})
+        assert value(scrape(gateway), "omnirelay_tasks_active", **video) == 0
+    finally:
+        gateway.stop()
+        fake.stop()

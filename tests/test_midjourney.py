@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import base64
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -19,7 +18,7 @@ import pytest
 from support.constants import CLIENT_TIMEOUT_S
 from support.fake_midjourney import PNG_HEAD, FakeMidjourney, image_bytes
 from support.gateway import Gateway, wait_until
-from support.tasks import FAST
+from support.tasks import FAST, TaskLane
 from support.webhooks import Receiver, verify
 
 UPSTREAM_KEY = "mj-upstream-secret-41c7"
@@ -40,16 +39,12 @@ IMAGE = "data:image/png;base64," + base64.b64encode(PNG_HEAD + b"pixels").decode
 
 
 @dataclass
-class Setup:
-    gateway: Gateway
+class Setup(TaskLane):
+    prefix: ClassVar[str] = "mj-"
+    group: ClassVar[str | None] = GROUP
     fake: FakeMidjourney
     spare: FakeMidjourney
     first_channel: int
-
-    def key(self, **fields: Any) -> tuple[str, int]:
-        fields.setdefault("group", GROUP)
-        created = self.gateway.create_key(name="mj-" + secrets.token_hex(3), **fields)
-        return created["key"], created["id"]
 
     def post(
         self, path: str, key: str, body: dict[str, Any], *, bearer: bool = False
@@ -81,12 +76,6 @@ class Setup:
 
         wait_until(done, timeout=timeout, interval=0.1)
         return seen
-
-    def book(self, key_id: int) -> dict[str, Any]:
-        return dict(self.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json())
-
-    def row(self, task_id: str) -> dict[str, Any]:
-        return dict(self.gateway.admin("GET", f"/admin/tasks/{task_id}").json())
 
 
 @pytest.fixture(scope="module")

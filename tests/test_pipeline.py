@@ -92,6 +92,23 @@ async def test_a_responses_line_runs_in_process_and_is_kept(runtime: Runtime) ->
     assert [entry["request_id"] for entry in entries] == [call.request_id]
 
 
+async def test_a_call_is_recorded_once_even_when_cancelled_as_it_settles(
+    runtime: Runtime,
+) -> None:
+    """A background response's run is cancelled from outside: a cancel that lands while its
+    settlement runs records the call again (the pipeline's ``cancelled``), and the first
+    record, the charge, is what stays."""
+    call = await _key(runtime)
+    await runtime.state.surface.run(call, dict(SEED_REQUEST))
+    runtime.settlement.cancelled(call, stream=False)  # what the pipeline does on a late cancel
+    await runtime.state.logs.flush()
+    row = await runtime.state.store.logs.by_request_id(call.request_id)
+    assert row is not None and row["status"] == 200 and row["cost_nano"] > 0
+    assert await runtime.state.store.dead_letters.pending_count() == 0
+    entries = await runtime.state.store.ledger.entries(call.key.id)
+    assert [entry["amount_nano"] for entry in entries] == [row["cost_nano"]]
+
+
 async def test_an_in_process_call_names_an_unknown_operation(runtime: Runtime) -> None:
     call = await _key(runtime)
     call.endpoint = "no.such.operation"

@@ -390,15 +390,6 @@ def test_item_references_are_spelled_out(lane: Lane, model: str) -> None:
 # -- refusals -------------------------------------------------------------------------------
 
 
-def test_background_is_refused_until_the_task_engine_exists(lane: Lane) -> None:
-    key = lane.key()
-    with pytest.raises(openai.BadRequestError) as refused:
-        lane.client(key).responses.create(model=GPT, input="later", background=True)
-    assert refused.value.param == "background"
-    assert "not available" in refused.value.message
-    assert lane.fake.received == []
-
-
 def test_cancel_answers_as_openai_does(lane: Lane) -> None:
     client = lane.client(lane.key())
     response = client.responses.create(model=CLAUDE, input="now")

@@ -194,7 +194,9 @@ def test_what_only_openai_runs_is_a_clear_400_elsewhere(body: dict[str, Any], pa
 @pytest.mark.parametrize(
     ("body", "param"),
     [
-        ({"input": "x", "background": True}, "background"),
+        ({"input": "x", "background": True, "stream": True}, "stream"),
+        ({"input": "x", "background": True, "store": False}, "store"),
+        ({"input": "x", "background": "yes"}, "background"),
         ({"input": "x", "conversation": "conv_1"}, "conversation"),
         ({}, "input"),
         ({"input": "x", "max_output_tokens": 0}, "max_output_tokens"),

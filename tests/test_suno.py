@@ -5,11 +5,10 @@ clips, batched polling and signed webhooks."""
 from __future__ import annotations
 
 import json
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ import pytest
 from support.constants import CLIENT_TIMEOUT_S
 from support.fake_suno import FakeSuno, file_bytes
 from support.gateway import Gateway, wait_until
-from support.tasks import FAST
+from support.tasks import FAST, TaskLane
 from support.webhooks import Receiver, verify
 
 UPSTREAM_KEY = "suno-upstream-secret-9d2e"
@@ -32,14 +31,10 @@ PRICES = {
 
 
 @dataclass
-class Setup:
-    gateway: Gateway
+class Setup(TaskLane):
+    prefix: ClassVar[str] = "suno-"
+    group: ClassVar[str | None] = GROUP
     fake: FakeSuno
-
-    def key(self, **fields: Any) -> tuple[str, int]:
-        fields.setdefault("group", GROUP)
-        created = self.gateway.create_key(name="suno-" + secrets.token_hex(3), **fields)
-        return created["key"], created["id"]
 
     def post(self, path: str, key: str, body: dict[str, Any]) -> httpx.Response:
         return httpx.post(
@@ -75,9 +70,6 @@ class Setup:
 
         wait_until(done, timeout=timeout, interval=0.1)
         return seen
-
-    def book(self, key_id: int) -> dict[str, Any]:
-        return dict(self.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json())
 
 
 @pytest.fixture(scope="module")

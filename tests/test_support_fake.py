@@ -569,8 +569,21 @@ def test_wrong_or_missing_key_is_401(fake: FakeOpenAI) -> None:
             "stream_options",
             None,
         ),
+        (
+            {"model": "gpt-4o", "messages": USER_HI, "response_format": {
+                "type": "json_schema",
+                "json_schema": {"name": "out", "schema": {"type": "object", "required": True}}}},
+            "response_format",
+            None,
+        ),
+        (
+            {"model": "gpt-4o", "messages": USER_HI, "tools": [{"type": "function", "function": {
+                "name": "f", "parameters": {"type": "object", "properties": {"a": 5}}}}]},
+            "tools[0].function.parameters",
+            "invalid_function_parameters",
+        ),
     ],
-)
+)  # fmt: skip
 def test_invalid_bodies_are_400(
     fake: FakeOpenAI, body: dict[str, Any], param: str | None, code: str | None
 ) -> None:

@@ -4,11 +4,10 @@ channel, money on failure, deadline and cancellation, ownership."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from support.fake_tasks import GLB_HEAD, file_bytes
 from support.fake_tripo import FakeTripo
 from support.gateway import Gateway, wait_until
-from support.tasks import FAST
+from support.tasks import FAST, TaskLane
 
 UPSTREAM_KEY = "tsk_upstream_3d_51c0"
 TIMEOUT = 30
@@ -24,28 +23,22 @@ PRICES = {
     "input_usd_per_m": "0",
     "output_usd_per_m": "0",
     "task_actions_usd": {"text_to_model": "0.20", "image_to_model": "0.30",
-                         "texture_model": "0.10", "convert_model": "0.05"},
+                         "multiview_to_model": "0.40", "texture_model": "0.10",
+                         "refine_model": "0.30", "animate_rig": "0.25", "convert_model": "0.05"},
 }  # fmt: skip
 TEXT_NANO = 200_000_000
 
 
 @dataclass
-class Setup:
-    gateway: Gateway
+class Setup(TaskLane):
+    prefix: ClassVar[str] = "3d-"
     fake: FakeTripo
-
-    def key(self, **fields: Any) -> tuple[str, int]:
-        created = self.gateway.create_key(name="3d-" + secrets.token_hex(3), **fields)
-        return created["key"], created["id"]
 
     def submit(self, key: str, task_type: str, body: dict[str, Any]) -> httpx.Response:
         return _submit(self.gateway, key, task_type, body)
 
     def until_done(self, key: str, task_id: str) -> dict[str, Any]:
         return _until_done(self.gateway, key, task_id)
-
-    def book(self, key_id: int) -> dict[str, Any]:
-        return dict(self.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json())
 
 
 def _submit(gateway: Gateway, key: str, task_type: str, body: dict[str, Any]) -> httpx.Response:
@@ -121,6 +114,36 @@ def test_text_to_model_then_a_texture_on_it(setup: Setup) -> None:
     assert setup.until_done(key, textured.json()["data"]["task_id"])["status"] == "success"
     book = setup.book(key_id)
     assert book["total_nano"] == TEXT_NANO + 100_000_000 and not book["open_holds"]
+
+
+def test_every_other_task_type_runs_to_its_result_and_its_price(setup: Setup) -> None:
+    key, key_id = setup.key()
+    image = {"type": "png", "url": "https://images.example.com/cat.png"}
+    views = [{"type": "jpg", "url": f"https://images.example.com/cat-{side}.jpg"}
+             for side in ("front", "left", "back")]  # fmt: skip
+    made = {}
+    inputs = (("image_to_model", {"file": image}),
+              ("multiview_to_model", {"files": views, "texture": False}))  # fmt: skip
+    for task_type, body in inputs:
+        sent = setup.submit(key, task_type, body)
+        assert sent.status_code == 200, sent.text
+        made[task_type] = setup.until_done(key, sent.json()["data"]["task_id"])
+        assert made[task_type]["status"] == "success"
+    assert setup.fake.bodies[0] == {"type": "image_to_model", "file": image}
+    assert setup.fake.bodies[1] == {"type": "multiview_to_model", "files": views, "texture": False}
+    source = made["image_to_model"]["task_id"]
+    upstream_source = setup.row(source)["upstream_id"]
+    for task_type, extra in (("refine_model", {}), ("animate_rig", {}),
+                             ("convert_model", {"format": "STL"})):  # fmt: skip
+        sent = setup.submit(key, task_type, {"original_model_task_id": source, **extra})
+        assert sent.status_code == 200, sent.text
+        done = setup.until_done(key, sent.json()["data"]["task_id"])
+        assert done["status"] == "success" and "model" in done["output"]
+        upstream = setup.fake.bodies[-1]
+        assert upstream == {"type": task_type, "original_model_task_id": upstream_source, **extra}
+    book = setup.book(key_id)
+    prices = (300, 400, 300, 250, 50)  # milli-dollars, in the order above
+    assert book["total_nano"] == sum(prices) * 1_000_000 and not book["open_holds"]
 
 
 def test_a_follow_up_needs_the_keys_own_finished_task(setup: Setup) -> None:

@@ -5,10 +5,9 @@ shipped); encrypted, damaged, image-only and too long PDFs are 4xx and cost noth
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -17,7 +16,7 @@ from aiohttp import web
 from support import pdfs
 from support.fake_threaded import LoopbackServer
 from support.gateway import Gateway, wait_until
-from support.tasks import FAST
+from support.tasks import FAST, TaskLane
 
 TIMEOUT = 30
 MAX_PAGES = 10
@@ -47,13 +46,9 @@ class PdfHost(LoopbackServer):
 
 
 @dataclass
-class Setup:
-    gateway: Gateway
+class Setup(TaskLane):
+    prefix: ClassVar[str] = "doc-"
     host: PdfHost
-
-    def key(self, **fields: Any) -> tuple[str, int]:
-        created = self.gateway.create_key(name="doc-" + secrets.token_hex(3), **fields)
-        return created["key"], created["id"]
 
     def submit(self, key: str, pdf: bytes | None = None, **data: str) -> httpx.Response:
         files = {"file": ("doc.pdf", pdf, "application/pdf")} if pdf is not None else None
@@ -81,9 +76,6 @@ class Setup:
 
         wait_until(done, timeout=15, interval=0.1)
         return found
-
-    def book(self, key_id: int) -> dict[str, Any]:
-        return dict(self.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json())
 
 
 @pytest.fixture(scope="module")

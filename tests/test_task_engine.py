@@ -193,6 +193,77 @@ def test_a_signed_result_url_works_without_a_key_until_it_expires(setup: Setup) 
     assert expired.json()["error"]["code"] == "invalid_signature"
 
 
+def test_an_operator_reads_a_tasks_stored_results_and_no_one_else_does(setup: Setup) -> None:
+    key, _ = setup.key()
+    client = setup.client(key)
+    video = client.videos.poll(client.videos.create(prompt="for the console").id,
+                               poll_interval_ms=100)  # fmt: skip
+    (job,) = setup.fake.jobs.values()
+    whole = video_bytes(job.id, 48_000)
+    files = {file["name"]: file for file in setup.task(video.id)["result_files"]}
+    assert set(files) == {"video", "thumbnail", "spritesheet"}
+    assert files["video"] == {
+        "name": "video",
+        "content_type": "video/mp4",
+        "size": len(whole),
+        "url": f"/admin/tasks/{video.id}/results/video",
+    }
+    assert files["thumbnail"]["content_type"].startswith("image/webp")
+
+    admin = {"Authorization": f"Bearer {setup.gateway.admin_key}"}
+    url = setup.gateway.url + files["video"]["url"]
+    fetched = httpx.get(url, headers=admin, timeout=CLIENT_TIMEOUT_S)
+    assert fetched.status_code == 200 and fetched.content == whole
+    assert fetched.headers["content-type"] == "video/mp4"
+    # Nothing stored runs as a page of this origin, whatever type the upstream gave it.
+    assert fetched.headers["content-security-policy"] == "sandbox"
+    assert fetched.headers["x-content-type-options"] == "nosniff"
+    part = httpx.get(url, headers={**admin, "Range": "bytes=10-19"}, timeout=CLIENT_TIMEOUT_S)
+    assert (part.status_code, part.content) == (206, whole[10:20])
+
+    # An operator's console session reads it (a GET needs no CSRF token); nobody else.
+    with httpx.Client(base_url=setup.gateway.url, timeout=CLIENT_TIMEOUT_S) as operator:
+        signed_in = operator.post("/console/api/session", json={"key": setup.gateway.admin_key})
+        assert signed_in.status_code == 200
+        assert operator.get(files["video"]["url"]).content == whole
+    with httpx.Client(base_url=setup.gateway.url, timeout=CLIENT_TIMEOUT_S) as holder:
+        assert holder.post("/console/api/session", json={"key": key}).status_code == 200
+        refused = holder.get(files["video"]["url"])
+        assert (refused.status_code, refused.json()["error"]["code"]) == (403, "operator_only")
+    for headers in ({}, {"Authorization": f"Bearer {key}"}):  # no key; the task's own key
+        denied = httpx.get(url, headers=headers, timeout=CLIENT_TIMEOUT_S)
+        assert denied.status_code == 401, headers
+
+    missing = [f"/admin/tasks/{video.id}/results/nonsense", "/admin/tasks/video_nope/results/video"]
+    for path in missing:
+        answer = httpx.get(setup.gateway.url + path, headers=admin, timeout=CLIENT_TIMEOUT_S)
+        assert answer.status_code == 404 and answer.json()["error"]["type"], path
+    # A task its key deleted has no results left to serve.
+    assert client.videos.delete(video.id).deleted
+    assert setup.task(video.id)["result_files"] == []
+    assert httpx.get(url, headers=admin, timeout=CLIENT_TIMEOUT_S).status_code == 404
+
+
+def test_the_task_list_pages_by_id_and_names_the_families(setup: Setup) -> None:
+    key, key_id = setup.key()
+    client = setup.client(key)
+    setup.fake.set(never_finish=True)
+    made = [client.videos.create(prompt=f"page {n}").id for n in range(3)]
+    seen: list[str] = []
+    before: int | None = None
+    for _ in range(3):
+        query = f"key_id={key_id}&limit=2" + (f"&before_id={before}" if before else "")
+        page = setup.gateway.admin("GET", f"/admin/tasks?{query}").json()
+        assert "openai.video" in page["families"] and page["families"] == sorted(page["families"])
+        seen += [row["public_id"] for row in page["data"]]
+        before = page["next_before_id"]
+        if before is None:
+            break
+    assert seen == made[::-1]
+    for task_id in made:
+        setup.gateway.admin("POST", f"/admin/tasks/{task_id}/cancel")
+
+
 def test_the_operator_lists_shows_and_cancels_tasks(setup: Setup) -> None:
     key, key_id = setup.key()
     client = setup.client(key)

@@ -9,7 +9,7 @@ import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -18,7 +18,7 @@ from support.fake_kling import FakeKling
 from support.fake_tasks import MP4_HEAD, file_bytes
 from support.fake_videos import FakeVideos, video_bytes
 from support.gateway import Gateway, wait_until
-from support.tasks import FAST
+from support.tasks import FAST, TaskLane
 from support.tasks import VIDEOS_UPSTREAM_KEY as SORA_KEY
 
 ACCESS_KEY = "ak_kling_7f3e"
@@ -30,14 +30,10 @@ STD_5S_NANO = 5 * 28_000_000
 
 
 @dataclass
-class Setup:
-    gateway: Gateway
+class Setup(TaskLane):
+    prefix: ClassVar[str] = "kling-"
     kling: FakeKling
     sora: FakeVideos
-
-    def key(self, **fields: Any) -> tuple[str, int]:
-        created = self.gateway.create_key(name="kling-" + secrets.token_hex(3), **fields)
-        return created["key"], created["id"]
 
     def post(self, key: str, path: str, body: dict[str, Any]) -> httpx.Response:
         return httpx.post(self.gateway.url + path, json=body,
@@ -58,9 +54,6 @@ class Setup:
 
         wait_until(done, timeout=15, interval=0.1)
         return found
-
-    def book(self, key_id: int) -> dict[str, Any]:
-        return dict(self.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json())
 
 
 @pytest.fixture(scope="module")

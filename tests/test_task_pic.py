@@ -4,11 +4,10 @@ envelope from the row, money, ownership and the fake's faults."""
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 import pytest
@@ -16,7 +15,7 @@ import pytest
 from support.fake_picwish import FakePicWish
 from support.fake_tasks import PNG_HEAD, file_bytes
 from support.gateway import Gateway, wait_until
-from support.tasks import FAST
+from support.tasks import FAST, TaskLane
 
 UPSTREAM_KEY = "picwish-upstream-7a1e"
 PNG = PNG_HEAD + b"\x00" * 64
@@ -33,13 +32,9 @@ TIMEOUT = 30
 
 
 @dataclass
-class Setup:
-    gateway: Gateway
+class Setup(TaskLane):
+    prefix: ClassVar[str] = "pic-"
     fake: FakePicWish
-
-    def key(self, **fields: Any) -> tuple[str, int]:
-        created = self.gateway.create_key(name="pic-" + secrets.token_hex(3), **fields)
-        return created["key"], created["id"]
 
     def post(
         self, key: str, action: str, data: dict[str, str], files: dict[str, Any] | None = None
@@ -68,9 +63,6 @@ class Setup:
 
         wait_until(done, timeout=15, interval=0.1)
         return found
-
-    def book(self, key_id: int) -> dict[str, Any]:
-        return dict(self.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json())
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,15 @@
 """Tasks under pressure: concurrent submits against a quota, a gateway killed mid-poll and
 restarted, and two gateway processes on PostgreSQL sharing 200 active tasks while one of
-them is killed. Every task ends, and is settled exactly once."""
+them is killed. Every task ends, and is settled exactly once. A process told to stop
+(SIGTERM) gives its task leases back at once: the other finishes its tasks without waiting
+for the leases to run out."""
 
 from __future__ import annotations
 
 import json
 import signal
 import threading
+import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -207,6 +210,66 @@ def test_two_processes_on_postgresql_share_200_tasks_and_survive_losing_one(
                 base_url=second.base_url, api_key=key, max_retries=0, timeout=CLIENT_TIMEOUT_S
             )
             assert len(client.videos.download_content(rows[0]["public_id"]).content) == 48_000
+        finally:
+            first.stop()
+            second.stop()
+            fake.stop()
+
+
+@pytest.mark.postgres
+def test_sigterm_gives_task_leases_back_so_another_process_finishes_them_at_once(
+    tmp_path: Path,
+) -> None:
+    fake = FakeVideos(api_key=UPSTREAM_KEY)
+    fake.start()
+    lease_s = 120.0
+    with fresh_database() as url:
+        env = {
+            **FAST,
+            "OMNIRELAY_DATABASE_URL": url,
+            "OMNIRELAY_SECRET_KEY": FERNET_KEY,
+            "OMNIRELAY_DATA_DIR": str(tmp_path / "shared-data"),
+            "OMNIRELAY_TASK_LEASE_S": str(lease_s),
+            "OMNIRELAY_TASK_POLL_TIMEOUT_S": "60",
+        }
+        first = Gateway(tmp_path / "a", env=env)
+        second = Gateway(tmp_path / "b", env=env)
+        first.start()
+        try:
+            first.add_channel(name="sora", base_url=fake.base_url, api_key=UPSTREAM_KEY,
+                              models=["sora-2"])  # fmt: skip
+            created = first.create_key(name="leased")
+            key, key_id = created["key"], created["id"]
+            # The first process's polls hang upstream: it holds every task's lease.
+            fake.set(polls_to_finish=2, poll_delay_s=45.0)
+            for n in range(6):
+                assert _submit(first, key, f"leased {n}").status_code == 200
+
+            def all_leased() -> bool:
+                rows = _tasks(first, key_id)
+                return all(row["lease_owner"] and row["lease_until_ms"] for row in rows)
+
+            wait_until(all_leased, timeout=15, interval=0.2)
+            owners = {row["lease_owner"] for row in _tasks(first, key_id)}
+            assert len(owners) == 1
+            second.start()  # it finds nothing due: every task is leased for two minutes
+            assert _count(_tasks(second, key_id), "succeeded") == 0
+
+            fake.set(poll_delay_s=0.0)
+            assert first.process is not None
+            signalled = time.monotonic()
+            first.process.send_signal(signal.SIGTERM)
+            first.process.wait(30)
+            first.stop()
+            assert first.returncode == 0, first.output
+
+            wait_until(lambda: _all_ended(second, key_id, 6), timeout=30, interval=0.2)
+            taken_over_s = time.monotonic() - signalled
+            assert taken_over_s < lease_s / 4, f"took {taken_over_s:.1f} s: the lease was waited"
+            rows = _tasks(second, key_id)
+            assert Counter(row["state"] for row in rows) == {"succeeded": 6}
+            assert not {row["lease_owner"] for row in rows} - {None}
+            _check_books(second, key_id, rows)
         finally:
             first.stop()
             second.stop()

@@ -1,10 +1,13 @@
 """OpenAI's video API through the gateway, driven by the official SDK: the lifecycle, the
-stored result, ownership, money, and the fake's faults."""
+stored result, an image as input_reference (multipart), ownership, money, and the fake's
+faults."""
 
 from __future__ import annotations
 
 import itertools
 import secrets
+import struct
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,7 +19,7 @@ import pytest
 
 from support import openapi
 from support.constants import CLIENT_TIMEOUT_S
-from support.fake_videos import FakeVideos, video_bytes
+from support.fake_videos import FakeVideos, ReferenceFile, video_bytes
 from support.gateway import Gateway, wait_until
 from support.tasks import FAST
 from support.tasks import VIDEOS_UPSTREAM_KEY as UPSTREAM_KEY
@@ -112,6 +115,46 @@ def test_the_sdk_lifecycle_and_the_result_after_the_upstream_url_expired(setup: 
     ]
     assert book["total_nano"] == book["key_used_nano"] == EIGHT_SECONDS_720P
     assert not book["open_holds"]
+
+
+def _noise_png(width: int, height: int) -> bytes:
+    """A real PNG of random pixels: hundreds of kilobytes that do not compress."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return struct.pack(">I", len(data)) + body + struct.pack(">I", zlib.crc32(body))
+
+    rows = b"".join(b"\x00" + secrets.token_bytes(width * 3) for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows))
+            + chunk(b"IEND", b""))  # fmt: skip
+
+
+def test_an_input_reference_image_reaches_the_upstream_intact(setup: Setup) -> None:
+    key, key_id = setup.key()
+    client = setup.client(key)
+    image = _noise_png(320, 320)
+    assert len(image) > 300_000
+
+    video = client.videos.create(
+        model="sora-2",
+        prompt="The cat in this picture plays a piano",
+        seconds="4",
+        size="720x1280",
+        input_reference=("cat.png", image, "image/png"),
+    )
+    openapi.validate_response("POST", "/v1/videos", 200, _dump(video))
+    (job,) = setup.fake.jobs.values()
+    assert job.reference_file == ReferenceFile("cat.png", "image/png", image)
+    assert (job.prompt, job.model, job.seconds, job.size) == (
+        "The cat in this picture plays a piano", "sora-2", "4", "720x1280"
+    )  # fmt: skip
+    done = client.videos.poll(video.id, poll_interval_ms=100)
+    assert done.status == "completed" and done.prompt == "The cat in this picture plays a piano"
+    # The task keeps what the file was, never its bytes.
+    stored = setup.task(video.id)["request"]["stored"]
+    assert stored["input_reference"] == {"file": "cat.png", "bytes": len(image)}
+    assert [e["amount_nano"] for e in setup.book(key_id)["entries"]] == [EIGHT_SECONDS_720P // 2]
 
 
 def test_a_range_of_the_stored_video(setup: Setup) -> None:

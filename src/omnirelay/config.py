@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     responses_retention_days: int = Field(default=30, ge=0)
     """Delete stored responses (``POST /v1/responses`` with ``store``) and their items older
     than this many days (0: keep them all)."""
+    responses_background_runs: int = Field(default=16, ge=1, le=10_000)
+    """How many background responses (``background: true``) one process runs at once; the
+    rest wait queued, on this process or another."""
 
     public_base_url: str = ""
     """This gateway's public address (https://relay.example.com), for the signed result URLs

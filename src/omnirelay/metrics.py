@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
@@ -55,6 +56,7 @@ from omnirelay.gateway.stats import (
     CallTally,
 )
 from omnirelay.gateway.stats import Histogram as Tallied
+from omnirelay.store.tasks import QueueRow
 
 log = logging.getLogger("omnirelay.metrics")
 
@@ -63,6 +65,7 @@ PUBLISH_EVERY_S = 1.0
 BREAKER_STATES = (CLOSED, OPEN, HALF_OPEN)
 
 PendingCount = Callable[[], Awaitable[int]]
+TaskQueue = Callable[[], Awaitable[list[QueueRow]]]
 
 
 class Metrics:
@@ -75,10 +78,12 @@ class Metrics:
         router: Router,
         writer: LogWriter,
         pending_dead_letters: PendingCount,
+        task_queue: TaskQueue,
     ) -> None:
         self._stats = stats
         self._writer = writer
         self._pending_dead_letters = pending_dead_letters
+        self._task_queue = task_queue
         self._router = router
         self.multiprocess = bool(os.environ.get(MULTIPROC_ENV))
         own = None if self.multiprocess else CollectorRegistry(auto_describe=True)
@@ -245,6 +250,11 @@ class Metrics:
         except Exception as error:  # the page must still answer while the database is down
             log.warning("counting dead letters failed (%s)", type(error).__name__)
             self._scrape_time.pending = None
+        try:
+            self._scrape_time.tasks = await self._task_queue()
+        except Exception as error:
+            log.warning("counting active tasks failed (%s)", type(error).__name__)
+            self._scrape_time.tasks = None
         registry = self._registry
         if registry is None:
             registry = CollectorRegistry()
@@ -273,12 +283,14 @@ def _add(child: Histogram, tallied: Tallied) -> None:
 
 
 class _ScrapeTime(Collector):
-    """What is read when scraped: the channels' live state and the dead letters waiting."""
+    """What is read when scraped: the channels' live state, the dead letters waiting and
+    the task queue (every process's: it is read from the database)."""
 
     def __init__(self, board: HealthBoard, router: Router) -> None:
         self._board = board
         self._router = router
         self.pending: int | None = None
+        self.tasks: list[QueueRow] | None = None
 
     def collect(self) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -316,3 +328,33 @@ class _ScrapeTime(Collector):
                 "Dead letters waiting to be replayed (omnirelay deadletter replay).",
                 value=self.pending,
             )
+        if self.tasks is not None:
+            yield from _task_queue(self.tasks, time.time() * 1000)
+
+
+def _task_queue(rows: list[QueueRow], now_ms: float) -> Iterator[Metric]:
+    active = GaugeMetricFamily(
+        "omnirelay_tasks_active",
+        "Asynchronous tasks not yet ended, by family and state.",
+        labels=("family", "state"),
+    )
+    due = GaugeMetricFamily(
+        "omnirelay_tasks_poll_due",
+        "Active tasks whose next poll time has passed (waiting for a poller).",
+        labels=("family",),
+    )
+    delay = GaugeMetricFamily(
+        "omnirelay_tasks_poll_delay_seconds",
+        "How late the most overdue poll of a family is (0: none overdue).",
+        labels=("family",),
+    )
+    families: dict[str, tuple[int, float]] = {}
+    for row in rows:
+        active.add_metric((row.family, row.state), row.count)
+        late = max(0.0, (now_ms - row.first_due_ms) / 1000) if row.first_due_ms else 0.0
+        count, worst = families.get(row.family, (0, 0.0))
+        families[row.family] = (count + row.due, max(worst, late))
+    for family, (count, worst) in sorted(families.items()):
+        due.add_metric((family,), count)
+        delay.add_metric((family,), worst)
+    yield from (active, due, delay)

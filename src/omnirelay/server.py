@@ -23,6 +23,7 @@ from omnirelay.api.results import signed_links
 from omnirelay.api.routes import add_routes
 from omnirelay.api.state import STATE, AppState
 from omnirelay.config import Settings
+from omnirelay.gateway import responses_background
 from omnirelay.gateway.admin import Admin
 from omnirelay.gateway.alerts import Alerts, AlertWatch, WebhookTarget
 from omnirelay.gateway.attempts import AttemptLoop, AttemptPolicy
@@ -44,6 +45,7 @@ from omnirelay.gateway.pricing import PriceBook, default_prices
 from omnirelay.gateway.probe import Prober
 from omnirelay.gateway.readiness import Readiness
 from omnirelay.gateway.reconcile import Reconciler
+from omnirelay.gateway.responses_background import BackgroundResponses
 from omnirelay.gateway.retention import LogRetention, ResponseRetention
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.sessions import SessionPolicy, Sessions
@@ -125,6 +127,7 @@ def task_limits(settings: Settings) -> TaskLimits:
         webhook_max_attempts=settings.webhook_max_attempts,
         allow_private_networks=settings.allow_private_networks,
         public_base_url=settings.public_base_url,
+        local_runs=settings.responses_background_runs,
     )
 
 
@@ -137,6 +140,7 @@ def all_families(settings: Settings, store: Store, limits: TaskLimits) -> dict[s
         videos.family(settings.result_retention_days),
         midjourney.family(links),
         suno.family(links),
+        responses_background.family(),
     )
     return {**{family.name: family for family in families}, **task_families.families()}
 
@@ -350,7 +354,9 @@ async def build_runtime(settings: Settings) -> Runtime:
     if stats is not None:
         from omnirelay.metrics import Metrics
 
-        metrics = Metrics(stats, health, router, logs, store.dead_letters.pending_count)
+        metrics = Metrics(
+            stats, health, router, logs, store.dead_letters.pending_count, store.tasks.queue
+        )
     trace_headers = tracer.headers if tracer is not None else None
     kit = Kit(pipeline, Upstream(upstream, trace_headers), providers, tokens)
     surface = Surface(
@@ -404,6 +410,17 @@ async def build_runtime(settings: Settings) -> Runtime:
         dialects=dialects,
     )
     dialects.register(DOCUMENTS, "embedded", EmbeddedPdf(parser, tasks.results.keep_file))
+    background = BackgroundResponses(
+        surface.responses,
+        store.responses,
+        store.tasks,
+        tasks.local,
+        keys,
+        limits,
+        tasks.poller.wake,
+    )
+    tasks.local.register(responses_background.FAMILY, background)
+    surface.responses.background = background
     documents = Documents(
         parser,
         max_bytes=settings.max_body_bytes,

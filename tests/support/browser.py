@@ -11,6 +11,7 @@ Screenshots go to a temporary folder, or to ``CONSOLE_SCREENSHOTS`` when it is s
 
 from __future__ import annotations
 
+import base64
 import os
 import re
 from collections.abc import Iterator
@@ -105,3 +106,59 @@ class Tab:
 
     def script_errors(self, allowed: tuple[str, ...] = ()) -> list[str]:
         return [e for e in self.errors if not any(a in e for a in allowed)]
+
+
+@dataclass(frozen=True)
+class Media:
+    """Real media, made by the browser itself, for fakes to serve as task results."""
+
+    png: bytes
+    webm: bytes
+
+
+# A picture and a second of video drawn on a canvas: the PNG by toBlob, the WebM (VP8) by
+# MediaRecorder, which Debian's chromium has without any network or codec download.
+_MAKE_MEDIA = """async () => {
+  const canvas = document.createElement('canvas');
+  canvas.width = 480; canvas.height = 270;
+  const ctx = canvas.getContext('2d');
+  const draw = (frame) => {
+    const sky = ctx.createLinearGradient(0, 0, 480, 270);
+    sky.addColorStop(0, `hsl(${(210 + frame * 4) % 360}, 70%, 55%)`);
+    sky.addColorStop(1, `hsl(${(280 + frame * 4) % 360}, 60%, 35%)`);
+    ctx.fillStyle = sky; ctx.fillRect(0, 0, 480, 270);
+    ctx.fillStyle = '#ffd166';
+    ctx.beginPath(); ctx.arc(60 + frame * 12, 120, 34, 0, Math.PI * 2); ctx.fill();
+    ctx.fillStyle = '#fff'; ctx.font = 'bold 30px sans-serif';
+    ctx.fillText('OmniRelay', 160, 230);
+  };
+  const bytesOf = async (blob) => {
+    const view = new Uint8Array(await blob.arrayBuffer());
+    let text = '';
+    for (const byte of view) text += String.fromCharCode(byte);
+    return btoa(text);
+  };
+  draw(0);
+  const png = await bytesOf(await new Promise((done) => canvas.toBlob(done, 'image/png')));
+  const recorder = new MediaRecorder(canvas.captureStream(25), {mimeType: 'video/webm;codecs=vp8'});
+  const parts = [];
+  recorder.ondataavailable = (event) => parts.push(event.data);
+  let frame = 0;
+  const timer = setInterval(() => draw(++frame), 40);
+  recorder.start();
+  await new Promise((done) => setTimeout(done, 1200));
+  const stopped = new Promise((done) => { recorder.onstop = done; });
+  recorder.stop();
+  await stopped;
+  clearInterval(timer);
+  return [png, await bytesOf(new Blob(parts, {type: 'video/webm'}))];
+}"""
+
+
+def make_media(browser: Browser) -> Media:
+    page = browser.new_page()
+    try:
+        png, webm = page.evaluate(_MAKE_MEDIA)
+    finally:
+        page.close()
+    return Media(base64.b64decode(png), base64.b64decode(webm))

@@ -21,7 +21,8 @@ clock, and an image is served until ``content_ttl_s`` after its job finished on 
 Fault knobs are :class:`TaskFake`'s; besides them: ``refusal_code`` (what ``refuse_submits``
 answers, 24 by default), ``queue_full`` (the next n submits answer code 23), ``queued``
 (the next n answer code 22), ``banned_words``, and counts of ``list-by-condition`` calls
-and the ids each asked for (``batches``).
+and the ids each asked for (``batches``); ``image_body`` serves a real image in place of
+the made-up one.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ class FakeMidjourney(TaskFake[MjJob]):
             self.banned_words = ("nude", "gore")
             self.batches: list[list[str]] = []
             self.bodies: list[tuple[str, dict[str, Any]]] = []
+            # A real image to serve instead (bytes, type), for a browser that draws it.
+            self.image_body: tuple[bytes, str] | None = None
 
     def children_of(self, parent_id: str) -> list[MjJob]:
         """The jobs made by acting on ``parent_id``."""
@@ -297,6 +300,9 @@ class FakeMidjourney(TaskFake[MjJob]):
             job.image_reads += 1
         if expired:
             return web.Response(status=404, text="This content is no longer available.")
+        if self.image_body is not None:
+            body, kind = self.image_body
+            return web.Response(body=body, content_type=kind)
         return web.Response(body=image_bytes(job.id), content_type="image/png")
 
     def _advance(self, job: MjJob) -> None:

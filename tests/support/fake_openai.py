@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError
 
 from .fake_threaded import LoopbackServer, abort
 from .openapi import leaf_error, openai_wording, property_names, schema_errors
@@ -359,6 +361,7 @@ class FakeOpenAI(LoopbackServer):
                 f"The model `{model}` does not exist or you do not have access to it.",
                 code="model_not_found",
             )
+        _check_schemas(body)
         if _is_seed(body):
             return _seed_completion(), stream
         return _plan(body), stream
@@ -597,6 +600,33 @@ def _plan(body: dict[str, Any]) -> _Completion:
         logprobs=bool(body.get("logprobs")),
         top_logprobs=body.get("top_logprobs") or 0,
     )
+
+
+def _check_schemas(body: dict[str, Any]) -> None:
+    """The JSON Schemas a request gives must be schemas, as OpenAI checks them (its
+    ``invalid_function_parameters`` and "Invalid schema for response_format" 400s)."""
+    for index, tool in enumerate(body.get("tools") or []):
+        function = tool.get("function") or {}
+        try:
+            Draft202012Validator.check_schema(function.get("parameters") or {})
+        except SchemaError as error:
+            raise _ApiError(
+                400,
+                f"Invalid schema for function '{function.get('name')}': {error.message}",
+                param=f"tools[{index}].function.parameters",
+                code="invalid_function_parameters",
+            ) from error
+    response_format = body.get("response_format") or {}
+    if response_format.get("type") == "json_schema":
+        spec = response_format.get("json_schema") or {}
+        try:
+            Draft202012Validator.check_schema(spec.get("schema") or {})
+        except SchemaError as error:
+            raise _ApiError(
+                400,
+                f"Invalid schema for response_format '{spec.get('name')}': {error.message}",
+                param="response_format",
+            ) from error
 
 
 def _content_for(body: dict[str, Any], user_text: str) -> str:

@@ -19,7 +19,8 @@ on the fake's clock.
 
 Fault knobs are :class:`TaskFake`'s; besides them: ``partial_jobs`` (the second clip of
 each job fails, so the relay says FAILURE with one clip made) and ``with_video`` (clips come
-with a ``video_url``), and the ids each fetch asked for (``batches``).
+with a ``video_url``), and the ids each fetch asked for (``batches``); ``file_bodies``
+serves real files in place of the made-up ones.
 """
 
 from __future__ import annotations
@@ -84,6 +85,9 @@ class FakeSuno(TaskFake[SunoJob]):
         with self._lock:
             self.partial_jobs = False
             self.with_video = True
+            # Real files to serve instead, by extension ({"mp3": (bytes, type)}), for a
+            # browser that plays or draws them.
+            self.file_bodies: dict[str, tuple[bytes, str]] = {}
             self.batches: list[list[str]] = []
             self.bodies: list[tuple[str, dict[str, Any]]] = []
 
@@ -241,6 +245,9 @@ class FakeSuno(TaskFake[SunoJob]):
             )
         if expired or extension not in FILES:
             return web.Response(status=404, text="Not Found")
+        if extension in self.file_bodies:
+            body, kind = self.file_bodies[extension]
+            return web.Response(body=body, content_type=kind)
         kind, head = FILES[extension]
         return web.Response(body=file_bytes(clip_id, extension, head), content_type=kind)
 

@@ -9,6 +9,8 @@ against the ``openai`` SDK's own ``Video`` type and the official spec. Progress 
 each poll of a job (``polls_to_finish``) or with a clock the test moves (``advance``); the
 result bytes are served until the job's ``expires_at`` on that clock, then refused.
 
+``content_bodies`` serves real files (a video a browser plays) in place of the made-up ones.
+
 Fault knobs, which every later task fake reuses (:class:`TaskFake`): refuse the next
 submits; accept a submit then answer too late (or not create the job at all); jobs that
 never finish; jobs that flap between statuses; jobs that fail; 429s on poll. It also counts
@@ -42,6 +44,15 @@ JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
 J = TypeVar("J")
 
 
+@dataclass(frozen=True)
+class ReferenceFile:
+    """The ``input_reference`` file of a multipart submit, as it arrived."""
+
+    filename: str
+    content_type: str
+    data: bytes
+
+
 @dataclass
 class Job:
     id: str
@@ -52,7 +63,8 @@ class Job:
     created_at: int
     created_clock: float = 0.0  # the fake's clock at creation, unrounded
     remixed_from: str | None = None
-    reference: str | None = None
+    reference: str | None = None  # "<filename>:<bytes>"
+    reference_file: ReferenceFile | None = None
     polls: int = 0
     progress: int = 0
     status: str = "queued"
@@ -136,6 +148,9 @@ class FakeVideos(TaskFake[Job]):
         super().reset()
         with self._lock:
             self.video_bytes = 48_000
+            # Real files to serve instead, by variant ({"video": (bytes, type)}), for a
+            # browser that plays or draws them.
+            self.content_bodies: dict[str, tuple[bytes, str]] = {}
 
     def polls_of(self, video_id: str) -> int:
         with self._lock:
@@ -165,7 +180,7 @@ class FakeVideos(TaskFake[Job]):
 
     async def _create(self, request: web.Request) -> web.Response:
         self._check(request)
-        fields, reference = await _read_body(request)
+        fields, file = await _read_body(request)
         prompt = fields.get("prompt")
         if not isinstance(prompt, str) or not prompt:
             raise _missing("prompt")
@@ -178,7 +193,8 @@ class FakeVideos(TaskFake[Job]):
             raise _error(400, f"Invalid value: '{seconds}'.", "invalid_value", "seconds")
         if size not in SIZES or (size in PRO_SIZES and "pro" not in model):
             raise _error(400, f"Invalid value: '{size}'.", "invalid_value", "size")
-        job = self._new_job(model, prompt, seconds, size, reference=reference)
+        reference = None if file is None else f"{file.filename}:{len(file.data)}"
+        job = self._new_job(model, prompt, seconds, size, reference=reference, reference_file=file)
         return await self._accepted(job)
 
     async def _remix(self, request: web.Request) -> web.Response:
@@ -301,7 +317,9 @@ class FakeVideos(TaskFake[Job]):
             if job.expires_at is not None and self.now() > job.expires_at:
                 raise _error(404, "The video's assets have expired.", "video_expired")
             job.content_reads[variant] = job.content_reads.get(variant, 0) + 1
-        if variant == "video":
+        if variant in self.content_bodies:
+            body, kind = self.content_bodies[variant]
+        elif variant == "video":
             body, kind = video_bytes(job.id, self.video_bytes), "video/mp4"
         elif variant == "thumbnail":
             body, kind = WEBP_HEAD + hashlib.sha256(job.id.encode()).digest(), "image/webp"
@@ -407,8 +425,8 @@ async def _faults(request: web.Request, handler: Any) -> web.StreamResponse:
         return web.json_response(error.body, status=error.status, headers=error.headers)
 
 
-async def _read_body(request: web.Request) -> tuple[dict[str, Any], str | None]:
-    """The fields of a JSON or multipart body, and the reference file's name if any."""
+async def _read_body(request: web.Request) -> tuple[dict[str, Any], ReferenceFile | None]:
+    """The fields of a JSON or multipart body, and the reference file if any."""
     if request.content_type != "multipart/form-data":
         try:
             body = json.loads(await request.read() or b"{}")
@@ -426,7 +444,8 @@ async def _read_body(request: web.Request) -> tuple[dict[str, Any], str | None]:
         if part.filename is not None:
             data = await part.read()
             if part.name == "input_reference":
-                reference = f"{part.filename}:{len(data)}"
+                content_type = part.headers.get("Content-Type", "")
+                reference = ReferenceFile(part.filename, content_type, bytes(data))
             continue
         fields[part.name] = (await part.read()).decode()
     return fields, reference

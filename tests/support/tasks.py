@@ -1,12 +1,15 @@
-"""What the task tests share: a gateway's settings for fast polling, and a task row."""
+"""What the task tests share: a gateway's settings for fast polling, a task row, and a
+lane's keys, ledgers and task rows."""
 
 from __future__ import annotations
 
 import secrets
 import time
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from omnirelay.store.tasks import QUEUED
+from support.gateway import Gateway
 
 HOUR_MS = 3_600_000
 VIDEOS_UPSTREAM_KEY = "sk-upstream-videos-5c1d"
@@ -40,3 +43,28 @@ def task_values(key_id: int, **extra: Any) -> dict[str, Any]:
     }
     values.update(extra)
     return values
+
+
+@dataclass
+class TaskLane:
+    """A test module's gateway for one task family: its keys, their ledgers, the task rows.
+    A module's own lane subclasses it with its fakes and the family's own calls."""
+
+    gateway: Gateway
+    prefix: ClassVar[str] = "task-"
+    group: ClassVar[str | None] = None  # the keys' group, unless a test names another
+
+    def key(self, **fields: Any) -> tuple[str, int]:
+        """A new key (secret, id), named after the family."""
+        if self.group is not None:
+            fields.setdefault("group", self.group)
+        created = self.gateway.create_key(name=self.prefix + secrets.token_hex(3), **fields)
+        return created["key"], created["id"]
+
+    def book(self, key_id: int) -> dict[str, Any]:
+        """The key's ledger, as ``/admin/ledger`` shows it."""
+        return dict(self.gateway.admin("GET", f"/admin/ledger?key_id={key_id}").json())
+
+    def row(self, task_id: str) -> dict[str, Any]:
+        """The task's row, as ``/admin/tasks/{id}`` shows it."""
+        return dict(self.gateway.admin("GET", f"/admin/tasks/{task_id}").json())

@@ -46,7 +46,7 @@ async def console_session(request: web.Request) -> Session | None:
     state = state_of(request)
     session = None
     if state.settings.console_enabled:
-        session = await state.sessions.resolve(request.cookies.get(SESSION_COOKIE))
+        session = await state.sessions.resolve(request.cookies.get(SESSION_COOKIE), request.remote)
     request[SESSION_SLOT] = session
     return session
 

@@ -1,14 +1,18 @@
-"""The operator's view of tasks: GET /admin/tasks (filtered), GET /admin/tasks/{id} (with
-its webhook events and signed result URLs), POST /admin/tasks/{id}/cancel, and GET
-/admin/keys/{id}/webhook-secret (what a key's webhook deliveries are signed with)."""
+"""The operator's view of tasks: GET /admin/tasks (filtered, a page at a time), GET
+/admin/tasks/{id} (with its webhook events, signed result URLs and its result files), GET
+/admin/tasks/{id}/results/{name} (a stored result, to the admin key or an operator's
+console session), POST /admin/tasks/{id}/cancel, and GET /admin/keys/{id}/webhook-secret
+(what a key's webhook deliveries are signed with)."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
 from omnirelay.api.admin import MAX_LOG_PAGE, _admin, _int_param, _json
+from omnirelay.api.results import stored_result
 from omnirelay.api.state import AppState
 from omnirelay.store.tasks import STATES, TaskRow
 from omnirelay.wire.errors import InvalidRequest, NotFound
@@ -41,7 +45,14 @@ async def list_tasks(request: web.Request) -> web.Response:
         limit=limit,
         **numbers,
     )
-    return _json({"data": [_view(task) for task in rows]})
+    full = len(rows) == limit
+    return _json(
+        {
+            "data": [_view(task) for task in rows],
+            "next_before_id": rows[-1].id if full else None,
+            "families": state.tasks.family_names(),
+        }
+    )
 
 
 async def _task(request: web.Request) -> tuple[AppState, TaskRow]:
@@ -61,9 +72,36 @@ async def get_task(request: web.Request) -> web.Response:
         {
             **_view(task),
             "result_urls": {name: engine.signed_url(task, name, base) for name in assets},
+            "result_files": _result_files(state, task),
             "events": await state.store.task_events.for_task(task.id),
         }
     )
+
+
+def _result_files(state: AppState, task: TaskRow) -> list[dict[str, Any]]:
+    """The task's stored results, each with the admin path that serves it."""
+    if task.deleted_ms:
+        return []
+    files = []
+    for name in (task.result or {}).get("assets") or {}:
+        asset = state.tasks.result(task, name)
+        if asset is not None:
+            files.append(
+                {
+                    "name": name,
+                    "content_type": asset.get("content_type") or "application/octet-stream",
+                    "size": asset.get("size"),
+                    "url": f"/admin/tasks/{quote(task.public_id, safe='')}/results/"
+                    f"{quote(name, safe='')}",
+                }
+            )
+    return files
+
+
+async def task_result(request: web.Request) -> web.StreamResponse:
+    """A stored result of any task, whole or a byte range (a video seeks), to an operator."""
+    _, task = await _task(request)
+    return await stored_result(request, task, request.match_info["name"])
 
 
 async def cancel_task(request: web.Request) -> web.Response:

@@ -2,6 +2,7 @@
 
 One range is served as 206 with ``Content-Range``; a range past the end is 416; a header
 that asks for several ranges, or is not understood, gets the whole blob, as HTTP allows.
+The blob's type is trusted for what it is shown as, never to run: every answer is sandboxed.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ async def blob_response(
         "Accept-Ranges": "bytes",
         "ETag": f'"{digest}"',
         "Content-Disposition": f'inline; filename="{filename}"',
+        # The type is the upstream's word: a result opened on its own (HTML, SVG) must not
+        # run as a page of this origin, where console sessions live.
+        "Content-Security-Policy": "sandbox",
+        "X-Content-Type-Options": "nosniff",
     }
     if span is None:
         headers["Content-Range"] = f"bytes */{size}"

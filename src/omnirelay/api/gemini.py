@@ -8,7 +8,9 @@ channels, translated for the others, metered as Chat Completions is. ``embedCont
 translated body. ``countTokens`` is an estimate with the gateway's tokenizer: no upstream
 is called and nothing is charged (as ``/v1/messages/count_tokens``). Keys come as
 ``x-goog-api-key`` or ``?key=`` (``body.bearer_secret``); errors take Google's shape,
-``{"error": {"code", "message", "status"}}``, with the gateway's statuses.
+``{"error": {"code", "message", "status"}}``, with the gateway's statuses: the handlers
+raise, and ``api.errors``' middleware answers in that shape (every handler here claims its
+request with ``answer_errors_as_google``, for the paths under ``/v1``).
 
 ``google-genai`` 3 speaks ``v1`` unless told otherwise, so the same paths are served under
 ``/v1``. There ``GET /v1/models`` is OpenAI's too: it answers in Gemini's shape when the
@@ -25,13 +27,13 @@ from aiohttp import web
 
 from omnirelay.api import models
 from omnirelay.api.begin import begin, begin_with, no_body, send
-from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
+from omnirelay.api.errors import answer_errors_as_google
 from omnirelay.gateway.generate_content import ENDPOINT
 from omnirelay.gateway.keys import KeyCache
 from omnirelay.gateway.operation import Reply, StreamReply
 from omnirelay.wire.chat import message_count, prompt_text
-from omnirelay.wire.errors import GatewayError, InvalidRequest, ModelNotFound, NotFound
-from omnirelay.wire.gemini_answers import embedding_values, error_body, model_object
+from omnirelay.wire.errors import InvalidRequest, ModelNotFound, NotFound
+from omnirelay.wire.gemini_answers import embedding_values, model_object
 from omnirelay.wire.gemini_inbound import batch_embed_to_openai, embed_to_openai, get, to_openai
 
 COUNT_TOKENS = "gemini.countTokens"
@@ -40,34 +42,20 @@ BATCH_EMBED = "gemini.batchEmbedContents"
 Method = Callable[[web.Request, str], Awaitable[web.StreamResponse]]
 
 
-def error_response(error: GatewayError, request_id: str) -> web.Response:
-    headers = {REQUEST_ID_HEADER: request_id}
-    if error.retry_after is not None:
-        headers["Retry-After"] = str(max(int(error.retry_after + 0.999), 1))
-    return web.Response(
-        status=error.status,
-        body=orjson.dumps(error_body(error.status, error.message)),
-        content_type="application/json",
-        headers=headers,
-    )
-
-
 def _json(payload: dict[str, Any]) -> web.Response:
     return web.Response(body=orjson.dumps(payload), content_type="application/json")
 
 
 async def model_method(request: web.Request) -> web.StreamResponse:
     """``POST .../models/{model}:{method}``; the model may hold ``/`` and ``:`` itself."""
+    answer_errors_as_google(request)
     model, _, name = request.match_info["target"].rpartition(":")
     method = METHODS.get(name)
-    try:
-        if method is None or not model:
-            raise NotFound(
-                f"'{name}' is not a method this gateway serves; it serves {', '.join(METHODS)}."
-            )
-        return await method(request, model.removeprefix("models/"))
-    except GatewayError as error:
-        return error_response(error, request[REQUEST_ID_KEY])
+    if method is None or not model:
+        raise NotFound(
+            f"'{name}' is not a method this gateway serves; it serves {', '.join(METHODS)}."
+        )
+    return await method(request, model.removeprefix("models/"))
 
 
 async def _generate(request: web.Request, model: str) -> web.StreamResponse:
@@ -126,21 +114,17 @@ METHODS: dict[str, Method] = {
 
 
 async def list_models(request: web.Request) -> web.StreamResponse:
-    try:
-        state, call, _ = await begin_with(request, models.ENDPOINT, no_body)
-    except GatewayError as error:
-        return error_response(error, request[REQUEST_ID_KEY])
+    answer_errors_as_google(request)
+    state, call, _ = await begin_with(request, models.ENDPOINT, no_body)
     return _json({"models": [model_object(m) for m in models.visible_models(state, call.key)]})
 
 
 async def get_model(request: web.Request) -> web.StreamResponse:
+    answer_errors_as_google(request)
     model = request.match_info["model"].removeprefix("models/")
-    try:
-        state, call, _ = await begin_with(request, models.ENDPOINT, no_body)
-        if model not in models.visible_models(state, call.key):
-            raise ModelNotFound(f"models/{model} is not found, or this key may not use it.")
-    except GatewayError as error:
-        return error_response(error, request[REQUEST_ID_KEY])
+    state, call, _ = await begin_with(request, models.ENDPOINT, no_body)
+    if model not in models.visible_models(state, call.key):
+        raise ModelNotFound(f"models/{model} is not found, or this key may not use it.")
     return _json(model_object(model))
 
 

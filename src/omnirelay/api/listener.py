@@ -117,6 +117,15 @@ class _GuardedServer(web.Server):
     def __call__(self) -> web.RequestHandler:
         return _GuardedHandler(self, loop=self._loop, **self._kwargs)
 
+    def pre_shutdown(self) -> None:
+        """Busy connections close after their request; idle keep-alive ones close now.
+        aiohttp only cancels an idle connection's wait for its next request, which leaves
+        the socket open until its keep-alive timer: a drain would wait for it in vain."""
+        super().pre_shutdown()
+        for connection in list(self.connections):
+            if isinstance(connection, _GuardedHandler):
+                connection.close_if_idle()
+
     def refusal(self) -> bytes:
         """A whole HTTP response: 503, OpenAI's error JSON, and the connection closes."""
         error = ServiceBusy(
@@ -167,6 +176,13 @@ class _GuardedHandler(web.RequestHandler):
         if self._deadline is not None:
             self._deadline.cancel()
         super().connection_lost(exc)
+
+    def close_if_idle(self) -> None:
+        if self._request_in_progress or self._messages:
+            return
+        self.force_close()
+        if self.transport is not None:
+            self.transport.close()
 
     def _headers_due(self) -> None:
         # aiohttp counts a request once its headers are parsed.

@@ -1,4 +1,5 @@
-"""GET /v1/results/{task_id}/{name}: a task's stored result by signed URL, without a key.
+"""GET /v1/results/{task_id}/{name}: a task's stored result by signed URL, without a key;
+and :func:`stored_result`, which serves a stored result to whoever its route let in.
 
 The signature (an HMAC over the path and its expiry, ``gateway.tasks.signing``) is the only
 way in without a key; a URL past its expiry, or altered, is refused. The families whose
@@ -43,9 +44,8 @@ def request_links(request: web.Request) -> Links:
 
 async def signed_result(request: web.Request) -> web.StreamResponse:
     state = state_of(request)
-    engine = state.tasks
     query = request.query
-    if not engine.signer.verify(
+    if not state.tasks.signer.verify(
         request.path, query.get("expires", ""), query.get("signature", ""), time.time()
     ):
         raise PermissionDenied(
@@ -53,7 +53,15 @@ async def signed_result(request: web.Request) -> web.StreamResponse:
             code="invalid_signature",
         )
     task = await state.store.tasks.get(request.match_info["task_id"])
-    name = request.match_info["name"]
+    return await stored_result(request, task, request.match_info["name"])
+
+
+async def stored_result(
+    request: web.Request, task: TaskRow | None, name: str
+) -> web.StreamResponse:
+    """A task's stored result, whole or a byte range; 404 when the task (or the result) is
+    gone. The caller has decided who may have it: a signature, or an operator."""
+    engine = state_of(request).tasks
     asset = engine.result(task, name) if task is not None and not task.deleted_ms else None
     if task is None or asset is None:
         raise NotFound("This result is no longer available.")

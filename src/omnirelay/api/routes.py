@@ -170,6 +170,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/batches/{batch_id}", admin_batches.get_batch)
     router.add_post("/admin/batches/{batch_id}/cancel", admin_batches.cancel_batch)
     router.add_get("/admin/tasks/{task_id}", admin_tasks.get_task)
+    router.add_get("/admin/tasks/{task_id}/results/{name}", admin_tasks.task_result)
     router.add_post("/admin/tasks/{task_id}/cancel", admin_tasks.cancel_task)
     router.add_get("/admin/keys/{id}/webhook-secret", admin_tasks.webhook_secret)
     router.add_get("/healthz", ops.healthz)

@@ -12,6 +12,8 @@ What is alerted, once each:
   that set it aside, with the request id, key and cost, never the row's other contents.
 - ``log_writer.lag``: this node's oldest log row waits longer than
   ``log_lag_threshold_s``; once per episode, again after the writer has caught up.
+  Checked on its own loop, so that a stuck database (which the key checks wait on) does
+  not hold back the alert that says so.
 
 Each alert is one JSON POST: ``{"id", "type", "created", "node", "data"}``, with the
 headers ``X-OmniRelay-Event`` (the type), ``X-OmniRelay-Delivery`` (the id, the same on
@@ -187,7 +189,7 @@ class AlertWatch:
         self._period_spend = period_spend
         self._lagging = False
         self._claimed: set[str] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         writer.on_dead_letter.append(self._dead_letter)
 
     def channel_disabled(self, channel_id: int, name: str | None, reason: str) -> None:
@@ -207,24 +209,32 @@ class AlertWatch:
         )
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="omnirelay-alert-watch")
+        # Two loops: the lag check reads memory only, and must alert while the database is
+        # stuck, which is just when the key checks (ledger reads, marker rows) wait on it.
+        self._tasks = [
+            asyncio.create_task(self._every(self._lag), name="omnirelay-alert-lag"),
+            asyncio.create_task(self._every(self._usage), name="omnirelay-alert-keys"),
+        ]
 
     async def close(self) -> None:
-        await stop(self._task)
-        self._task = None
+        for task in self._tasks:
+            await stop(task)
+        self._tasks = []
 
-    async def _run(self) -> None:
+    async def _every(self, check: Callable[[], Awaitable[None]]) -> None:
         while True:
             await asyncio.sleep(self._interval_s)
             try:
-                await self.check()
+                await check()
             except asyncio.CancelledError:
                 raise
             except Exception:
                 log.exception("checking for alerts failed; will retry")
 
-    async def check(self) -> None:
+    async def _lag(self) -> None:
         self._check_lag()
+
+    async def _usage(self) -> None:
         await self._check_keys(time.time())
 
     def _check_lag(self) -> None:

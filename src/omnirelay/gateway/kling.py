@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from omnirelay.gateway.task_fields import idempotency, notify_url, request_hash
+from omnirelay.gateway.task_fields import idempotency, notify_url, request_hash, text_field
 from omnirelay.gateway.tasks.model import Family
 from omnirelay.gateway.tasks.submit import TaskRequest
 from omnirelay.wire.errors import InvalidRequest, InvalidType, MissingField
@@ -42,8 +42,8 @@ def submit_request(
     allow_private: bool,
 ) -> TaskRequest:
     params: dict[str, Any] = {}
-    _text(fields, "prompt", params, required=action == "text2video")
-    _text(fields, "negative_prompt", params, required=False)
+    text_field(fields, "prompt", MAX_PROMPT, params, required=action == "text2video")
+    text_field(fields, "negative_prompt", MAX_PROMPT, params, required=False)
     if (cfg := fields.get("cfg_scale")) is not None:
         if isinstance(cfg, bool) or not isinstance(cfg, int | float) or not 0 <= cfg <= 1:
             raise InvalidRequest("'cfg_scale' must be a number from 0 to 1.", param="cfg_scale")
@@ -81,19 +81,6 @@ def submit_request(
         idempotency_key=idempotency(idempotency_key),
         request_hash=request_hash(action, model, params, notify, ""),
     )
-
-
-def _text(fields: Mapping[str, Any], name: str, params: dict[str, Any], *, required: bool) -> None:
-    value = fields.get(name)
-    if value is None or value == "":
-        if required:
-            raise MissingField(f"Missing required parameter: '{name}'.", param=name)
-        return
-    if not isinstance(value, str):
-        raise InvalidType(f"Invalid type for '{name}': expected a string.", param=name)
-    if len(value) > MAX_PROMPT:
-        raise InvalidRequest(f"'{name}' is longer than {MAX_PROMPT} characters.", param=name)
-    params[name] = value
 
 
 def _choice(

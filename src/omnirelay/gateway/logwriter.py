@@ -119,7 +119,10 @@ class LogWriter:
             self._checkpoints[request_id] = charged_nano
 
     def submit(self, row: dict[str, Any]) -> None:
-        """Queue one log row; its ``cost_nano`` is charged to its ``key_id``."""
+        """Queue one log row. Its ``cost_nano`` counts in its key's spend as pending until
+        the batch commits: only the writer knows when that is. What a row costs, and when
+        it is submitted, is decided by ``gateway.charges.Settlement`` (the one caller with
+        a cost)."""
         request_id = row["request_id"]
         self._live.discard(request_id)
         self._checkpoints.pop(request_id, None)

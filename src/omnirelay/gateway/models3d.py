@@ -14,7 +14,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from omnirelay.gateway.task_fields import idempotency, notify_url, request_hash, web_url
+from omnirelay.gateway.task_fields import (
+    idempotency,
+    notify_url,
+    request_hash,
+    text_field,
+    web_url,
+)
 from omnirelay.gateway.tasks.model import Family
 from omnirelay.gateway.tasks.submit import TaskRequest
 from omnirelay.store import tasks as states
@@ -83,8 +89,8 @@ def submit_request(
             "'original_model_task_id' must name a 3D task that succeeded.",
             param="original_model_task_id",
         )
-    _text(fields, "prompt", MAX_PROMPT, params, required=task_type == "text_to_model")
-    _text(fields, "negative_prompt", MAX_NEGATIVE, params, required=False)
+    text_field(fields, "prompt", MAX_PROMPT, params, required=task_type == "text_to_model")
+    text_field(fields, "negative_prompt", MAX_NEGATIVE, params, required=False)
     if task_type == "image_to_model":
         params["file"] = _file(fields.get("file"), "file", allow_private)
     if task_type == "multiview_to_model":
@@ -117,21 +123,6 @@ def submit_request(
         request_hash=request_hash(task_type, subject, params, notify, ""),
         source=source,
     )
-
-
-def _text(
-    fields: Mapping[str, Any], name: str, limit: int, params: dict[str, Any], *, required: bool
-) -> None:
-    value = fields.get(name)
-    if value is None or value == "":
-        if required:
-            raise MissingField(f"Missing required parameter: '{name}'.", param=name)
-        return
-    if not isinstance(value, str):
-        raise InvalidType(f"Invalid type for '{name}': expected a string.", param=name)
-    if len(value) > limit:
-        raise InvalidRequest(f"'{name}' is longer than {limit} characters.", param=name)
-    params[name] = value
 
 
 def _file(value: Any, name: str, allow_private: bool) -> dict[str, str]:

@@ -117,6 +117,12 @@ class Pipeline:
                 return await self._settled_run(call, operation)
         return await self._settled_run(call, operation)
 
+    def check(self, call: Call, operation: Operation) -> None:
+        """Raise what would refuse the call before admission (the key, the model, no
+        channel or price for it), without running it: for a call that runs later."""
+        KeyCache.authorize_call(call.key, operation.model, time.time())
+        self._quotes(call.key.row.group_name, operation)
+
     async def _settled_run(self, call: Call, operation: Operation) -> Reply | StreamReply:
         try:
             return await self._run(call, operation)

@@ -60,11 +60,11 @@ class Readiness:
         assert self._redis_ping is not None
         try:
             async with asyncio.timeout(CHECK_TIMEOUT_S):
-                await self._redis_ping()
+                answered = await self._redis_ping()
         except Exception as error:
             log.warning("readiness: Redis did not answer (%s)", type(error).__name__)
             return "unreachable"
-        return OK
+        return OK if answered else "unreachable"  # a ping that says no is no answer either
 
     def _log_writer(self) -> str:
         lag = self._writer.lag_s()

@@ -15,6 +15,11 @@ Each attempt's route decides the way:
 The hold is chat's: every byte of what is sent as a prompt token (a continued conversation
 included), plus ``max_output_tokens`` or ``hold_output_tokens``.
 
+With ``background: true`` the call answers at once with the response ``queued``, and runs
+later on the task engine (``gateway.responses_background``) through :meth:`Responses.settled`:
+the same operation, through the same pipeline, so it is charged exactly as in the
+foreground.
+
 With ``store`` (the default), a response that ended is kept with every item it was made
 from and made (``store.responses``) before its last event leaves, so a client can fetch it,
 list its input items, or continue from it at once, on any channel. A stored response
@@ -27,7 +32,7 @@ import logging
 import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
@@ -92,12 +97,15 @@ class Plan:
     @property
     def patch(self) -> dict[str, Any]:
         """What the gateway says of the response, whatever the upstream said."""
-        return {
+        patch: dict[str, Any] = {
             "id": self.response_id,
             "store": self.request.store,
             "previous_response_id": self.request.previous_response_id,
-            "background": False,
+            "background": self.request.background,
         }
+        if self.request.background:
+            patch["created_at"] = self.created_at  # it was made when it was queued
+        return patch
 
     def response_object(self) -> dict[str, Any]:
         return shape.response_object(self.body, self.request, self.response_id, self.created_at)
@@ -144,7 +152,26 @@ class ItemsQuery:
     after: str | None = None
 
 
+ACTIVE = ("queued", "in_progress")
+"""The statuses of a background response that has not ended."""
+
+
+class Background(Protocol):
+    """Where background responses run (``gateway.responses_background``)."""
+
+    async def submit(self, call: Call, plan: Plan) -> dict[str, Any]:
+        """Keep the response queued and its task due; the queued response."""
+        ...
+
+    async def cancel(self, stored: StoredResponse) -> dict[str, Any]:
+        """Stop it, wherever it runs; the response as it ended."""
+        ...
+
+
 class Responses:
+    background: Background | None = None
+    """Set once the task engine exists; without it, ``background: true`` is refused."""
+
     def __init__(
         self,
         kit: Kit,
@@ -162,6 +189,8 @@ class Responses:
 
     async def create(self, call: Call, body: dict[str, Any]) -> Reply | StreamReply:
         request = shape.check_request(body)
+        if request.background:
+            return await self._queue(call, body, request)
         plan = await self._plan(call, body, request)
         outcome = Outcome()
         result = await self._kit.pipeline.run(call, self._operation(call, plan, outcome))
@@ -172,8 +201,42 @@ class Responses:
         rest = self._kept(call, plan, outcome, result.rest)
         return StreamReply(result.content_type, result.first, rest)
 
-    async def _plan(
+    async def _queue(
         self, call: Call, body: dict[str, Any], request: shape.ResponsesRequest
+    ) -> Reply:
+        if self.background is None or self._store is None:
+            raise InvalidRequest(
+                "Background responses are not available on this gateway (it runs without "
+                "its task engine). Send the request without 'background'.",
+                param="background",
+                code="unsupported_parameter",
+            )
+        plan = await self._plan(call, body, request)
+        # What would refuse the call when it runs refuses it now, where the client sees it.
+        self._kit.pipeline.check(call, self._operation(call, plan, Outcome()))
+        return Reply(orjson.dumps(await self.background.submit(call, plan)))
+
+    async def settled(
+        self, call: Call, body: dict[str, Any], response_id: str, created_at: int
+    ) -> dict[str, Any]:
+        """Run a background response's call now, in-process, through the pipeline (which
+        charges it): the response as it ended. Nothing is stored here."""
+        request = shape.check_request(body)
+        plan = await self._plan(call, body, request, response_id, created_at)
+        outcome = Outcome()
+        await self._kit.pipeline.run(call, self._operation(call, plan, outcome))
+        response = outcome.ended()
+        if response is None:  # (a complete answer always tells its response)
+            raise UpstreamError("The upstream's answer told no response.")
+        return response
+
+    async def _plan(
+        self,
+        call: Call,
+        body: dict[str, Any],
+        request: shape.ResponsesRequest,
+        response_id: str | None = None,
+        created_at: int | None = None,
     ) -> Plan:
         key_id = call.key.row.id
         context: list[dict[str, Any]] = []
@@ -200,8 +263,8 @@ class Responses:
         return Plan(
             body=body,
             request=request,
-            response_id=shape.new_id("resp_"),
-            created_at=int(time.time()),
+            response_id=response_id or shape.new_id("resp_"),
+            created_at=created_at or int(time.time()),
             context=context,
             given=given,
             items=shape.input_items(given),
@@ -347,7 +410,7 @@ class Responses:
             previous_response_id=plan.request.previous_response_id,
         )
         try:
-            await self._store.save(stored, _keyed(plan.all_items), _keyed(output))
+            await self._store.save(stored, keyed_items(plan.all_items), keyed_items(output))
         except Exception as error:  # the answer still goes out; only its record is lost
             log.warning("response %s was not stored: %s", plan.response_id, type(error).__name__)
 
@@ -357,15 +420,21 @@ class Responses:
         return (await self._stored(call, response_id)).response
 
     async def delete(self, call: Call, response_id: str) -> dict[str, Any]:
-        if self._store is None or not await self._store.delete(response_id, call.key.row.id):
+        stored = await self._stored(call, response_id)
+        assert self._store is not None  # (there is a stored response)
+        if not await self._store.delete(response_id, call.key.row.id):
             raise _not_found(response_id)
+        if stored.background and stored.status in ACTIVE and self.background is not None:
+            await self.background.cancel(stored)  # it no longer runs, or charges
         return {"id": response_id, "object": "response", "deleted": True}
 
     async def cancel(self, call: Call, response_id: str) -> dict[str, Any]:
         stored = await self._stored(call, response_id)
         if not stored.background:
             raise InvalidRequest("Cannot cancel a synchronous response.")
-        return stored.response
+        if stored.status not in ACTIVE or self.background is None:
+            return stored.response  # it ended: cancelling again changes nothing
+        return await self.background.cancel(stored)
 
     async def input_items(self, call: Call, response_id: str, query: ItemsQuery) -> dict[str, Any]:
         page = None
@@ -406,7 +475,7 @@ class Responses:
         return stored
 
 
-def _keyed(items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+def keyed_items(items: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
     return [
         (shape.stored_item_id(item) or shape.item_id(str(item.get("type"))), item) for item in items
     ]

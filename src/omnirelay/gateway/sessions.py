@@ -4,7 +4,8 @@ An operator signs in with the admin key, a key holder with their own client key.
 gets a session: a random token for the browser's cookie (only its hash is stored), a CSRF
 token the pages send back on every state-changing request, and an expiry. A session is
 bound to the credential it was opened with: changing the admin key ends every operator
-session, deleting a key ends its holder's sessions.
+session, deleting a key ends its holder's sessions. A key holder is held to the key's IP
+allowlist as its calls are: at sign-in, and on every request the session makes.
 
 Failed sign-ins are counted per client address in the database, so every process and node
 counts the same ones; past ``max_failures`` within ``window_s``, sign-in is refused (429)
@@ -77,7 +78,8 @@ class Sessions:
     async def sign_in(self, secret: str, address: str | None) -> tuple[str, Session]:
         """Open a session for the admin key or a client key: its cookie token and itself.
 
-        RateLimited while the address is over its failures; InvalidAPIKey for a wrong secret.
+        RateLimited while the address is over its failures; InvalidAPIKey for a wrong secret;
+        PermissionDenied (``ip_not_allowed``) for a key used outside its IP allowlist.
         """
         now_ms = _now_ms()
         where = address or UNKNOWN_ADDRESS
@@ -93,6 +95,8 @@ class Sessions:
         if kind is None:
             await self._store.sessions.add_failure(where, now_ms, window_ms)
             raise InvalidAPIKey("That key is not the admin key nor a key of this gateway.")
+        if kind == KEY:
+            self._authorize_address(key_id, address)
         token = secrets.token_urlsafe(TOKEN_BYTES)
         session = Session(
             kind=kind,
@@ -130,8 +134,15 @@ class Sessions:
             return None, None, ""
         return KEY, state.id, state.row.key_hash
 
-    async def resolve(self, token: str | None) -> Session | None:
-        """The live session of a cookie token, or None."""
+    def _authorize_address(self, key_id: int | None, address: str | None) -> None:
+        """PermissionDenied when a key holder is where the key may not be used from."""
+        state = self._keys.get(key_id) if key_id is not None else None
+        if state is not None:
+            KeyCache.authorize_ip(state, address)
+
+    async def resolve(self, token: str | None, address: str | None) -> Session | None:
+        """The live session of a cookie token, or None; PermissionDenied when a key
+        holder's session comes from an address outside the key's allowlist."""
         if not token:
             return None
         row = await self._store.sessions.get(token_hash(token), _now_ms())
@@ -144,6 +155,8 @@ class Sessions:
             current = state.row.key_hash if state is not None else ""
         if not current or not hmac.compare_digest(row.binding, binding(current)):
             return None
+        if row.kind == KEY:
+            self._authorize_address(row.key_id, address)
         return Session(row.kind, row.key_id, row.csrf_token, row.expires_ms, row.address)
 
     async def sign_out(self, token: str, session: Session, address: str | None) -> None:

@@ -1,6 +1,6 @@
 """Fields every task family reads the same way: the URL the gateway calls when a task ends,
-the ``Idempotency-Key``, the hash that tells one submit's body from another's, and a
-client's URL of an input.
+the ``Idempotency-Key``, the hash that tells one submit's body from another's, a client's
+URL of an input, and a bounded text field (a prompt).
 
 The notify URL (``callback_url``, ``notify_hook``, ``notifyHook``: each family has its
 name) is the gateway's to call and never goes upstream; an address written out that is
@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 
 import orjson
 
-from omnirelay.wire.errors import InvalidRequest
+from omnirelay.wire.errors import InvalidRequest, InvalidType, MissingField
 
 NOTIFY_FIELDS = ("callback_url", "notify_hook")
 """The notify fields of the ``/task/...`` families and Kling."""
@@ -90,3 +90,20 @@ def file_digest(path: str) -> str:
         while chunk := file.read(1 << 20):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def text_field(
+    fields: Mapping[str, Any], name: str, limit: int, params: dict[str, Any], *, required: bool
+) -> None:
+    """Copy ``fields[name]`` into ``params`` if it is a string of at most ``limit``
+    characters; absent or empty, it is left out, or refused when ``required``."""
+    value = fields.get(name)
+    if value is None or value == "":
+        if required:
+            raise MissingField(f"Missing required parameter: '{name}'.", param=name)
+        return
+    if not isinstance(value, str):
+        raise InvalidType(f"Invalid type for '{name}': expected a string.", param=name)
+    if len(value) > limit:
+        raise InvalidRequest(f"'{name}' is longer than {limit} characters.", param=name)
+    params[name] = value

@@ -6,17 +6,22 @@ input) and every item it made (``output``). So a response's input items are one 
 so is the whole conversation a ``previous_response_id`` continues (its input, then its
 output). Every read is by the key that made the response: another key finds nothing.
 
+A background response is saved when it is queued, with its input items; it moves on
+(``progress``) while it runs, and its end (``ending``: its last status and object, and the
+items it made) commits in the transaction that ends its task.
+
 Rows are deleted with their response, or by age (``prune``, a bounded batch at a time).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import orjson
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store.tables import response_items, responses
@@ -64,6 +69,50 @@ def item_rows(
     ]
 
 
+def _moved(stored: StoredResponse) -> Any:
+    """The update that gives a kept response its new status and object."""
+    return (
+        update(responses)
+        .where(responses.c.id == stored.id, responses.c.key_id == stored.key_id)
+        .values(status=stored.status, response_json=_json(stored.response))
+    )
+
+
+def ending(
+    stored: StoredResponse, outputs: Sequence[tuple[str, dict[str, Any]]]
+) -> Callable[[Connection], None]:
+    """The statements that end a background response (``stored``: its last status and
+    object), to run inside the caller's transaction. A response deleted meanwhile stays
+    deleted: nothing is written."""
+
+    def write(connection: Connection) -> None:
+        moved = connection.execute(_moved(stored))
+        rows = item_rows(stored, OUTPUT, outputs)
+        if moved.rowcount == 1 and rows:
+            connection.execute(response_items.insert(), rows)
+
+    return write
+
+
+def stopping(
+    response_id: str, key_id: int, status: str, error: dict[str, Any] | None
+) -> Callable[[Connection], None]:
+    """The statements that end a background response where it stands (cancelled, or
+    failed before it ran): its kept object with the new ``status`` and ``error``."""
+
+    def write(connection: Connection) -> None:
+        where = (responses.c.id == response_id, responses.c.key_id == key_id)
+        kept = connection.execute(select(responses.c.response_json).where(*where)).scalar()
+        if kept is None:
+            return
+        response = {**orjson.loads(kept), "status": status, "error": error}
+        connection.execute(
+            update(responses).where(*where).values(status=status, response_json=_json(response))
+        )
+
+    return write
+
+
 class ResponseRepository:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -90,6 +139,12 @@ class ResponseRepository:
             await connection.execute(responses.insert(), [row])
             if rows:
                 await connection.execute(response_items.insert(), rows)
+
+    async def progress(self, stored: StoredResponse) -> bool:
+        """A background response moved on (``in_progress``); False when it is gone."""
+        async with self._engine.begin() as connection:
+            moved = await connection.execute(_moved(stored))
+        return moved.rowcount == 1
 
     async def get(self, response_id: str, key_id: int) -> StoredResponse | None:
         query = select(responses).where(responses.c.id == response_id, responses.c.key_id == key_id)

@@ -17,17 +17,20 @@ insert and every end records a ``key_tasks`` change, so other processes re-read 
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
-from sqlalchemy import and_, delete, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import changes
+from omnirelay.store.db import sqlite_file_read
 from omnirelay.store.logs import LogRepository, write_batch
 from omnirelay.store.tables import blob_refs, task_events, tasks
 
@@ -36,6 +39,18 @@ SUCCEEDED, FAILED, CANCELLED, EXPIRED = "succeeded", "failed", "cancelled", "exp
 ACTIVE = (SUBMITTING, QUEUED, RUNNING)
 TERMINAL = (SUCCEEDED, FAILED, CANCELLED, EXPIRED)
 STATES = (*ACTIVE, *TERMINAL)
+QUICK_READ_S = 2.0
+
+
+@dataclass(frozen=True, slots=True)
+class QueueRow:
+    """Active tasks of one family in one state, for the metrics."""
+
+    family: str
+    state: str
+    count: int
+    due: int  # whose next poll time has passed: waiting for a poller
+    first_due_ms: int | None  # the earliest next poll among them
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +135,9 @@ class Ending:
     """A ``task_events`` row to deliver to the client's notify URL."""
     blobs: Sequence[str] = ()
     """Digests of the stored results the task now references."""
+    also: Callable[[Connection], None] | None = None
+    """More statements of the family's own that commit with the end (a background
+    response's last state)."""
 
 
 def finish_task(
@@ -151,6 +169,8 @@ def finish_task(
         )
     if ending.event is not None:
         connection.execute(insert(task_events).values(**ending.event))
+    if ending.also is not None:
+        ending.also(connection)
     changes.record_sync(connection, changes.KEY_TASKS, task.key_id)
     return totals
 
@@ -445,6 +465,28 @@ class TaskRepository:
         query = select(blob_refs.c.digest).where(blob_refs.c.digest.in_(list(digests)))
         async with self._engine.connect() as connection:
             return {str(digest) for digest in await connection.scalars(query.distinct())}
+
+    async def queue(self, now_ms: int | None = None) -> list[QueueRow]:
+        """Active tasks by family and state; on SQLite read without waiting for the writer."""
+        now = now_ms or _now_ms()
+        due = func.sum(case((tasks.c.next_poll_ms <= now, 1), else_=0))
+        query = (
+            select(tasks.c.family, tasks.c.state, func.count(), due, func.min(tasks.c.next_poll_ms))
+            .where(tasks.c.state.in_(ACTIVE))
+            .group_by(tasks.c.family, tasks.c.state)
+        )
+        url = self._engine.url.render_as_string(hide_password=False)
+        sql = str(query.compile(dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}))
+        rows: Sequence[Any] | None = await asyncio.to_thread(
+            sqlite_file_read, url, sql, QUICK_READ_S
+        )
+        if rows is None:
+            async with self._engine.connect() as connection:
+                rows = (await connection.execute(query)).all()
+        return [
+            QueueRow(str(family), str(state), int(count), int(due or 0), first)
+            for family, state, count, due, first in rows
+        ]
 
     async def _one(self, query: Any) -> TaskRow | None:
         async with self._engine.connect() as connection:

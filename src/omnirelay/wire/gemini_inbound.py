@@ -14,6 +14,10 @@ What only a Gemini channel can serve (built-in tools such as ``googleSearch``,
 ``cachedContent``, files of Google's Files API, non-text output) is not refused here: it is
 listed in :attr:`Inbound.native_only`, since a Gemini channel gets the request as it came.
 ``safetySettings`` have no equivalent elsewhere and are dropped on translation.
+
+A field the translation reads is type-checked where it is read: a value of the wrong JSON
+type is an :class:`InvalidRequest` naming where it is (a 400), never an exception of
+Python's.
 """
 
 from __future__ import annotations
@@ -55,7 +59,13 @@ SCHEMA_KEYS = (
 COUNT_KEYS = frozenset(
     {"minItems", "maxItems", "minProperties", "maxProperties", "minLength", "maxLength"}
 )
+TEXT_KEYS = frozenset({"format", "title", "description", "pattern"})
+LIST_KEYS = frozenset({"enum", "required"})  # repeated strings in Google's Schema
+NUMBER_KEYS = frozenset({"minimum", "maximum"})
 _CAPITAL = re.compile(r"(?<!^)(?=[A-Z])")
+# An int64 written as a string, as proto JSON may: ASCII digits only (``str.isdigit`` takes
+# "²", which ``int`` refuses) and few enough that ``int`` never meets its digit limit.
+_DIGITS = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(slots=True)
@@ -162,7 +172,8 @@ def _content(
     if role == "model":
         return [_model_turn(parts, where, calls, native_only)]
     if role not in ("user", "function"):
-        raise InvalidRequest(f"{where}.role: use 'user' or 'model', not {role!r}.", param=where)
+        said = repr(role) if isinstance(role, str) else "a " + type(role).__name__
+        raise InvalidRequest(f"{where}.role: use 'user' or 'model', not {said}.", param=where)
     results: list[dict[str, Any]] = []
     pieces: list[dict[str, Any]] = []
     for position, part in enumerate(parts):
@@ -187,10 +198,22 @@ def _model_turn(
     texts: list[str] = []
     tool_calls: list[dict[str, Any]] = []
     for position, part in enumerate(parts):
+        if not isinstance(part, dict):
+            part_where = f"{where}.parts[{position}]"
+            raise InvalidRequest(f"{part_where}: a part must be an object.", param=part_where)
         call = get(part, "functionCall")
         if isinstance(call, dict):
-            arguments = orjson.dumps(get(call, "args") or {}).decode()
-            function = {"name": get(call, "name"), "arguments": arguments}
+            call_where = f"{where}.parts[{position}].functionCall"
+            name = get(call, "name")
+            if not isinstance(name, str) or not name:
+                raise InvalidRequest(f"{call_where}.name: a call needs a name.", param=call_where)
+            args = get(call, "args")
+            if args is not None and not isinstance(args, dict):
+                raise InvalidRequest(
+                    f"{call_where}.args: the arguments must be an object.", param=call_where
+                )
+            arguments = orjson.dumps(args or {}).decode()
+            function = {"name": name, "arguments": arguments}
             tool_calls.append({"id": calls.called(call), "type": "function", "function": function})
         elif (text := _text(part)) is not None:
             texts.append(text)
@@ -224,10 +247,19 @@ def _user_part(part: Any, where: str, native_only: list[str]) -> dict[str, Any] 
         return {"type": "text", "text": text}
     inline = get(part, "inlineData")
     if isinstance(inline, dict):
-        return _inline(str(get(inline, "mimeType") or ""), str(get(inline, "data") or ""), where)
+        mime, data = get(inline, "mimeType"), get(inline, "data")
+        if not isinstance(mime, str) or not isinstance(data, str):
+            raise InvalidRequest(
+                f"{where}.inlineData: mimeType and data (base64) must be strings.", param=where
+            )
+        return _inline(mime, data, where)
     file = get(part, "fileData")
     if isinstance(file, dict):
-        mime, uri = str(get(file, "mimeType") or ""), str(get(file, "fileUri") or "")
+        mime, uri = get(file, "mimeType") or "", get(file, "fileUri")
+        if not isinstance(mime, str) or not isinstance(uri, str):
+            raise InvalidRequest(
+                f"{where}.fileData: fileUri (and mimeType) must be strings.", param=where
+            )
         if mime.startswith("image/") and is_remote(uri) and not uri.startswith(GOOGLE_FILES):
             return {"type": "image_url", "image_url": {"url": uri}}
         native_only.append(f"{where}.fileData")
@@ -274,10 +306,16 @@ def _tools(body: dict[str, Any], out: dict[str, Any], native_only: list[str]) ->
     config = get(get(body, "toolConfig"), "functionCallingConfig")
     mode = str(get(config, "mode") or "AUTO").upper()
     allowed = get(config, "allowedFunctionNames")
-    if declared and mode == "ANY" and isinstance(allowed, list) and allowed:
+    if allowed is not None and not (
+        isinstance(allowed, list) and all(isinstance(name, str) for name in allowed)
+    ):
+        where = "toolConfig.functionCallingConfig.allowedFunctionNames"
+        raise InvalidRequest(f"{where}: a list of function names is required.", param=where)
+    if declared and mode == "ANY" and allowed:
         declared = [tool for tool in declared if tool["function"]["name"] in allowed]
         if len(declared) == 1:
-            out["tool_choice"] = {"type": "function", "function": {"name": allowed[0]}}
+            only = declared[0]["function"]["name"]
+            out["tool_choice"] = {"type": "function", "function": {"name": only}}
     if declared:
         out["tools"] = declared
         if "tool_choice" not in out and mode in TOOL_MODES and mode != "AUTO":
@@ -290,8 +328,12 @@ def _declaration(declaration: Any, where: str) -> dict[str, Any]:
         raise InvalidRequest(f"{where}.name: a function needs a name.", param=where)
     given = get(declaration, "parametersJsonSchema")
     if given is None:
-        given = json_schema(get(declaration, "parameters"))
-    parameters = given if isinstance(given, dict) and given else None
+        given = json_schema(get(declaration, "parameters"), f"{where}.parameters")
+    elif not isinstance(given, dict):
+        raise InvalidRequest(
+            f"{where}.parametersJsonSchema: a JSON Schema object is required.", param=where
+        )
+    parameters = given or None
     function: dict[str, Any] = {
         "name": name,
         "parameters": parameters or {"type": "object", "properties": {}},
@@ -302,28 +344,67 @@ def _declaration(declaration: Any, where: str) -> dict[str, Any]:
     return {"type": "function", "function": function}
 
 
-def json_schema(node: Any) -> Any:
-    """A Gemini ``Schema`` as JSON Schema: lower-case types, ``nullable`` as a type list."""
+def json_schema(node: Any, where: str = "schema") -> dict[str, Any] | None:
+    """A Gemini ``Schema`` as JSON Schema: lower-case types, ``nullable`` as a type list.
+    None for none; a field of the wrong type is refused, as Google refuses it."""
+    if node is None:
+        return None
     if not isinstance(node, dict):
-        return node
+        raise InvalidRequest(f"{where}: a Schema must be an object.", param=where)
     out: dict[str, Any] = {}
     kind = get(node, "type")
-    if isinstance(kind, str) and kind.upper() != "TYPE_UNSPECIFIED":
+    if kind is not None and not isinstance(kind, str):
+        raise InvalidRequest(f"{where}.type: a type name is required.", param=where)
+    if kind and kind.upper() != "TYPE_UNSPECIFIED":
         out["type"] = [kind.lower(), "null"] if get(node, "nullable") else kind.lower()
     for key in SCHEMA_KEYS:
         value = get(node, key)
         if value is not None:
-            out[key] = int(value) if key in COUNT_KEYS and isinstance(value, str) else value
+            out[key] = _schema_value(key, value, f"{where}.{key}")
     properties = get(node, "properties")
-    if isinstance(properties, dict):
-        out["properties"] = {name: json_schema(sub) for name, sub in properties.items()}
+    if properties is not None:
+        if not isinstance(properties, dict):
+            raise InvalidRequest(f"{where}.properties: an object is required.", param=where)
+        out["properties"] = {
+            name: json_schema(sub, f"{where}.properties.{name}") or {}
+            for name, sub in properties.items()
+        }
     items = get(node, "items")
     if items is not None:
-        out["items"] = json_schema(items)
+        out["items"] = json_schema(items, f"{where}.items")
     any_of = get(node, "anyOf")
-    if isinstance(any_of, list):
-        out["anyOf"] = [json_schema(sub) for sub in any_of]
+    if any_of is not None:
+        if not isinstance(any_of, list) or not any_of:
+            raise InvalidRequest(f"{where}.anyOf: a list of Schemas is required.", param=where)
+        out["anyOf"] = [
+            json_schema(sub, f"{where}.anyOf[{n}]") or {} for n, sub in enumerate(any_of)
+        ]
     return out
+
+
+def _schema_value(key: str, value: Any, where: str) -> Any:
+    if key in COUNT_KEYS:
+        return _count(value, where)
+    if key in TEXT_KEYS and not isinstance(value, str):
+        raise InvalidRequest(f"{where}: a string is required.", param=where)
+    if key in LIST_KEYS and not (
+        isinstance(value, list) and all(isinstance(item, str) for item in value)
+    ):
+        raise InvalidRequest(f"{where}: a list of strings is required.", param=where)
+    if key == "required" and len(set(value)) != len(value):
+        raise InvalidRequest(f"{where}: a name is listed twice.", param=where)
+    if key in NUMBER_KEYS and (not isinstance(value, int | float) or isinstance(value, bool)):
+        raise InvalidRequest(f"{where}: a number is required.", param=where)
+    return value
+
+
+def _count(value: Any, where: str) -> int:
+    """A Schema's ``minItems`` and the like: an int64, which proto JSON writes as a string."""
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        return int(value)
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise InvalidRequest(f"{where}: expected an integer of at least 0.", param=where)
+    return value
 
 
 # -- generationConfig ----------------------------------------------------------------------
@@ -349,7 +430,12 @@ def _generation(config: Any, inbound: Inbound) -> None:
         if value is not None:
             out[ours] = _integer(value, f"generationConfig.{theirs}")
     stops = get(config, "stopSequences")
-    if isinstance(stops, list) and stops:
+    if stops is not None and not (
+        isinstance(stops, list) and all(isinstance(stop, str) for stop in stops)
+    ):
+        where = "generationConfig.stopSequences"
+        raise InvalidRequest(f"{where}: a list of strings is required.", param=where)
+    if stops:
         out["stop"] = stops
     _response_format(config, out)
     modalities = get(config, "responseModalities")
@@ -363,8 +449,8 @@ def _generation(config: Any, inbound: Inbound) -> None:
 
 
 def _integer(value: Any, where: str) -> int:
-    if isinstance(value, str) and value.isdigit():
-        return int(value)  # proto JSON may write 64-bit integers as strings
+    if isinstance(value, str) and _DIGITS.fullmatch(value):
+        value = int(value)  # proto JSON may write 64-bit integers as strings
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
         raise InvalidRequest(f"{where}: expected an integer of at least 1.", param=where)
     return value
@@ -373,8 +459,11 @@ def _integer(value: Any, where: str) -> int:
 def _response_format(config: dict[str, Any], out: dict[str, Any]) -> None:
     schema = get(config, "responseJsonSchema")
     if schema is None:
-        schema = json_schema(get(config, "responseSchema"))
-    if isinstance(schema, dict) and schema:
+        schema = json_schema(get(config, "responseSchema"), "generationConfig.responseSchema")
+    elif not isinstance(schema, dict):
+        where = "generationConfig.responseJsonSchema"
+        raise InvalidRequest(f"{where}: a JSON Schema object is required.", param=where)
+    if schema:
         json_spec = {"name": "response", "schema": schema}
         out["response_format"] = {"type": "json_schema", "json_schema": json_spec}
     elif get(config, "responseMimeType") == "application/json":
@@ -450,12 +539,16 @@ def _embedded_text(request: Any, where: str) -> str:
 
 
 def _dimensions(requests: list[Any], out: dict[str, Any]) -> None:
-    sizes = {get(request, "outputDimensionality") for request in requests}
-    sizes.discard(None)
+    # Each size is checked before the set is made: a list or object is not hashable.
+    sizes = {
+        _integer(size, "outputDimensionality")
+        for request in requests
+        if (size := get(request, "outputDimensionality")) is not None
+    }
     if len(sizes) > 1:
         raise InvalidRequest(
             "outputDimensionality: every request of a batch must ask for the same size.",
             param="requests",
         )
     if sizes:
-        out["dimensions"] = _integer(sizes.pop(), "outputDimensionality")
+        out["dimensions"] = sizes.pop()

@@ -63,6 +63,7 @@ class ResponsesRequest:
     store: bool
     max_output: int | None
     previous_response_id: str | None
+    background: bool = False
 
     @property
     def output_cap(self) -> int | None:
@@ -79,12 +80,21 @@ def check_request(body: dict[str, Any]) -> ResponsesRequest:
             param="model",
             code="invalid_value",
         )
-    if body.get("background") is True:
+    background = body.get("background")
+    if background is not None and not isinstance(background, bool):
+        raise InvalidType("'background' must be a boolean.", param="background")
+    if background is True and body.get("store") is False:
         raise InvalidRequest(
-            "Background responses are not available on this gateway yet: they will run on "
-            "its task engine, which is not there yet. Send the request without "
-            "'background' (or with background: false).",
-            param="background",
+            "Background responses must be stored: send 'store': true (the default) with "
+            "'background': true.",
+            param="store",
+            code="invalid_value",
+        )
+    if background is True and body.get("stream") is True:
+        raise InvalidRequest(
+            "Streaming a background response is not available on this gateway: create it "
+            "without 'stream' and fetch it with GET /v1/responses/{id} until it ends.",
+            param="stream",
             code="unsupported_parameter",
         )
     if body.get("conversation") is not None:
@@ -138,6 +148,7 @@ def check_request(body: dict[str, Any]) -> ResponsesRequest:
         store=body.get("store") is not False,
         max_output=cap,
         previous_response_id=previous,
+        background=background is True,
     )
 
 
@@ -361,7 +372,7 @@ def response_object(
         "object": OBJECT,
         "created_at": created_at,
         "status": "in_progress",
-        "background": False,
+        "background": request.background,
         "completed_at": None,
         "error": None,
         "incomplete_details": None,

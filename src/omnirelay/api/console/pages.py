@@ -26,7 +26,8 @@ BOTH = frozenset({OPERATOR, KEY})
 # No inline script or style anywhere: the pages run only the package's own files.
 POLICY = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    "media-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; "
+    "base-uri 'none'"
 )
 SECURITY_HEADERS = {
     "Content-Security-Policy": POLICY,
@@ -53,6 +54,7 @@ PAGES = {
         Page("prices", "Prices and groups", frozenset({OPERATOR})),
         Page("logs", "Request log", BOTH),
         Page("ledger", "Ledger", BOTH),
+        Page("tasks", "Tasks", frozenset({OPERATOR})),
         Page("audit", "Audit log", frozenset({OPERATOR})),
         Page("playground", "Playground", BOTH),
     )

@@ -1,7 +1,8 @@
 """POST /console/api/chat: the playground's call, made in-process for the session's key.
 
-The browser never holds a key. A key holder's call is charged to their own key (and must
-come from an address the key allows); an operator names the key to charge as ``key_id``.
+The browser never holds a key. A key holder's call is charged to their own key (and comes
+from an address the key allows: resolving the session checks it); an operator names the
+key to charge as ``key_id``.
 The call runs through the same pipeline as ``POST /v1/chat/completions`` (routing,
 failover, limits, metering) under the endpoint name ``console.chat.completions``, which is
 what marks its log row as a console call.
@@ -25,7 +26,7 @@ from omnirelay.api.body import read_json
 from omnirelay.api.errors import REQUEST_ID_HEADER, REQUEST_ID_KEY
 from omnirelay.api.state import AppState, state_of
 from omnirelay.gateway.calls import Call
-from omnirelay.gateway.keys import KeyCache, KeyState
+from omnirelay.gateway.keys import KeyState
 from omnirelay.gateway.operation import Reply
 from omnirelay.wire.errors import InvalidRequest, NotFound
 
@@ -81,8 +82,6 @@ async def chat(request: web.Request) -> web.StreamResponse:
     if key_id is not None and (not isinstance(key_id, int) or isinstance(key_id, bool)):
         raise InvalidRequest("'key_id' must be an integer.", param="key_id")
     key = _key(state, key_id, caller.key_id)
-    if not caller.operator:
-        KeyCache.authorize_ip(key, request.remote)
     sent: dict[str, Any] = {name: body[name] for name in FIELDS if name in body}
     sent["stream"] = True
     sent["stream_options"] = {"include_usage": True}

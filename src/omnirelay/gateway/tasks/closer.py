@@ -1,5 +1,8 @@
 """How a task ends: succeeded (charged), or failed, cancelled or expired (released).
 
+A task whose work the gateway did in-process (``tasks.local``) was charged by that work's
+own call through the pipeline: it ends with ``close``, which charges nothing.
+
 Each end is one transaction, built here and committed through the one owner of money
 (``Settlement.settle_task``): the terminal transition at the row's version, the charge's
 log row and ledger entry (keyed by the task, so one per task), the references to its
@@ -11,8 +14,10 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from sqlalchemy.engine import Connection
 
 from omnirelay.gateway.charges import Settlement
 from omnirelay.gateway.tasks import billing, transitions
@@ -70,6 +75,20 @@ class Closer:
         values = transitions.ended(state, now_ms, error=error, upstream_status=upstream_status)
         return await self._end(task, values, now_ms, cost=None, blobs=[])
 
+    async def close(
+        self,
+        task: TaskRow,
+        state: str,
+        error: Mapping[str, str] | None,
+        also: Callable[[Connection], None] | None,
+    ) -> bool:
+        """End a task charged elsewhere, or not at all (work done in-process, which its own
+        call settled), committing ``also`` with it."""
+        now_ms = _now_ms()
+        values = transitions.ended(state, now_ms, error=error)
+        values["charge_nano"] = 0  # what the work's own call charged is in its log row
+        return await self._end(task, values, now_ms, cost=None, blobs=[], also=also)
+
     async def _end(
         self,
         task: TaskRow,
@@ -78,6 +97,7 @@ class Closer:
         *,
         cost: int | None,
         blobs: list[str],
+        also: Callable[[Connection], None] | None = None,
     ) -> bool:
         family = self._families[task.family]
         ended = dataclasses.replace(task, **values)
@@ -88,7 +108,7 @@ class Closer:
         record = None if cost is None else billing.record(task, cost, family.endpoint, now_ms)
 
         async def end(row: dict[str, Any] | None, spend: dict[int, int]) -> dict[int, int] | None:
-            ending = Ending(values, log_row=row, spend=spend, event=event, blobs=blobs)
+            ending = Ending(values, log_row=row, spend=spend, event=event, blobs=blobs, also=also)
             return await self._tasks.finish(task, ending, now_ms)
 
         return await self._settlement.settle_task(task.key_id, task.public_id, record, end)

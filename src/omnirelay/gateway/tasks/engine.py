@@ -1,9 +1,10 @@
 """The task engine as the API layer and the server see it: one per process.
 
-It wires the parts (submitter, poller, closer, stored results, webhook deliverer) and
-offers what every family's API needs: submit, read a key's own task (polling it early
-when it is active), list a key's tasks, cancel, delete, a stored result and its signed
-URL. Tasks belong to their key: any other key is told a task does not exist.
+It wires the parts (submitter, poller, closer, stored results, webhook deliverer, and
+``local``, the runner of tasks the gateway works itself) and offers what every family's
+API needs: submit, read a key's own task (polling it early when it is active), list a
+key's tasks, cancel, delete, a stored result and its signed URL. Tasks belong to their
+key: any other key is told a task does not exist.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from omnirelay.gateway.kit import Kit
 from omnirelay.gateway.routing import Router
 from omnirelay.gateway.task_holds import TaskHolds
 from omnirelay.gateway.tasks.closer import Closer
+from omnirelay.gateway.tasks.local import LocalRuns
 from omnirelay.gateway.tasks.model import Family, TaskLimits
 from omnirelay.gateway.tasks.poller import Answer, Poller, process_owner
 from omnirelay.gateway.tasks.results import ResultStore
@@ -66,6 +68,7 @@ class TaskEngine:
         self.results = ResultStore(blobs, store.tasks, limits)
         self.signer = UrlSigner(store.secrets.derive, limits.result_url_ttl_s)
         self.closer = Closer(store.tasks, settlement, families, event_extra=self._event_extra)
+        self.local = LocalRuns(store.tasks, self.closer, limits, lambda: self.poller.wake())
         self.poller = Poller(
             store.tasks,
             router,
@@ -75,6 +78,7 @@ class TaskEngine:
             self.results,
             limits,
             self.owner,
+            self.local,
         )
         self.submitter = Submitter(
             kit, store.tasks, holds, dialects, self.closer, limits, self.owner, self.poller.wake
@@ -95,6 +99,10 @@ class TaskEngine:
 
     def family(self, name: str) -> Family:
         return self._families[name]
+
+    def family_names(self) -> list[str]:
+        """Every task family this gateway runs, sorted."""
+        return sorted(self._families)
 
     async def submit(self, call: Call, request: TaskRequest) -> TaskRow:
         return await self.submitter.submit(call, request)
@@ -141,6 +149,8 @@ class TaskEngine:
     async def cancel(self, task: TaskRow, *, strict: bool) -> TaskRow:
         """Cancel an active task and release its hold. ``strict`` (a client's request):
         when the upstream refuses to cancel, its error is raised and nothing changes."""
+        if self.local.serves(task.family):  # it may run in any process: that one stops it
+            return await self.local.cancel(task.public_id) or task
         refused = await self.poller.cancel_upstream(task)
         if refused is not None:
             if strict:

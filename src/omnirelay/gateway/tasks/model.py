@@ -45,3 +45,5 @@ class TaskLimits:
     webhook_max_attempts: int = 8
     allow_private_networks: bool = False
     public_base_url: str = ""
+    local_runs: int = 16
+    """How many tasks the gateway works itself (background responses) at once, per process."""

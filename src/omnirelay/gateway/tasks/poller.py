@@ -9,7 +9,9 @@ no news backs off on the dialect's schedule; ``Retry-After`` is honoured; a 429,
 other failure to poll, never fails a task. A task the upstream finished has its results
 stored and is charged, or is released when it failed, each in the one transaction that
 ends it (``closer``). A client's read of an active task may poll it out of turn, at most
-once every ``early_poll_s``. Shutting down gives this process's leases back at once.
+once every ``early_poll_s``. A task of a family the gateway works itself (``local``: a
+background response) is handed to :class:`~omnirelay.gateway.tasks.local.LocalRuns`
+instead. Shutting down gives this process's leases back at once.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from omnirelay.gateway.background import stop
 from omnirelay.gateway.routing import Route, Router
 from omnirelay.gateway.tasks import transitions
 from omnirelay.gateway.tasks.closer import Closer
+from omnirelay.gateway.tasks.local import LocalRuns
 from omnirelay.gateway.tasks.model import TaskLimits
 from omnirelay.gateway.tasks.requests import submission_of
 from omnirelay.gateway.tasks.results import ResultStore, ResultUnavailable
@@ -88,8 +91,10 @@ class Poller:
         results: ResultStore,
         limits: TaskLimits,
         owner: str | None = None,
+        local: LocalRuns | None = None,
     ) -> None:
         self._tasks = tasks
+        self._local = local
         self._router = router
         self._dialects = dialects
         self._client = client
@@ -226,6 +231,9 @@ class Poller:
     async def _work_safely(self, unit: list[TaskRow]) -> None:
         first = unit[0]
         try:
+            if self._local is not None and self._local.serves(first.family):
+                await self._local.work(first)  # (a unit of one: it has no channel)
+                return
             limit = self._channels.setdefault(
                 first.channel_id or 0, asyncio.Semaphore(self._limits.channel_polls)
             )

@@ -20,6 +20,7 @@ from typing import Any
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.pdf_parser import PdfParser, PdfParserFailed, PdfRefused
 from omnirelay.providers.tasks.base import SUCCEEDED, Asset, Billable, Submission, TaskStatus
+from omnirelay.providers.tasks.envelope import NoFindNoCancel
 from omnirelay.wire.errors import GatewayError, UpstreamClientError, UpstreamError
 
 SEGMENTS = "segments"
@@ -29,7 +30,7 @@ Keep = Callable[[str, str], Awaitable[dict[str, Any]]]
 """Stores a file as a result: ``(path, content_type) -> {"digest", "size", "content_type"}``."""
 
 
-class EmbeddedPdf:
+class EmbeddedPdf(NoFindNoCancel):
     max_batch = 1
 
     def __init__(self, parser: PdfParser, keep: Keep) -> None:
@@ -78,17 +79,6 @@ class EmbeddedPdf:
 
     def poll_response(self, payload: bytes, upstream_ids: Sequence[str]) -> dict[str, TaskStatus]:
         return {}
-
-    def find_request(self, endpoint: Endpoint) -> None:
-        return None
-
-    def find_response(
-        self, payload: bytes, submission: Submission, upstream_model: str, since_s: int
-    ) -> list[TaskStatus]:
-        return []
-
-    def cancel_request(self, endpoint: Endpoint, upstream_id: str) -> None:
-        return None
 
     def assets(self, endpoint: Endpoint, upstream_id: str, status: TaskStatus) -> list[Asset]:
         stored = status.outputs.get(SEGMENTS)

@@ -36,6 +36,13 @@ from omnirelay.providers.tasks.base import (
     Submission,
     TaskStatus,
 )
+from omnirelay.providers.tasks.envelope import (
+    NoFindNoCancel,
+    code_zero,
+    enveloped,
+    task_id_of,
+    url_assets,
+)
 from omnirelay.wire.errors import GatewayError, UpstreamError, UpstreamRejectedCredentials
 
 ACTIONS = ("text2video", "image2video")
@@ -47,7 +54,6 @@ NO_BALANCE_CODES = frozenset({1100, 1101, 1102})
 DEFAULT_MODE = "std"
 DEFAULT_DURATION = "5"
 MAX_VIDEOS = 4
-MAX_ID = 128
 BACKOFF = 1.5
 
 
@@ -65,7 +71,7 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-class Kling:
+class Kling(NoFindNoCancel):  # its task lists are per action, which a find is not told
     max_batch = 1
 
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
@@ -97,8 +103,8 @@ class Kling:
         raise UpstreamError("A Kling task is named by its action; read it with the submission.")
 
     def submit_response_to(self, payload: bytes, submission: Submission) -> TaskStatus:
-        data = _data(payload)
-        task_id = _task_id(data)
+        data = enveloped(payload, code_zero)
+        task_id = task_id_of(data, forbidden="/")
         # The poll path depends on the action, so the engine's id for the task names both.
         return _status(data, f"{_action(submission.action)}/{task_id}")
 
@@ -110,25 +116,13 @@ class Kling:
 
     def poll_response(self, payload: bytes, upstream_ids: Sequence[str]) -> dict[str, TaskStatus]:
         (asked,) = upstream_ids
-        data = _data(payload)
-        if _task_id(data) != asked.partition("/")[2]:
+        data = enveloped(payload, code_zero)
+        if task_id_of(data, forbidden="/") != asked.partition("/")[2]:
             raise UpstreamError("The upstream answered about another task than asked.")
         return {asked: _status(data, asked)}
 
-    def find_request(self, endpoint: Endpoint) -> None:
-        return None  # its lists are per action, which a find is not told
-
-    def find_response(
-        self, payload: bytes, submission: Submission, upstream_model: str, since_s: int
-    ) -> list[TaskStatus]:
-        return []
-
-    def cancel_request(self, endpoint: Endpoint, upstream_id: str) -> None:
-        return None
-
     def assets(self, endpoint: Endpoint, upstream_id: str, status: TaskStatus) -> list[Asset]:
-        urls = status.outputs.get("urls") or {}
-        return [Asset(name, UpstreamRequest("GET", url, {}, b"")) for name, url in urls.items()]
+        return url_assets(status)
 
     def hold_units(self, submission: Submission) -> Billable:
         return _seconds(submission.params, None)
@@ -161,24 +155,6 @@ def _headers(endpoint: Endpoint, *, json: bool) -> dict[str, str]:
     if json:
         headers["Content-Type"] = "application/json"
     return {**headers, **endpoint.headers}
-
-
-def _data(payload: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError("The upstream's answer is not JSON.") from exc
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, dict) or body.get("code") != 0:
-        raise UpstreamError("The upstream's answer has no task data.")
-    return data
-
-
-def _task_id(data: Mapping[str, Any]) -> str:
-    task_id = data.get("task_id")
-    if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_ID or "/" in task_id:
-        raise UpstreamError("The upstream's answer has no usable task_id.")
-    return task_id
 
 
 def _status(data: Mapping[str, Any], upstream_id: str) -> TaskStatus:

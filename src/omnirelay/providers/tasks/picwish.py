@@ -17,8 +17,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-import orjson
-
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.errors import UpstreamFailure, error_for, error_object, text
 from omnirelay.providers.tasks.base import (
@@ -31,6 +29,7 @@ from omnirelay.providers.tasks.base import (
     Submission,
     TaskStatus,
 )
+from omnirelay.providers.tasks.envelope import NoFindNoCancel, enveloped, task_id_of, url_assets
 from omnirelay.wire.errors import GatewayError, UpstreamError
 from omnirelay.wire.uploads import Upload
 
@@ -55,11 +54,10 @@ STATE_DETAIL = {
     -2: "the result could not be stored",
     -1: "task failed",
 }
-MAX_ID = 128
 BACKOFF = 1.5
 
 
-class PicWish:
+class PicWish(NoFindNoCancel):
     max_batch = 1
 
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
@@ -87,10 +85,8 @@ class PicWish:
         raise UpstreamError("A PicWish task is named by its action; read it with the submission.")
 
     def submit_response_to(self, payload: bytes, submission: Submission) -> TaskStatus:
-        data = _data(payload)
-        task_id = data.get("task_id")
-        if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_ID or "/" in task_id:
-            raise UpstreamError("The upstream's answer has no usable task_id.")
+        data = enveloped(payload, _status_ok)
+        task_id = task_id_of(data, forbidden="/")
         # The poll path depends on the action, so the engine's id for the task names both.
         return _status({**data, "state": data.get("state", 0)}, f"{submission.action}/{task_id}")
 
@@ -102,27 +98,13 @@ class PicWish:
 
     def poll_response(self, payload: bytes, upstream_ids: Sequence[str]) -> dict[str, TaskStatus]:
         (asked,) = upstream_ids
-        data = _data(payload)
+        data = enveloped(payload, _status_ok)
         if data.get("task_id") not in (None, asked.partition("/")[2]):
             raise UpstreamError("The upstream answered about another task than asked.")
         return {asked: _status(data, asked)}
 
-    def find_request(self, endpoint: Endpoint) -> None:
-        return None  # no list of tasks to find an unanswered submit in
-
-    def find_response(
-        self, payload: bytes, submission: Submission, upstream_model: str, since_s: int
-    ) -> list[TaskStatus]:
-        return []
-
-    def cancel_request(self, endpoint: Endpoint, upstream_id: str) -> None:
-        return None
-
     def assets(self, endpoint: Endpoint, upstream_id: str, status: TaskStatus) -> list[Asset]:
-        found: list[Asset] = []
-        for name, url in (status.outputs.get("urls") or {}).items():
-            found.append(Asset(name, UpstreamRequest("GET", url, {}, b"")))
-        return found
+        return url_assets(status)
 
     def hold_units(self, submission: Submission) -> Billable:
         return _billable(submission)
@@ -145,15 +127,8 @@ def _headers(endpoint: Endpoint) -> dict[str, str]:
     return {"X-API-KEY": endpoint.api_key, **endpoint.headers}
 
 
-def _data(payload: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError("The upstream's answer is not JSON.") from exc
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, dict) or body.get("status") not in (200, None):
-        raise UpstreamError("The upstream's answer has no task data.")
-    return data
+def _status_ok(body: Mapping[str, Any]) -> bool:
+    return body.get("status") in (200, None)
 
 
 def _status(data: Mapping[str, Any], upstream_id: str) -> TaskStatus:

@@ -31,6 +31,13 @@ from omnirelay.providers.tasks.base import (
     Submission,
     TaskStatus,
 )
+from omnirelay.providers.tasks.envelope import (
+    NoFindNoCancel,
+    code_zero,
+    enveloped,
+    task_id_of,
+    url_assets,
+)
 from omnirelay.wire.errors import GatewayError, UpstreamError
 
 STATES = {"queued": QUEUED, "running": RUNNING, "success": SUCCEEDED}
@@ -38,11 +45,10 @@ ENDS = ("failed", "banned", "expired", "cancelled", "unknown")
 MODELS = ("model", "base_model", "pbr_model")
 PREVIEW = "rendered_image"
 NO_CREDITS = 2010
-MAX_ID = 128
 BACKOFF = 1.5
 
 
-class Tripo:
+class Tripo(NoFindNoCancel):
     max_batch = 1
 
     def error(self, status: int, payload: bytes, retry_after: float | None) -> GatewayError:
@@ -71,8 +77,8 @@ class Tripo:
         return UpstreamRequest("POST", url, _headers(endpoint, json=True), orjson.dumps(body))
 
     def submit_response(self, payload: bytes) -> TaskStatus:
-        data = _data(payload)
-        return TaskStatus(QUEUED, "queued", 0, _task_id(data))
+        data = enveloped(payload, code_zero)
+        return TaskStatus(QUEUED, "queued", 0, task_id_of(data))
 
     def poll_request(self, endpoint: Endpoint, upstream_ids: Sequence[str]) -> UpstreamRequest:
         (upstream_id,) = upstream_ids
@@ -81,28 +87,13 @@ class Tripo:
 
     def poll_response(self, payload: bytes, upstream_ids: Sequence[str]) -> dict[str, TaskStatus]:
         (asked,) = upstream_ids
-        data = _data(payload)
-        if _task_id(data) != asked:
+        data = enveloped(payload, code_zero)
+        if task_id_of(data) != asked:
             raise UpstreamError("The upstream answered about another task than asked.")
         return {asked: _status(data, asked)}
 
-    def find_request(self, endpoint: Endpoint) -> None:
-        return None
-
-    def find_response(
-        self, payload: bytes, submission: Submission, upstream_model: str, since_s: int
-    ) -> list[TaskStatus]:
-        return []
-
-    def cancel_request(self, endpoint: Endpoint, upstream_id: str) -> None:
-        return None
-
     def assets(self, endpoint: Endpoint, upstream_id: str, status: TaskStatus) -> list[Asset]:
-        urls = status.outputs.get("urls") or {}
-        return [
-            Asset(name, UpstreamRequest("GET", url, {}, b""), required=name != PREVIEW)
-            for name, url in urls.items()
-        ]
+        return url_assets(status, required=lambda name: name != PREVIEW)
 
     def hold_units(self, submission: Submission) -> Billable:
         return Billable("task_action", submission.action, 1)
@@ -119,24 +110,6 @@ def _headers(endpoint: Endpoint, *, json: bool) -> dict[str, str]:
     if json:
         headers["Content-Type"] = "application/json"
     return {**headers, **endpoint.headers}
-
-
-def _data(payload: bytes) -> dict[str, Any]:
-    try:
-        body = orjson.loads(payload)
-    except orjson.JSONDecodeError as exc:
-        raise UpstreamError("The upstream's answer is not JSON.") from exc
-    data = body.get("data") if isinstance(body, dict) else None
-    if not isinstance(data, dict) or body.get("code") != 0:
-        raise UpstreamError("The upstream's answer has no task data.")
-    return data
-
-
-def _task_id(data: Mapping[str, Any]) -> str:
-    task_id = data.get("task_id")
-    if not isinstance(task_id, str) or not 0 < len(task_id) <= MAX_ID:
-        raise UpstreamError("The upstream's answer has no usable task_id.")
-    return task_id
 
 
 def _status(data: Mapping[str, Any], upstream_id: str) -> TaskStatus:
