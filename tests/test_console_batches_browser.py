@@ -25,7 +25,7 @@ from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai_more import FakeOpenAIMore
 from support.gateway import ADMIN_KEY, Gateway, wait_until
 
-MODEL = "gpt-4o-mini"
+MODEL, OTHER_MODEL = "gpt-4o-mini", "gpt-4o"
 ENV = {
     "OMNIRELAY_BATCH_POLL_INTERVAL_S": "0.05",
     "OMNIRELAY_LOG_FLUSH_INTERVAL_S": "0.2",
@@ -83,7 +83,7 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setup]:
     gateway.start()
     try:
         gateway.add_channel(name="openai", base_url=upstream.base_url, api_key=UPSTREAM_KEY,
-                            models=[MODEL])  # fmt: skip
+                            models=[MODEL, OTHER_MODEL])  # fmt: skip
         created = gateway.create_key(name="nightly")
         other = gateway.create_key(name="idle")
         client = openai.OpenAI(base_url=gateway.base_url, api_key=created["key"], max_retries=0,
@@ -111,7 +111,10 @@ def tab(browser: Browser, setup: Setup, shots: Path) -> Iterator[Tab]:
 @pytest.fixture(scope="module")
 def finished(setup: Setup) -> dict[str, str]:
     """A batch that completed, and one whose input was refused (two bad lines)."""
-    done = setup.submit(_chat(FINISHED_LINES, "greet"), "greetings")
+    lines = _chat(FINISHED_LINES, "greet")
+    for line in lines[3:]:
+        line["body"]["model"] = OTHER_MODEL
+    done = setup.submit(lines, "greetings")
     bad = _chat(3, "bad")
     bad[1]["url"] = "/v1/embeddings"
     bad[2]["method"] = "GET"
@@ -184,6 +187,10 @@ def test_the_operator_sees_a_batch_complete_and_downloads_its_output(
         f"{usage['input_tokens']} · {usage['output_tokens']}"
     )
     expect(page.locator("#batch-endpoint")).to_have_text("/v1/chat/completions")
+    # The models its lines asked for, most lines first, as the admin API counts them.
+    assert batch["models"] == [{"model": MODEL, "lines": 3}, {"model": OTHER_MODEL, "lines": 2}]
+    shown_models = f"{MODEL} (3 lines), {OTHER_MODEL} (2 lines)"
+    expect(page.locator("#batch-models")).to_have_text(shown_models)
     facts = page.locator("dl.facts")
     for term in ("Created", "In progress", "Finalizing", "Completed", "Output file"):
         expect(facts.locator("dt", has_text=term).first).to_be_visible()
@@ -222,6 +229,8 @@ def test_a_refused_input_lists_its_errors_by_line(
     expect(errors.nth(0).locator("td").first).to_have_text("2")
     expect(errors.nth(1).locator("td").first).to_have_text("3")
     expect(page.locator("a[data-file='output']")).to_have_count(0)
+    expect(page.locator("#batch-models")).to_have_count(0)
+    assert setup.batch(finished["refused"])["models"] == []
     assert tab.script_errors() == []
 
 

@@ -226,6 +226,10 @@ class Batches:
         )
         return [await self.live(row) for row in rows]
 
+    async def models(self, batch: BatchRow) -> list[tuple[str, int]]:
+        """The models its lines ask for and how many lines each (none: refused input)."""
+        return await self._batches.models(batch.id)
+
     async def by_id(self, batch_id: str) -> BatchRow | None:
         batch = await self._batches.get(batch_id)
         return None if batch is None else await self.live(batch)

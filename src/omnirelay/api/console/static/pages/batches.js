@@ -1,6 +1,6 @@
 // Batches of every key: the list, filtered by status and key and a page at a time; one
 // batch's status, its lines' progress (completed and failed of total), times, endpoint,
-// token usage and errors, its input, output and error files to download; cancelling one in
+// models, token usage and errors, its input, output and error files to download; cancelling one in
 // progress. The files come from /admin/files/{id}/content, which serves them to the
 // operator's session (/v1/files/{id}/content answers only the key that owns them).
 import { api, badge, button, clear, field, guarded, h, keyNames, notice, number, params, select, setParams, start, table, whenSeconds } from "../lib.js";
@@ -70,6 +70,16 @@ function tokens(usage) {
   return usage ? `${number(usage.input_tokens)} · ${number(usage.output_tokens)}` : "—";
 }
 
+// The models the lines ask for, each with its number of lines.
+function models(list) {
+  if (!list?.length) return null;
+  return h(
+    "span",
+    { id: "batch-models" },
+    list.map((m, i) => [i ? ", " : "", h("span", { "data-model": m.model, "data-lines": m.lines }, h("span.mono", { text: m.model }), ` (${number(m.lines)} ${m.lines === 1 ? "line" : "lines"})`)]),
+  );
+}
+
 async function detail(root, batchId, keys) {
   const status = h("div", { id: "status" });
   const body = h("div", { id: "batch-detail" });
@@ -107,6 +117,7 @@ async function detail(root, batchId, keys) {
       errors.length ? h("p.notice.error", { id: "batch-error", text: `The input file was refused: ${errors.length} ${errors.length === 1 ? "error" : "errors"}.` }) : null,
       facts([
         ["Endpoint", h("span.mono", { id: "batch-endpoint", text: batch.endpoint })],
+        ["Models", models(batch.models)],
         ["Key", h("a", { href: `/console/ledger?key_id=${batch.key_id}`, text: keys.get(batch.key_id) || `#${batch.key_id}` })],
         ["Input file", fileLink(batch.input_file_id, "input")],
         ["Output file", fileLink(batch.output_file_id, "output") || (active ? "not yet written" : "—")],

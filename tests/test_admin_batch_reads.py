@@ -1,7 +1,9 @@
-"""GET /admin/files/{file_id}/content: a batch's input, output and error files, read by an
+"""What an operator reads of batches beyond OpenAI's shapes, for the console's Batches page:
+GET /admin/files/{file_id}/content, a batch's input, output and error files, read by an
 operator (the admin key or an operator's console session) whatever key owns them, through
-the same streaming as the owner's /v1/files/{id}/content; nobody else, and 404s that say
-what is missing."""
+the same streaming as the owner's /v1/files/{id}/content, by nobody else, with 404s that
+say what is missing; and the models a batch's lines ask for (GET /admin/batches/{id}'s
+``models``), counted on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import pytest
 from support.constants import CLIENT_TIMEOUT_S, UPSTREAM_KEY
 from support.fake_openai_more import FakeOpenAIMore
 from support.gateway import Gateway
+from support.store_backend import Backend
 
 ENV = {"OMNIRELAY_BATCH_POLL_INTERVAL_S": "0.05", "OMNIRELAY_LOG_FLUSH_INTERVAL_S": "0.2"}
 LINES = 4
@@ -29,6 +32,7 @@ class Finished:
     input_id: str
     output_id: str
     client: openai.OpenAI
+    batch_id: str
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     server.start()
     try:
         server.add_channel(name="openai", base_url=upstream.base_url, api_key=UPSTREAM_KEY,
-                           models=["gpt-4o-mini"])  # fmt: skip
+                           models=["gpt-4o-mini", "gpt-4o"])  # fmt: skip
         yield server
     finally:
         server.stop()
@@ -53,7 +57,8 @@ def finished(relay: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Finish
                            max_retries=0)  # fmt: skip
     lines = [
         {"custom_id": f"line-{i}", "method": "POST", "url": "/v1/chat/completions",
-         "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": f"say {i}"}]}}
+         "body": {"model": "gpt-4o" if i == 0 else "gpt-4o-mini",
+                  "messages": [{"role": "user", "content": f"say {i}"}]}}
         for i in range(LINES)
     ]  # fmt: skip
     path = tmp_path_factory.mktemp("input") / "in.jsonl"
@@ -67,7 +72,7 @@ def finished(relay: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Finish
         time.sleep(0.1)
         batch = client.batches.retrieve(batch.id)
     assert batch.output_file_id is not None
-    return Finished(key, uploaded.id, batch.output_file_id, client)
+    return Finished(key, uploaded.id, batch.output_file_id, client, batch.id)
 
 
 def _get(relay: Gateway, path: str, headers: dict[str, str]) -> httpx.Response:
@@ -125,3 +130,29 @@ def test_missing_and_deleted_files_are_404(relay: Gateway, finished: Finished,
     assert finished.client.files.delete(uploaded.id).deleted
     gone = _get(relay, f"/admin/files/{uploaded.id}/content", admin)
     assert gone.status_code == 404 and gone.json()["error"]["type"]
+
+
+def test_a_batch_names_the_models_its_lines_ask_for(relay: Gateway, finished: Finished) -> None:
+    shown = relay.admin("GET", f"/admin/batches/{finished.batch_id}").json()
+    assert shown["models"] == [{"model": "gpt-4o-mini", "lines": LINES - 1},
+                               {"model": "gpt-4o", "lines": 1}]  # fmt: skip
+    # Only the one batch's page carries them; the list stays OpenAI's objects.
+    listed = relay.admin("GET", "/admin/batches").json()["data"]
+    assert all("models" not in row for row in listed)
+
+
+async def test_models_are_counted_most_lines_first(backend: Backend) -> None:
+    store = backend.store
+    made = {"key_id": 1, "endpoint": "/v1/chat/completions", "input_file_id": "file-x",
+            "completion_window": "24h", "status": "in_progress", "created_ms": 1,
+            "in_progress_ms": 1, "expires_ms": 2, "total": 6}  # fmt: skip
+    names = ["b-model", "a-model", "c-model", "c-model", "b-model", "c-model"]
+    lines = [{"line": i, "custom_id": f"c{i}", "model": name, "body": "{}"}
+             for i, name in enumerate(names)]  # fmt: skip
+    batch = await store.batches.create({**made, "public_id": "batch_models"}, lines)
+    other = await store.batches.create({**made, "public_id": "batch_other"}, lines[:1])
+    most_first = [("c-model", 3), ("b-model", 2), ("a-model", 1)]
+    assert await store.batches.models(batch.id) == most_first
+    assert await store.batches.models(other.id) == [("b-model", 1)]
+    refused = await store.batches.create({**made, "public_id": "batch_none", "total": 0}, [])
+    assert await store.batches.models(refused.id) == []
