@@ -231,7 +231,12 @@ def test_a_refused_input_lists_its_errors_by_line(
     expect(page.locator("a[data-file='output']")).to_have_count(0)
     expect(page.locator("#batch-models")).to_have_count(0)
     assert setup.batch(finished["refused"])["models"] == []
-    assert tab.script_errors() == []
+
+    # A batch that does not exist: the page says so.
+    tab.open("/console/batches?batch=batch_nothing")
+    tab.ready()
+    expect(page.locator("#page .notice.error")).to_contain_text("No such batch")
+    assert tab.script_errors(allowed=("status of 404",)) == []
 
 
 def test_the_page_follows_a_slow_batch_and_the_operator_cancels_it(
