@@ -1,8 +1,9 @@
 // Batches of every key: the list, filtered by status and key and a page at a time; one
 // batch's status, its lines' progress (completed and failed of total), times, endpoint,
-// models, token usage and errors, its input, output and error files to download; cancelling one in
-// progress. The files come from /admin/files/{id}/content, which serves them to the
-// operator's session (/v1/files/{id}/content answers only the key that owns them).
+// models, token usage and errors, its input, output and error files to download;
+// cancelling one in progress. The files come from /admin/files/{id}/content, which serves
+// them to the operator's session (/v1/files/{id}/content answers only the key that owns
+// them).
 import { api, badge, button, clear, field, guarded, h, keyNames, notice, number, params, select, setParams, start, table, whenSeconds } from "../lib.js";
 
 const PAGE = 50; // rows a page, unless the address asks (?limit=, 1 to 1000)
