@@ -47,6 +47,6 @@ unit: $(STAMP) $(NODE_STAMP) chromium
 
 # Every console page, as the browser tests see it, into docs/console/ (linked from the README).
 screenshots: $(STAMP) chromium
-	CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest tests/test_console_browser.py tests/test_console_tasks_browser.py -q
+	CONSOLE_SCREENSHOTS=docs/console $(BIN)/pytest tests/test_console_browser.py tests/test_console_tasks_browser.py tests/test_console_batches_browser.py -q
 
 test: lint typecheck unit

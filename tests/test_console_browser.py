@@ -280,7 +280,7 @@ def test_csrf_and_what_a_key_holder_cannot_reach(
     assert page.evaluate("localStorage.length + sessionStorage.length") == 0
     assert journey.secret not in page.content()
 
-    for name in ("dashboard", "channels", "keys", "prices", "tasks", "audit"):
+    for name in ("dashboard", "channels", "keys", "prices", "tasks", "batches", "audit"):
         response = tab.open(f"/console/{name}")
         assert response.status == 403, name
         expect(page.locator(".notice.error")).to_contain_text("operators")
@@ -290,6 +290,7 @@ def test_csrf_and_what_a_key_holder_cannot_reach(
         ("GET", "/admin/keys"),
         ("GET", "/admin/channels"),
         ("GET", "/admin/audit"),
+        ("GET", "/admin/batches"),
         ("GET", f"/admin/keys/{theirs}"),
         ("GET", f"/admin/keys/{theirs}/models"),
         ("GET", f"/admin/logs?key_id={theirs}"),
@@ -312,7 +313,8 @@ def test_csrf_and_what_a_key_holder_cannot_reach(
 
 
 OPERATOR_PAGES = (
-    "dashboard", "channels", "keys", "prices", "logs", "ledger", "tasks", "audit", "playground",
+    "dashboard", "channels", "keys", "prices", "logs", "ledger", "tasks", "batches", "audit",
+    "playground",
 )  # fmt: skip
 HOLDER_PAGES = ("usage", "logs", "ledger", "playground")
 

@@ -40,7 +40,8 @@ async def get_batch(request: web.Request) -> web.Response:
     batch = await state.batches.by_id(request.match_info["batch_id"])
     if batch is None:
         raise NotFound("No such batch.", param="batch_id")
-    return _json(_view(batch))
+    models = await state.batches.models(batch)
+    return _json({**_view(batch), "models": [{"model": m, "lines": n} for m, n in models]})
 
 
 async def cancel_batch(request: web.Request) -> web.Response:

@@ -16,6 +16,7 @@ from omnirelay.api.state import AppState, state_of
 from omnirelay.api.uploads import MALFORMED
 from omnirelay.gateway.batches.model import BATCH_PURPOSE, file_view
 from omnirelay.gateway.keys import KeyCache
+from omnirelay.store.files import FileRow
 from omnirelay.wire.errors import InvalidRequest, MissingField
 
 DEFAULT_PAGE = 10_000
@@ -151,6 +152,13 @@ async def delete(request: web.Request) -> web.Response:
 async def content(request: web.Request) -> web.StreamResponse:
     state, call, _ = await begin_with(request, "files.content", no_body)
     file, chunks = await state.batches.content(call.key, request.match_info["file_id"])
+    return await send_content(request, file, chunks)
+
+
+async def send_content(
+    request: web.Request, file: FileRow, chunks: AsyncIterator[bytes]
+) -> web.StreamResponse:
+    """A file's bytes, streamed as an attachment (to its key, or to an operator)."""
     response = web.StreamResponse(
         headers={
             "Content-Type": "application/jsonl",

@@ -9,6 +9,7 @@ from omnirelay.api import (
     admin_audit,
     admin_batches,
     admin_deadletters,
+    admin_files,
     admin_ledger,
     admin_prices,
     admin_tasks,
@@ -169,6 +170,7 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/admin/batches", admin_batches.list_batches)
     router.add_get("/admin/batches/{batch_id}", admin_batches.get_batch)
     router.add_post("/admin/batches/{batch_id}/cancel", admin_batches.cancel_batch)
+    router.add_get("/admin/files/{file_id}/content", admin_files.file_content)
     router.add_get("/admin/tasks/{task_id}", admin_tasks.get_task)
     router.add_get("/admin/tasks/{task_id}/results/{name}", admin_tasks.task_result)
     router.add_post("/admin/tasks/{task_id}/cancel", admin_tasks.cancel_task)

@@ -398,6 +398,19 @@ class BatchRepository:
             row = (await connection.execute(query)).one()
         return int(row[0]), int(row[1]), int(row[2])
 
+    async def models(self, batch_id: int) -> list[tuple[str, int]]:
+        """The models a batch's lines ask for, with how many lines each, most first."""
+        lines = func.count().label("lines")
+        query = (
+            select(batch_lines.c.model, lines)
+            .where(batch_lines.c.batch_id == batch_id)
+            .group_by(batch_lines.c.model)
+            .order_by(lines.desc(), batch_lines.c.model)
+        )
+        async with self._engine.connect() as connection:
+            rows = (await connection.execute(query)).all()
+        return [(str(model), int(count)) for model, count in rows]
+
     async def done_lines(
         self, batch_id: int, after_line: int, limit: int
     ) -> list[tuple[int, str, str]]:

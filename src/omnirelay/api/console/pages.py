@@ -55,6 +55,7 @@ PAGES = {
         Page("logs", "Request log", BOTH),
         Page("ledger", "Ledger", BOTH),
         Page("tasks", "Tasks", frozenset({OPERATOR})),
+        Page("batches", "Batches", frozenset({OPERATOR})),
         Page("audit", "Audit log", frozenset({OPERATOR})),
         Page("playground", "Playground", BOTH),
     )

@@ -82,9 +82,10 @@ class Batches:
         await self._files.insert(file)
         return file
 
-    async def file(self, key: KeyState, file_id: str) -> FileRow:
+    async def file(self, key: KeyState | None, file_id: str) -> FileRow:
+        """A key's own file (``key`` None: the operator's read, any key's file)."""
         file = await self._files.get(file_id)
-        if file is None or file.key_id != key.id:
+        if file is None or (key is not None and file.key_id != key.id):
             raise NotFound(f"No such file: '{file_id[:64]}'.", param="file_id")
         return file
 
@@ -112,7 +113,9 @@ class Batches:
             self._blobs.delete(file.digest)
         return file
 
-    async def content(self, key: KeyState, file_id: str) -> tuple[FileRow, AsyncIterator[bytes]]:
+    async def content(
+        self, key: KeyState | None, file_id: str
+    ) -> tuple[FileRow, AsyncIterator[bytes]]:
         file = await self.file(key, file_id)
         if self._blobs.size(file.digest) is None:
             raise NotFound(f"The content of file '{file_id[:64]}' is no longer kept.")
@@ -222,6 +225,10 @@ class Batches:
             key_id=key_id, status=status, before_id=before_id, limit=limit
         )
         return [await self.live(row) for row in rows]
+
+    async def models(self, batch: BatchRow) -> list[tuple[str, int]]:
+        """The models its lines ask for and how many lines each (none: refused input)."""
+        return await self._batches.models(batch.id)
 
     async def by_id(self, batch_id: str) -> BatchRow | None:
         batch = await self._batches.get(batch_id)
