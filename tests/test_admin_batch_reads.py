@@ -33,6 +33,7 @@ class Finished:
     output_id: str
     client: openai.OpenAI
     batch_id: str
+    key_id: int
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,8 @@ def relay(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
 
 @pytest.fixture(scope="module")
 def finished(relay: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Finished:
-    key = relay.create_key(name="owner")["key"]
+    created = relay.create_key(name="owner")
+    key = created["key"]
     client = openai.OpenAI(api_key=key, base_url=relay.base_url, timeout=CLIENT_TIMEOUT_S,
                            max_retries=0)  # fmt: skip
     lines = [
@@ -72,7 +74,7 @@ def finished(relay: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Finish
         time.sleep(0.1)
         batch = client.batches.retrieve(batch.id)
     assert batch.output_file_id is not None
-    return Finished(key, uploaded.id, batch.output_file_id, client, batch.id)
+    return Finished(key, uploaded.id, batch.output_file_id, client, batch.id, created["id"])
 
 
 def _get(relay: Gateway, path: str, headers: dict[str, str]) -> httpx.Response:
@@ -136,6 +138,9 @@ def test_a_batch_names_the_models_its_lines_ask_for(relay: Gateway, finished: Fi
     shown = relay.admin("GET", f"/admin/batches/{finished.batch_id}").json()
     assert shown["models"] == [{"model": "gpt-4o-mini", "lines": LINES - 1},
                                {"model": "gpt-4o", "lines": 1}]  # fmt: skip
+    # What its lines were charged: the key's ledger, which holds nothing else.
+    book = relay.admin("GET", f"/admin/ledger?key_id={finished.key_id}").json()
+    assert shown["charged_nano"] == book["total_nano"] > 0
     # Only the one batch's page carries them; the list stays OpenAI's objects.
     listed = relay.admin("GET", "/admin/batches").json()["data"]
     assert all("models" not in row for row in listed)

@@ -187,6 +187,13 @@ def test_the_operator_sees_a_batch_complete_and_downloads_its_output(
         f"{usage['input_tokens']} · {usage['output_tokens']}"
     )
     expect(page.locator("#batch-endpoint")).to_have_text("/v1/chat/completions")
+    # What its lines were charged, to the nano-dollar, as the admin API sums it.
+    charged = batch["charged_nano"]
+    assert charged > 0
+    whole, nano = divmod(charged, 1_000_000_000)
+    expect(page.locator("#batch-charged")).to_contain_text(
+        f"${whole:,}." + f"{nano:09d}".rstrip("0").ljust(2, "0")
+    )
     # The models its lines asked for, most lines first, as the admin API counts them.
     assert batch["models"] == [{"model": MODEL, "lines": 3}, {"model": OTHER_MODEL, "lines": 2}]
     shown_models = f"{MODEL} (3 lines), {OTHER_MODEL} (2 lines)"

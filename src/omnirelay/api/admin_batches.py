@@ -41,7 +41,14 @@ async def get_batch(request: web.Request) -> web.Response:
     if batch is None:
         raise NotFound("No such batch.", param="batch_id")
     models = await state.batches.models(batch)
-    return _json({**_view(batch), "models": [{"model": m, "lines": n} for m, n in models]})
+    charged = await state.batches.charged_nano(batch)
+    return _json(
+        {
+            **_view(batch),
+            "models": [{"model": m, "lines": n} for m, n in models],
+            "charged_nano": charged,
+        }
+    )
 
 
 async def cancel_batch(request: web.Request) -> web.Response:

@@ -25,7 +25,7 @@ from omnirelay.store import bulk
 from omnirelay.store.db import quick_read
 from omnirelay.store.files import FileRow, insert_file
 from omnirelay.store.logs import LogRepository
-from omnirelay.store.tables import batch_lines, batches
+from omnirelay.store.tables import batch_lines, batches, request_logs
 
 PENDING, CLAIMED, DONE = "pending", "claimed", "done"
 OUTPUT, ERROR = "output", "error"
@@ -410,6 +410,14 @@ class BatchRepository:
         async with self._engine.connect() as connection:
             rows = (await connection.execute(query)).all()
         return [(str(model), int(count)) for model, count in rows]
+
+    async def charged_nano(self, public_id: str) -> int:
+        """What the batch's lines were charged: their log rows' costs (one row per call)."""
+        query = select(func.coalesce(func.sum(request_logs.c.cost_nano), 0)).where(
+            request_logs.c.batch_id == public_id
+        )
+        async with self._engine.connect() as connection:
+            return int(await connection.scalar(query) or 0)
 
     async def done_lines(
         self, batch_id: int, after_line: int, limit: int

@@ -230,6 +230,10 @@ class Batches:
         """The models its lines ask for and how many lines each (none: refused input)."""
         return await self._batches.models(batch.id)
 
+    async def charged_nano(self, batch: BatchRow) -> int:
+        """What its lines were charged so far, from the log rows that carry its id."""
+        return await self._batches.charged_nano(batch.public_id)
+
     async def by_id(self, batch_id: str) -> BatchRow | None:
         batch = await self._batches.get(batch_id)
         return None if batch is None else await self.live(batch)

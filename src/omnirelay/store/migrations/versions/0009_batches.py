@@ -85,9 +85,17 @@ def upgrade() -> None:
     op.create_index("ix_batch_lines_state", "batch_lines", ["batch_id", "state", "line"])
     with op.batch_alter_table("request_logs") as batch:
         batch.add_column(sa.Column("batch_id", sa.String(64)))
+    op.create_index(
+        "ix_request_logs_batch",
+        "request_logs",
+        ["batch_id"],
+        sqlite_where=sa.text("batch_id IS NOT NULL"),
+        postgresql_where=sa.text("batch_id IS NOT NULL"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_index("ix_request_logs_batch", table_name="request_logs")
     with op.batch_alter_table("request_logs") as batch:
         batch.drop_column("batch_id")
     op.drop_table("batch_lines")

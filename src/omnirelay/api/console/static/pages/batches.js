@@ -1,10 +1,10 @@
 // Batches of every key: the list, filtered by status and key and a page at a time; one
 // batch's status, its lines' progress (completed and failed of total), times, endpoint,
-// models, token usage and errors, its input, output and error files to download;
+// models, token usage, the charge and errors, its input, output and error files to download;
 // cancelling one in progress. The files come from /admin/files/{id}/content, which serves
 // them to the operator's session (/v1/files/{id}/content answers only the key that owns
 // them).
-import { api, badge, button, clear, field, guarded, h, keyNames, notice, number, params, select, setParams, start, table, whenSeconds } from "../lib.js";
+import { api, badge, button, clear, field, guarded, h, keyNames, notice, number, params, select, setParams, start, table, usd, whenSeconds } from "../lib.js";
 
 const PAGE = 50; // rows a page, unless the address asks (?limit=, 1 to 1000)
 const STATUSES = ["validating", "in_progress", "finalizing", "completed", "failed", "expired", "cancelling", "cancelled"];
@@ -114,6 +114,7 @@ async function detail(root, batchId, keys) {
         ),
         h("div.card", { id: "batch-counts" }, h("div.card-title", { text: "Completed · failed · total" }), h("div.card-value", { text: `${number(completed)} · ${number(failed)} · ${number(total)}` })),
         h("div.card", { id: "batch-tokens" }, h("div.card-title", { text: "Tokens in · out" }), h("div.card-value", { text: tokens(batch.usage) })),
+        h("div.card", { id: "batch-charged" }, h("div.card-title", { text: "Charged" }), h("div.card-value", { text: usd(batch.charged_nano ?? 0) })),
       ),
       errors.length ? h("p.notice.error", { id: "batch-error", text: `The input file was refused: ${errors.length} ${errors.length === 1 ? "error" : "errors"}.` }) : null,
       facts([
