@@ -154,7 +154,12 @@ def test_the_task_queue_is_counted_from_the_database(tmp_path: Path) -> None:
         for v in videos:  # they never finish upstream: cancelled, they leave the queue
             assert gateway.admin("POST", f"/admin/tasks/{v.id}/cancel").status_code == 200
         wait_until(lambda: {client.videos.retrieve(v.id).status for v in videos} == {"failed"})
-        assert value(scrape(gateway), "omnirelay_tasks_active", **video) == 0
+        after = scrape(gateway)
+        assert value(after, "omnirelay_tasks_active", **video) == 0
+        # Each submit was a call answered at once: none is left counted in flight.
+        assert value(after, "omnirelay_calls_in_flight") == 0
+        submits = {"endpoint": "videos", "status": "200"}
+        assert value(after, "omnirelay_requests_total", **submits) == 2
     finally:
         gateway.stop()
         fake.stop()

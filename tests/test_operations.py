@@ -126,6 +126,21 @@ def test_embeddings_float_and_base64_are_charged_by_tokens(surface: Surface) -> 
     assert {row["endpoint"] for row in rows} == {"embeddings"}
 
 
+def test_embedding_dimensions_must_be_a_whole_number(surface: Surface) -> None:
+    key, _ = surface.key()
+    client = surface.client(key)
+    sent = len(surface.fake.received)
+    for wrong in (1.0, "8", True, 0, [8]):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.embeddings.create(
+                model="text-embedding-3-small", input="a b", extra_body={"dimensions": wrong}
+            )
+        assert refused.value.body["param"] == "dimensions"  # type: ignore[index]
+    assert len(surface.fake.received) == sent  # refused here, never sent upstream
+    assert len(client.embeddings.create(model="text-embedding-3-small", input="a b",
+                                        dimensions=4).data[0].embedding) == 4  # fmt: skip
+
+
 def test_moderations_of_text_and_of_an_image(surface: Surface) -> None:
     key, key_id = surface.key()
     client = surface.client(key)

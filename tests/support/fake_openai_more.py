@@ -119,6 +119,9 @@ async def _embeddings(request: web.Request, body: dict[str, Any]) -> web.StreamR
     if inputs and isinstance(inputs[0], int | float):  # one array of tokens
         inputs = [inputs]
     size = body.get("dimensions") or 8
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise _ApiError(400, "Invalid type for 'dimensions': expected an integer.",
+                        param="dimensions", code="invalid_type")  # fmt: skip
     if size > MAX_DIMENSIONS:
         # As OpenAI refuses more dimensions than the model has (1,536 for -3-small).
         raise _ApiError(400, f"Invalid value for 'dimensions': at most {MAX_DIMENSIONS}.",

@@ -203,7 +203,10 @@ class Settlement:
         """The call was accepted upstream and goes on as a task: the call is logged free,
         and its hold moves to the task until ``settle_task``."""
         record = ChargeRecord.of(call, status=200, stream=False, usage=Usage())
-        await self._meter.defer(ticket, task_id, record.as_row())
+        row = record.as_row()
+        if self._stats is not None:  # the call is answered: it leaves the calls in flight
+            self._stats.settled(row, call.key.row.group_name)
+        await self._meter.defer(ticket, task_id, row)
 
     async def settle_task(
         self, key_id: int, task_id: str, record: ChargeRecord | None, end: TaskEnd

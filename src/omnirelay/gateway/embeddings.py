@@ -8,7 +8,7 @@ import orjson
 
 from omnirelay.gateway.calls import Call
 from omnirelay.gateway.kit import Kit
-from omnirelay.gateway.op_checks import one_of, required, required_str
+from omnirelay.gateway.op_checks import json_int, one_of, required, required_str
 from omnirelay.gateway.operation import Attempt, Charged, Operation, Reply, StreamReply
 from omnirelay.gateway.token_stream import Lazy
 from omnirelay.gateway.usage_check import Counts, trusted_usage
@@ -35,6 +35,7 @@ class Embeddings:
         model = required_str(body, "model")
         required(body, "input")
         one_of(body.get("encoding_format"), ENCODING_FORMATS, "encoding_format")
+        json_int(body, "dimensions")
         size = call.body_bytes or len(orjson.dumps(body))
 
         async def attempt(attempt: Attempt) -> Charged:

@@ -57,6 +57,18 @@ def optional_int(body: dict[str, Any], name: str, default: int, low: int = 1) ->
     return value
 
 
+def json_int(body: dict[str, Any], name: str, low: int = 1) -> None:
+    """Refuse ``body[name]`` unless absent or a JSON integer of at least ``low`` (no
+    float, no string, no bool): it goes upstream as it is."""
+    value = body.get(name)
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidType(f"Invalid type for '{name}': expected an integer.", param=name)
+    if value < low:
+        raise InvalidRequest(f"'{name}' must be at least {low}.", param=name)
+
+
 def one_of(value: Any, allowed: Collection[str], name: str) -> None:
     """A 400 naming the accepted values when ``value`` (if given) is not one of them."""
     if value is not None and value not in allowed:
