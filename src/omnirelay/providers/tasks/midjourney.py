@@ -16,7 +16,6 @@ key goes in the ``mj-api-secret`` header. Billed per action (``task_actions``).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
@@ -25,6 +24,7 @@ import orjson
 
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.errors import UpstreamFailure, error_for, error_object
+from omnirelay.providers.tasks import reading
 from omnirelay.providers.tasks.base import (
     FAILED,
     QUEUED,
@@ -88,7 +88,6 @@ MAX_SHORT = 500
 MAX_URL = 4096
 MAX_BUTTONS = 32
 BACKOFF = 1.5
-PERCENT = re.compile(r"\s*(\d{1,3})(?:\.\d+)?\s*%?\s*")
 
 
 def _told(said: Mapping[str, Any], error: dict[str, Any]) -> dict[str, Any]:
@@ -356,7 +355,7 @@ def task_status(task: Any) -> TaskStatus:
     raw = task.get("status")
     word = raw[:64] if isinstance(raw, str) and raw else "UNKNOWN"
     state = STATUSES.get(word, RUNNING)  # an unknown status is not an end: poll again
-    action = _text(task.get("action"), 32)
+    action = reading.text(task.get("action"), 32)
     files = {
         name: url
         for name, key in (("image", "imageUrl"), ("video", "videoUrl"))
@@ -368,13 +367,13 @@ def task_status(task: Any) -> TaskStatus:
         state = RUNNING  # no image to keep yet: not an end the gateway can deliver
     error = None
     if state == FAILED:
-        reason = clean(_text(task.get("failReason"), MAX_SHORT))
+        reason = clean(reading.text(task.get("failReason"), MAX_SHORT))
         error = {"code": "midjourney_failure", "message": reason or "Midjourney failed the task."}
     submitted = task.get("submitTime")
     return TaskStatus(
         state=state,
         upstream_status=word,
-        progress=100 if state == SUCCEEDED else _progress(task.get("progress")),
+        progress=100 if state == SUCCEEDED else reading.progress(task.get("progress")),
         upstream_id=upstream_id,
         error=error,
         outputs=_outputs(task, action) if state == SUCCEEDED else {},
@@ -387,8 +386,8 @@ def _outputs(task: Mapping[str, Any], action: str) -> dict[str, Any]:
     """What a finished task made, kept to render it (result files are stored apart)."""
     outputs: dict[str, Any] = {
         "action": action,
-        "promptEn": _text(task.get("promptEn"), MAX_TEXT),
-        "description": _text(task.get("description"), MAX_TEXT),
+        "promptEn": reading.text(task.get("promptEn"), MAX_TEXT),
+        "description": reading.text(task.get("description"), MAX_TEXT),
         "buttons": _buttons(task.get("buttons")),
     }
     for name in ("startTime", "finishTime"):
@@ -398,7 +397,7 @@ def _outputs(task: Mapping[str, Any], action: str) -> dict[str, Any]:
     properties = task.get("properties")
     if isinstance(properties, dict):
         kept = {
-            name: _text(properties.get(name), MAX_TEXT)
+            name: reading.text(properties.get(name), MAX_TEXT)
             for name in ("finalPrompt", "finalZhPrompt")
             if isinstance(properties.get(name), str)
         }
@@ -419,25 +418,13 @@ def _buttons(value: Any) -> list[dict[str, Any]]:
         buttons.append(
             {
                 "customId": custom_id,
-                "emoji": _text(item.get("emoji"), 32),
-                "label": _text(item.get("label"), 128),
+                "emoji": reading.text(item.get("emoji"), 32),
+                "label": reading.text(item.get("label"), 128),
                 "type": _int(item.get("type")),
                 "style": _int(item.get("style")),
             }
         )
     return buttons
-
-
-def _progress(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return min(max(value, 0), 100)
-    if isinstance(value, str) and (match := PERCENT.fullmatch(value)):
-        return min(int(match.group(1)), 100)
-    return 0
-
-
-def _text(value: Any, limit: int) -> str:
-    return value[:limit] if isinstance(value, str) else ""
 
 
 def _int(value: Any) -> int:

@@ -18,7 +18,6 @@ Billed per clip made (``music``, two a submit) and per lyrics (``lyrics``), from
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -26,6 +25,7 @@ import orjson
 
 from omnirelay.providers.base import Endpoint, UpstreamRequest
 from omnirelay.providers.errors import UpstreamFailure, error_for, error_object
+from omnirelay.providers.tasks import reading
 from omnirelay.providers.tasks.base import (
     FAILED,
     QUEUED,
@@ -73,7 +73,6 @@ MAX_TEXT = 20_000
 MAX_SHORT = 500
 MAX_URL = 4096
 BACKOFF = 1.5
-PERCENT = re.compile(r"\s*(\d{1,3})(?:\.\d+)?\s*%?\s*")
 
 
 class SunoRefused(UpstreamClientError, SubmitRefusal):
@@ -208,7 +207,7 @@ def task_status(task: Any) -> TaskStatus:
     word = raw[:64] if isinstance(raw, str) and raw else "UNKNOWN"
     state = STATUSES.get(word, RUNNING)  # an unknown status is not an end: poll again
     lyrics = str(task.get("action") or "").upper() == "LYRICS"
-    progress = _progress(task.get("progress"))
+    progress = reading.progress(task.get("progress"))
     if state not in (SUCCEEDED, FAILED):
         return TaskStatus(state, word, progress, upstream_id)
     if lyrics:
@@ -254,9 +253,9 @@ def _lyrics_end(upstream_id: str, word: str, state: str, task: Mapping[str, Any]
         return TaskStatus(FAILED, word, 100, upstream_id, error=error)
     assert isinstance(data, dict)
     lyrics = {
-        "id": _text(data.get("id"), MAX_ID) or upstream_id,
-        "status": _text(data.get("status"), 32) or "complete",
-        "title": _text(data.get("title"), MAX_SHORT),
+        "id": reading.text(data.get("id"), MAX_ID) or upstream_id,
+        "status": reading.text(data.get("status"), 32) or "complete",
+        "title": reading.text(data.get("title"), MAX_SHORT),
         "text": text[:MAX_TEXT],
     }
     return TaskStatus(
@@ -269,26 +268,28 @@ def _clip(item: Mapping[str, Any]) -> dict[str, Any]:
     said = item.get("metadata")
     metadata = said if isinstance(said, dict) else {}
     duration = metadata.get("duration")
-    status = _text(item.get("status"), 32)
+    status = reading.text(item.get("status"), 32)
     return {
-        "id": _text(item.get("id"), MAX_ID),
-        "title": _text(item.get("title"), MAX_SHORT),
+        "id": reading.text(item.get("id"), MAX_ID),
+        "title": reading.text(item.get("title"), MAX_SHORT),
         "status": "complete" if status == "complete" else "error",
-        "model_name": _text(item.get("model_name"), 64),
+        "model_name": reading.text(item.get("model_name"), 64),
         "metadata": {
-            "tags": _text(metadata.get("tags"), MAX_SHORT),
-            "prompt": _text(metadata.get("prompt"), MAX_TEXT),
-            "gpt_description_prompt": _text(metadata.get("gpt_description_prompt"), MAX_TEXT),
+            "tags": reading.text(metadata.get("tags"), MAX_SHORT),
+            "prompt": reading.text(metadata.get("prompt"), MAX_TEXT),
+            "gpt_description_prompt": reading.text(
+                metadata.get("gpt_description_prompt"), MAX_TEXT
+            ),
             "duration": duration
             if isinstance(duration, (int, float)) and not isinstance(duration, bool)
             else None,
-            "error_message": clean(_text(metadata.get("error_message"), MAX_SHORT)) or None,
+            "error_message": clean(reading.text(metadata.get("error_message"), MAX_SHORT)) or None,
         },
     }
 
 
 def _fail_reason(task: Mapping[str, Any], clips: list[dict[str, Any]]) -> str:
-    reason = _text(task.get("fail_reason"), MAX_SHORT)
+    reason = reading.text(task.get("fail_reason"), MAX_SHORT)
     if not reason:
         reason = next(
             (c["metadata"]["error_message"] for c in clips if c["metadata"]["error_message"]), ""
@@ -304,15 +305,3 @@ def _url(value: Any) -> str | None:
     ):
         return value
     return None
-
-
-def _progress(value: Any) -> int:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return min(max(value, 0), 100)
-    if isinstance(value, str) and (match := PERCENT.fullmatch(value)):
-        return min(int(match.group(1)), 100)
-    return 0
-
-
-def _text(value: Any, limit: int) -> str:
-    return value[:limit] if isinstance(value, str) else ""
