@@ -100,10 +100,15 @@ CHAT: dict[str, Any] = {
     "user": "u1",
     "response_format": {"type": "text"},
 }  # fmt: skip
+# A streamed answer is cut past its max_tokens (gateway/output.py) as the gateway counts
+# them (o200k); the fake echoes the prompt and counts words. A drawn 12-character word of
+# rare characters is one word to the fake but up to ~48 tokens to o200k: the streamed
+# bodies' caps leave it room, so what the fuzz finds is the gateway's answer, not that.
+ROOMY = 64
 CHAT_STREAM: dict[str, Any] = {
     "model": "gpt-4o",
     "messages": [{"role": "user", "content": "hi"}],
-    "max_tokens": 5,
+    "max_tokens": ROOMY,
     "stream": True,
     "stream_options": {"include_usage": True},
 }
@@ -161,7 +166,7 @@ MESSAGES: dict[str, Any] = {
 }  # fmt: skip
 MESSAGES_STREAM: dict[str, Any] = {
     "model": "gpt-4o",
-    "max_tokens": 5,
+    "max_tokens": ROOMY,
     "stream": True,
     "messages": [{"role": "user", "content": "hi"}],
     "tools": [{"name": "get_time", "input_schema": {"type": "object", "properties": {}}}],
@@ -204,7 +209,7 @@ GEMINI: dict[str, Any] = {
             "n": {"type": "ARRAY", "items": {"type": "INTEGER"}, "minItems": 0}}}}]}],
     "toolConfig": {"functionCallingConfig": {"mode": "ANY",
                                              "allowedFunctionNames": ["get_time"]}},
-    "generationConfig": {"maxOutputTokens": 16, "temperature": 0.5, "topP": 0.9,
+    "generationConfig": {"maxOutputTokens": ROOMY, "temperature": 0.5, "topP": 0.9,
                          "stopSequences": ["###"], "candidateCount": 1,
                          "thinkingConfig": {"thinkingBudget": 0}},
 }  # fmt: skip
