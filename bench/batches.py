@@ -28,8 +28,8 @@ import httpx
 
 from bench import wrk
 from bench.gateway import SLOW_MODEL, Gateway, Mode
-from bench.run import PATH, Upstream
 from bench.seed import SEED_REQUEST
+from bench.upstream_process import PATH, Upstream
 
 LATENCY_CONNECTIONS = 4
 BATCH_UPSTREAM_MS = 20.0

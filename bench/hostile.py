@@ -50,6 +50,7 @@ import aiohttp
 from bench import procs
 from bench.gateway import Gateway, Mode
 from bench.seed import stream_request
+from bench.upstream_process import Upstream
 
 PATH = "/v1/chat/completions"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -433,7 +434,6 @@ def serving(
 
 
 def run(args: argparse.Namespace) -> int:
-    from bench.run import Upstream  # the fake upstream's process, as the main harness runs it
 
     env = dict(item.split("=", 1) for item in args.env)
     body_cap = int(env.get("OMNIRELAY_MAX_UPSTREAM_BODY_BYTES", DEFAULT_BODY_CAP))

@@ -20,7 +20,6 @@ import os
 import platform
 import statistics
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -33,8 +32,8 @@ from bench import hostile, procs, wrk
 from bench.gateway import BIN, SLOW_MODEL, Gateway, Mode, free_port, http
 from bench.seed import SEED_REQUEST, STREAM_EVENTS, stream_request
 from bench.ttft import ttft_us
+from bench.upstream_process import PATH, Upstream
 
-PATH = "/v1/chat/completions"
 RESULTS = Path(__file__).resolve().parent / "results"
 NON_STREAM_CONNECTIONS = 32
 STREAM_CONNECTIONS = 16
@@ -80,34 +79,6 @@ class Row:
     failures: int = 0
     log_rows: dict[str, int] = field(default_factory=dict)
     calls: int = 0
-
-
-class Upstream:
-    def __init__(self, latency_ms: float, event_gap_ms: float, jitter_ms: float = 0.0) -> None:
-        self.port = free_port()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "bench.upstream", "--port", str(self.port),
-             "--latency-ms", str(latency_ms), "--jitter-ms", str(jitter_ms),
-             "--event-gap-ms", str(event_gap_ms)],
-            cwd=Path(__file__).resolve().parent.parent, stdout=subprocess.DEVNULL,
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                if http("POST", self.url + PATH, SEED_REQUEST)[0] == 200:
-                    return
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.05)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(timeout=10)
 
 
 class Upstreams:
