@@ -534,7 +534,7 @@ def test_the_servers_own_errors_take_googles_shape(gateway: Gateway, key: str) -
         )
         assert "JSON" in said or "object" in said, said
     # Paths of OpenAI's API keep OpenAI's shape, also beside Gemini's under /v1.
-    openai = call("GET", "/v1/files")
+    openai = call("GET", "/v1/no-such-api")
     assert openai.status_code == 404 and set(openai.json()["error"]) >= {"type", "code"}
     raw_body = {"content": b"{", "headers": {"Content-Type": "application/json"}}
     not_json = call("POST", f"/v1/models/{GPT}:generateContent", **raw_body)
