@@ -27,9 +27,9 @@ from .fake_tasks import (
     FAKE,
     MP4_HEAD,
     FakeJob,
+    JobFake,
     RateLimited,
     Refused,
-    TaskFake,
     file_bytes,
     late_answers,
 )
@@ -39,7 +39,7 @@ STATUS = {"queued": "submitted", "running": "processing", "succeeded": "succeed"
           "failed": "failed"}  # fmt: skip
 
 
-class FakeKling(TaskFake):
+class FakeKling(JobFake):
     name = "fake-kling"
     id_prefix = "kl"
 

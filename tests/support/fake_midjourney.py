@@ -37,7 +37,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .fake_videos import TaskFake
+from .fake_tasks import TaskFake
 
 PNG_HEAD = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"
 ACTIONS_WITH_MODAL = ("MJ::CustomZoom::", "MJ::Inpaint::")

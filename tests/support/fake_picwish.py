@@ -30,9 +30,9 @@ from .fake_tasks import (
     PNG_HEAD,
     TXT_HEAD,
     FakeJob,
+    JobFake,
     RateLimited,
     Refused,
-    TaskFake,
     file_bytes,
     late_answers,
 )
@@ -51,13 +51,12 @@ SOURCES = {"watermark_auto": ("file", "url")}
 STATES = {"queued": 2, "running": 4, "succeeded": 1}
 
 
-class FakePicWish(TaskFake):
+class FakePicWish(JobFake):
     name = "fake-picwish"
     id_prefix = ""
 
     def __init__(self, api_key: str = "picwish-key") -> None:
-        super().__init__()
-        self.api_key = api_key
+        super().__init__(api_key)
         self.forms: list[tuple[str, dict[str, str], dict[str, tuple[str, int]]]] = []
 
     def reset(self) -> None:

@@ -34,7 +34,7 @@ from typing import Any
 
 from aiohttp import web
 
-from .fake_videos import TaskFake
+from .fake_tasks import TaskFake
 
 MP3_HEAD = b"ID3\x04\x00\x00\x00\x00\x00\x00"
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"

@@ -1,9 +1,11 @@
-"""What the fakes of task upstreams share: the fault knobs of ``fake_videos``, a job's
-progress by polls or by a clock the test moves, and result files that expire.
+"""What the fakes of task upstreams share: :class:`TaskFake`, the fault knobs, the clock
+and the jobs of every task fake (OpenAI's videos, Midjourney, Suno and the rest); and
+:class:`JobFake`, a job's progress by polls or by a clock the test moves, and result files
+that expire.
 
-A subclass serves its vendor's wire format and calls :meth:`TaskFake.new_job` (which
-applies the submit knobs), :meth:`TaskFake.poll_job` (which applies the poll knobs and
-advances the job) and :meth:`TaskFake.result_file` (which serves a finished job's file
+A subclass serves its vendor's wire format and calls :meth:`JobFake.new_job` (which
+applies the submit knobs), :meth:`JobFake.poll_job` (which applies the poll knobs and
+advances the job) and :meth:`JobFake.result_file` (which serves a finished job's file
 until it expires). The knobs keep ``FakeVideos``'s names and meanings: ``refuse_submits``
 (with ``refusal_status``), ``late_submits`` (``late_creates``, ``late_by_s``),
 ``fail_jobs``, ``never_finish``, ``flap``, ``poll_429``, ``poll_delay_s``,
@@ -19,11 +21,76 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from aiohttp import web
 
 from .fake_threaded import LoopbackServer
+
+J = TypeVar("J")
+
+
+class TaskFake(LoopbackServer, Generic[J]):
+    """What every fake task upstream shares: its jobs, its clock, and the fault knobs.
+
+    Knobs (``set``): ``refuse_submits`` (refuse the next n submits, with
+    ``refusal_status``), ``late_submits`` (answer the next n submits ``late_by_s`` late;
+    with ``late_creates`` off, without making the job), ``fail_jobs``, ``never_finish``,
+    ``flap``, ``poll_429`` (the next n polls are 429s), ``poll_delay_s``,
+    ``polls_to_finish`` or ``finish_after_s`` (by the fake's clock), ``content_ttl_s``
+    (result URLs expire this long after a job ends). ``overlaps`` counts polls of one job
+    answered at once, which a gateway must never cause.
+    """
+
+    def __init__(self, api_key: str) -> None:
+        super().__init__()
+        self.api_key = api_key
+        self._lock = threading.Lock()
+        self.jobs: dict[str, J] = {}
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.jobs.clear()
+            self.requests: list[tuple[str, str]] = []
+            self.polls_to_finish = 3
+            self.finish_after_s: float | None = None  # by the clock instead of by polls
+            self.content_ttl_s = 3600
+            self.refuse_submits = 0
+            self.refusal_status = 400
+            self.late_submits = 0
+            self.late_creates = True
+            self.late_by_s = 5.0
+            self.fail_jobs = False
+            self.never_finish = False
+            self.flap = False
+            self.poll_429 = 0
+            self.poll_delay_s = 0.0
+            self.overlaps = 0
+            self.clock_offset = 0.0
+
+    # -- the test's controls ---------------------------------------------------------------
+
+    def now(self) -> float:
+        return time.time() + self.clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock: jobs progress by it, and result URLs expire by it."""
+        with self._lock:
+            self.clock_offset += seconds
+
+    def set(self, **knobs: Any) -> None:
+        with self._lock:
+            for name, value in knobs.items():
+                if not hasattr(self, name):
+                    raise AttributeError(name)
+                setattr(self, name, value)
+
+    def job(self) -> J:
+        """The one job the fake has (the test made one)."""
+        with self._lock:
+            (only,) = self.jobs.values()
+        return only
 
 
 @dataclass
@@ -78,57 +145,15 @@ class Answers:
 FAKE = web.AppKey("fake", Answers)
 
 
-class TaskFake(LoopbackServer, Answers):
+class JobFake(TaskFake[FakeJob], Answers):
+    """A task fake whose jobs are :class:`FakeJob`: submit, poll and result files done
+    once for PicWish, Tripo and Kling."""
+
     name = "fake-tasks"
     id_prefix = "job-"
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._lock = threading.Lock()
-        self.jobs: dict[str, FakeJob] = {}
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.jobs.clear()
-            self.requests: list[tuple[str, str]] = []
-            self.polls_to_finish = 3
-            self.finish_after_s: float | None = None
-            self.content_ttl_s = 3600
-            self.refuse_submits = 0
-            self.refusal_status = 400
-            self.late_submits = 0
-            self.late_creates = True
-            self.late_by_s = 5.0
-            self.fail_jobs = False
-            self.never_finish = False
-            self.flap = False
-            self.poll_429 = 0
-            self.poll_delay_s = 0.0
-            self.overlaps = 0
-            self.clock_offset = 0.0
-
-    # -- the test's controls ---------------------------------------------------------------
-
-    def now(self) -> float:
-        return time.time() + self.clock_offset
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self.clock_offset += seconds
-
-    def set(self, **knobs: Any) -> None:
-        with self._lock:
-            for name, value in knobs.items():
-                if not hasattr(self, name):
-                    raise AttributeError(name)
-                setattr(self, name, value)
-
-    def job(self) -> FakeJob:
-        """The one job the fake has (the test made one)."""
-        with self._lock:
-            (only,) = self.jobs.values()
-        return only
+    def __init__(self, api_key: str = "") -> None:
+        super().__init__(api_key)
 
     # -- what subclasses call --------------------------------------------------------------
 

@@ -27,9 +27,9 @@ from .fake_tasks import (
     GLB_HEAD,
     WEBP_HEAD,
     FakeJob,
+    JobFake,
     RateLimited,
     Refused,
-    TaskFake,
     file_bytes,
     late_answers,
 )
@@ -39,13 +39,12 @@ TYPES = ("text_to_model", "image_to_model", "multiview_to_model", "texture_model
 STATUS = {"queued": "queued", "running": "running", "succeeded": "success", "failed": "failed"}
 
 
-class FakeTripo(TaskFake):
+class FakeTripo(JobFake):
     name = "fake-tripo"
     id_prefix = "tripo-"
 
     def __init__(self, api_key: str = "tsk_fake") -> None:
-        super().__init__()
-        self.api_key = api_key
+        super().__init__(api_key)
         self.bodies: list[dict[str, Any]] = []
 
     def reset(self) -> None:

@@ -11,7 +11,7 @@ result bytes are served until the job's ``expires_at`` on that clock, then refus
 
 ``content_bodies`` serves real files (a video a browser plays) in place of the made-up ones.
 
-Fault knobs, which every later task fake reuses (:class:`TaskFake`): refuse the next
+Fault knobs, which every task fake shares (``fake_tasks.TaskFake``): refuse the next
 submits; accept a submit then answer too late (or not create the job at all); jobs that
 never finish; jobs that flap between statuses; jobs that fail; 429s on poll. It also counts
 polls of one job that overlap (two pollers at once), which a gateway must never cause.
@@ -23,15 +23,14 @@ import asyncio
 import hashlib
 import json
 import secrets
-import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 from aiohttp import BodyPartReader, web
 from openai.types import Video
 
-from .fake_threaded import LoopbackServer
+from .fake_tasks import TaskFake
 from .openapi import validate_schema
 
 SECONDS = ("4", "8", "12")
@@ -41,7 +40,6 @@ MODELS = ("sora-2", "sora-2-pro", "sora-2-2025-10-06", "sora-2-pro-2025-10-06")
 MP4_HEAD = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom"
 WEBP_HEAD = b"RIFF\x00\x00\x00\x00WEBPVP8 "
 JPEG_HEAD = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00"
-J = TypeVar("J")
 
 
 @dataclass(frozen=True)
@@ -79,63 +77,6 @@ class Job:
     polling: int = 0  # polls being answered right now
     poll_times: list[tuple[float, int]] = field(default_factory=list)  # (when, status)
     content_reads: dict[str, int] = field(default_factory=dict)
-
-
-class TaskFake(LoopbackServer, Generic[J]):
-    """What every fake task upstream shares: its jobs, its clock, and the fault knobs.
-
-    Knobs (``set``): ``refuse_submits`` (refuse the next n submits, with
-    ``refusal_status``), ``late_submits`` (answer the next n submits ``late_by_s`` late;
-    with ``late_creates`` off, without making the job), ``fail_jobs``, ``never_finish``,
-    ``flap``, ``poll_429`` (the next n polls are 429s), ``poll_delay_s``,
-    ``polls_to_finish`` or ``finish_after_s`` (by the fake's clock), ``content_ttl_s``
-    (result URLs expire this long after a job ends). ``overlaps`` counts polls of one job
-    answered at once, which a gateway must never cause.
-    """
-
-    def __init__(self, api_key: str) -> None:
-        super().__init__()
-        self.api_key = api_key
-        self._lock = threading.Lock()
-        self.jobs: dict[str, J] = {}
-        self.reset()
-
-    def reset(self) -> None:
-        with self._lock:
-            self.jobs.clear()
-            self.requests: list[tuple[str, str]] = []
-            self.polls_to_finish = 3
-            self.finish_after_s: float | None = None  # by the clock instead of by polls
-            self.content_ttl_s = 3600
-            self.refuse_submits = 0
-            self.refusal_status = 400
-            self.late_submits = 0
-            self.late_creates = True
-            self.late_by_s = 5.0
-            self.fail_jobs = False
-            self.never_finish = False
-            self.flap = False
-            self.poll_429 = 0
-            self.poll_delay_s = 0.0
-            self.overlaps = 0
-            self.clock_offset = 0.0
-
-    # -- the test's controls ---------------------------------------------------------------
-
-    def now(self) -> float:
-        return time.time() + self.clock_offset
-
-    def advance(self, seconds: float) -> None:
-        """Move the fake's clock: jobs progress by it, and result URLs expire by it."""
-        with self._lock:
-            self.clock_offset += seconds
-
-    def set(self, **knobs: Any) -> None:
-        with self._lock:
-            for name, value in knobs.items():
-                if not hasattr(self, name):
-                    raise AttributeError(name)
-                setattr(self, name, value)
 
 
 class FakeVideos(TaskFake[Job]):
