@@ -27,7 +27,6 @@ one dialect either way.
 from __future__ import annotations
 
 import dataclasses
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -49,7 +48,6 @@ from omnirelay.wire.gemini_events import GeminiEvents, frame
 from omnirelay.wire.gemini_inbound import Inbound, reasoning_fields, to_openai
 
 ENDPOINT = "gemini.generateContent"
-log = logging.getLogger("omnirelay.gemini")
 
 
 class GenerateContent:
@@ -176,12 +174,7 @@ class NativeStream(TokenStream):
                 return
             raise
         finally:
-            if self._garbage:
-                log.warning(
-                    "channel %s sent %d stream events that were not JSON objects; dropped",
-                    self._attempt.route.channel_id,
-                    self._garbage,
-                )
+            self._report_garbage()
         if not self.finished:
             self._end()  # the upstream stopped before every candidate had finished
 

@@ -20,7 +20,6 @@ through :class:`~omnirelay.wire.responses_events.ResponseEvents`.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -36,8 +35,6 @@ from omnirelay.wire.chat import usage_object
 from omnirelay.wire.errors import GatewayError, UpstreamError
 from omnirelay.wire.responses import FUNCTION_CALL, chat_usage, responses_usage
 from omnirelay.wire.responses_events import ResponseEvents, failure_events, frame
-
-log = logging.getLogger("omnirelay.responses")
 
 EVENT_STREAM = "text/event-stream"
 LIFECYCLE = frozenset(
@@ -120,12 +117,7 @@ class NativeStream(TokenMeter):
                 return
             raise
         finally:
-            if self._garbage:
-                log.warning(
-                    "channel %s sent %d stream events that were not JSON objects; dropped",
-                    self._attempt.route.channel_id,
-                    self._garbage,
-                )
+            self._report_garbage()
         raise UpstreamError("The upstream ended the stream before it finished.")
 
     def _take(self, event: bytes, out: list[bytes]) -> None:

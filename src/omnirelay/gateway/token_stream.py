@@ -91,13 +91,23 @@ class TokenMeter:
     """What a stream of generated tokens costs: the usage an upstream reported, checked
     against what the gateway counted (``usage_check``), at the attempt's quote, never past
     its spend limit. A stream class sets ``_tally``, ``_attempt``, ``_prompt``,
-    ``_reported`` and ``_output_cap``."""
+    ``_reported`` and ``_output_cap``, and counts in ``_garbage`` the events it dropped."""
 
     _tally: OutputTally
     _attempt: Attempt
     _prompt: Lazy
     _reported: dict[str, Any] | None
     _output_cap: int | None
+    _garbage: int
+
+    def _report_garbage(self) -> None:
+        """Once per stream, at its end: how many events were not JSON objects."""
+        if self._garbage:
+            log.warning(
+                "channel %s sent %d stream events that were not JSON objects; dropped",
+                self._attempt.route.channel_id,
+                self._garbage,
+            )
 
     def usage(self) -> Usage:
         tally = self._tally
@@ -185,12 +195,7 @@ class TokenStream(TokenMeter):
                 return  # the client has its whole answer; what broke after it is moot
             raise
         finally:
-            if self._garbage:
-                log.warning(
-                    "channel %s sent %d stream events that were not JSON objects; dropped",
-                    self._attempt.route.channel_id,
-                    self._garbage,
-                )
+            self._report_garbage()
         if not self.finished:
             yield self._end()
 
