@@ -15,9 +15,8 @@ from typing import Any
 import orjson
 
 from omnirelay.wire import anthropic as shared
+from omnirelay.wire import sse
 from omnirelay.wire.anthropic_inbound import message_id
-
-DONE = b"[DONE]"
 
 
 def frame(event: dict[str, Any]) -> bytes:
@@ -41,13 +40,10 @@ class MessageEvents:
     def feed(self, payload: bytes) -> list[bytes]:
         if self._ended:
             return []
-        if payload == DONE:
+        if payload == sse.DONE:
             return self.finish()
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return []
-        if not isinstance(chunk, dict):
+        chunk = sse.json_object(payload)
+        if chunk is None:
             return []
         if isinstance(chunk.get("error"), dict):
             return self._error(chunk["error"])

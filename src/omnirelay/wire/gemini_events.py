@@ -14,9 +14,9 @@ from typing import Any
 
 import orjson
 
+from omnirelay.wire import sse
 from omnirelay.wire.gemini_answers import error_body, finish_reason, function_call, usage_metadata
 
-DONE = b"[DONE]"
 STREAM_ERRORS = {"upstream_unavailable": 503, "upstream_timeout": 504}
 
 
@@ -36,13 +36,10 @@ class GeminiEvents:
     def feed(self, payload: bytes) -> list[bytes]:
         if self._ended:
             return []
-        if payload == DONE:
+        if payload == sse.DONE:
             return self.finish()
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return []
-        if not isinstance(chunk, dict):
+        chunk = sse.json_object(payload)
+        if chunk is None:
             return []
         error = chunk.get("error")
         if isinstance(error, dict):

@@ -18,8 +18,8 @@ from typing import Any
 import orjson
 
 from omnirelay.wire import responses as shape
+from omnirelay.wire import sse
 
-DONE = b"[DONE]"
 TERMINAL = frozenset({"response.completed", "response.incomplete", "response.failed"})
 ERROR_CODES = {429: "rate_limit_exceeded"}
 
@@ -84,13 +84,10 @@ class ResponseEvents:
     def feed(self, payload: bytes) -> list[bytes]:
         if self.ended:
             return []
-        if payload == DONE:
+        if payload == sse.DONE:
             return self.finish()
-        try:
-            chunk = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            return []
-        if not isinstance(chunk, dict):
+        chunk = sse.json_object(payload)
+        if chunk is None:
             return []
         events = self._start(chunk)
         if isinstance(chunk.get("usage"), dict):

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import orjson
 
 DONE = b"[DONE]"
 UNBOUNDED = 1 << 62
@@ -74,6 +77,15 @@ def event_data(event: bytes) -> bytes | None:
         return event[5:].lstrip(b" ")
     lines = [line[5:].lstrip(b" ") for line in event.split(b"\n") if line.startswith(b"data:")]
     return b"\n".join(lines) if lines else None
+
+
+def json_object(data: bytes) -> dict[str, Any] | None:
+    """An event's data as a JSON object; None for anything else (an upstream's garbage)."""
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
 
 
 def encode(data: bytes) -> bytes:
