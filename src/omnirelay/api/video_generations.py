@@ -37,13 +37,7 @@ VIDEO = "video"
 
 
 def shape(task: TaskRow, url: str | None) -> dict[str, Any]:
-    error = None
-    if task.state in (states.FAILED, states.CANCELLED, states.EXPIRED):
-        said = task.error or {}
-        error = {
-            "code": str(said.get("code") or task.state),
-            "message": str(said.get("message") or "The video could not be generated."),
-        }
+    error = videos.error_of(task)
     return {
         "task_id": task.public_id,
         "status": STATUS[task.state],

@@ -57,13 +57,7 @@ def video_object(task: TaskRow, retention_days: int) -> dict[str, Any]:
     expires = None
     if task.state == states.SUCCEEDED and finished is not None and retention_days > 0:
         expires = finished + retention_days * DAY_MS // 1000
-    error = None
-    if task.state in (states.FAILED, states.CANCELLED, states.EXPIRED):
-        said = task.error or {}
-        error = {
-            "code": str(said.get("code") or task.state),
-            "message": str(said.get("message") or "The video could not be generated."),
-        }
+    error = videos.error_of(task)
     return {
         "id": task.public_id,
         "object": "video",

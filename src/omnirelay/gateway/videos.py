@@ -111,6 +111,18 @@ def remix_request(
     )
 
 
+def error_of(task: TaskRow) -> dict[str, str] | None:
+    """A video task's error as both video APIs show it (``code``, ``message``); None
+    unless the task failed, was cancelled or expired."""
+    if task.state not in (states.FAILED, states.CANCELLED, states.EXPIRED):
+        return None
+    said = task.error or {}
+    return {
+        "code": str(said.get("code") or task.state),
+        "message": str(said.get("message") or "The video could not be generated."),
+    }
+
+
 def _prompt(fields: Mapping[str, Any]) -> str:
     prompt = required_str(dict(fields), "prompt")
     if len(prompt) > MAX_PROMPT:
