@@ -7,7 +7,7 @@ itself is never stored.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -49,18 +49,7 @@ class SessionRepository:
             await connection.execute(
                 delete(console_sessions).where(console_sessions.c.expires_ms <= now_ms)
             )
-            await connection.execute(
-                insert(console_sessions).values(
-                    token_hash=row.token_hash,
-                    kind=row.kind,
-                    key_id=row.key_id,
-                    binding=row.binding,
-                    csrf_token=row.csrf_token,
-                    address=row.address,
-                    created_ms=row.created_ms,
-                    expires_ms=row.expires_ms,
-                )
-            )
+            await connection.execute(insert(console_sessions).values(asdict(row)))
 
     async def get(self, token_hash: str, now_ms: int) -> SessionRow | None:
         query = select(console_sessions).where(
@@ -68,18 +57,7 @@ class SessionRepository:
         )
         async with self._engine.connect() as connection:
             row = (await connection.execute(query)).first()
-        if row is None:
-            return None
-        return SessionRow(
-            token_hash=row.token_hash,
-            kind=row.kind,
-            key_id=row.key_id,
-            binding=row.binding,
-            csrf_token=row.csrf_token,
-            address=row.address,
-            created_ms=int(row.created_ms),
-            expires_ms=int(row.expires_ms),
-        )
+        return None if row is None else SessionRow(**row._mapping)
 
     async def delete(self, token_hash: str) -> bool:
         statement = delete(console_sessions).where(console_sessions.c.token_hash == token_hash)
