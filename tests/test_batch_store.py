@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import asyncio
 
+from sqlalchemy import insert
+
 from omnirelay.store.batches import ERROR, OUTPUT, LineEnd
 from omnirelay.store.files import FileRow
+from omnirelay.store.tables import request_logs
 from support.store_backend import Backend
 
 NOW = 1_700_000_000_000
@@ -100,3 +103,29 @@ async def test_files_expire_and_their_blob_goes_with_the_last_reference(backend:
     assert await files.delete(forever) is True
     rows, more = await files.list_for_key(1, limit=10)
     assert (rows, more) == ([], False)
+
+
+async def test_a_line_whose_id_has_a_failed_call_logged_moves_on_to_its_next_try(
+    backend: Backend,
+) -> None:
+    """A process that died after a failed try's row was written, but before the line's
+    try was noted, leaves the id used: the next claim moves the line on, so that its
+    answer's charge does not collide with the free row."""
+    store = backend.store
+    batch = await store.batches.create(_batch("batch_t"), _lines(3))
+
+    def request_id(line: int, tries: int) -> str:
+        return f"req_t_{line}" + (f"_{tries}" if tries else "")
+
+    logged = [("req_t_0", 503), ("req_t_1", 200)]  # line 0 failed, line 1 was answered
+    async with store.engine.begin() as connection:
+        for rid, status in logged:
+            await connection.execute(
+                insert(request_logs).values(request_id=rid, created_ms=NOW, key_id=1,
+                                            endpoint="chat.completions", status=status)
+            )  # fmt: skip
+    claimed = await store.batches.claim_lines(batch.id, "me", NOW, LEASE, 3, request_id)
+    assert {line.line: line.tries for line in claimed} == {0: 1, 1: 0, 2: 0}
+    # Noted in the row: a later claim starts from there too.
+    again = await store.batches.claim_lines(batch.id, "next", NOW + LEASE + 1, LEASE, 3)
+    assert {line.line: line.tries for line in again} == {0: 1, 1: 0, 2: 0}

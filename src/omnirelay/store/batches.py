@@ -13,12 +13,12 @@ one process that writes its output and error files (``claim_batch``).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 from sqlalchemy import and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.engine import Connection, Row
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from omnirelay.store import bulk
@@ -66,6 +66,10 @@ class BatchRow:
 
 
 _FIELDS = tuple(field.name for field in fields(BatchRow))
+
+
+RequestIdOf = Callable[[int, int], str]
+"""A batch's line's request id at a try: ``(line, tries) -> id``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,10 +221,19 @@ class BatchRepository:
         return True
 
     async def claim_lines(
-        self, batch_id: int, owner: str, now_ms: int, lease_ms: int, limit: int
+        self,
+        batch_id: int,
+        owner: str,
+        now_ms: int,
+        lease_ms: int,
+        limit: int,
+        request_id: RequestIdOf | None = None,
     ) -> list[LineRow]:
         """Lease up to ``limit`` of a batch's lines that are pending or whose lease ran
-        out, first lines first."""
+        out, first lines first. With ``request_id`` (a line's id at a try), a line whose
+        current id already has a failed call logged moves on to its next try: a process
+        that died after that row was written but before the line's try was noted would
+        otherwise reuse the id, and the answer's charge would collide with the free row."""
         due = (
             select(batch_lines.c.line)
             .where(
@@ -258,11 +271,8 @@ class BatchRepository:
                 batch_lines.c.tries,
             )
         )
-        rows = await self._logs.transaction(_all, claim)
-        return sorted(
-            (LineRow(r.batch_id, r.line, r.custom_id, r.model, r.body, r.tries) for r in rows),
-            key=lambda line: line.line,
-        )
+        lines = await self._logs.transaction(_claim, claim, request_id)
+        return sorted(lines, key=lambda line: line.line)
 
     async def renew_leases(self, owner: str, now_ms: int, lease_ms: int) -> int:
         """Keep every line this process runs for another lease."""
@@ -463,8 +473,26 @@ class BatchRepository:
         return [BatchRow.of(row) for row in rows]
 
 
-def _all(connection: Connection, statement: Any) -> Sequence[Row[Any]]:
-    return connection.execute(statement).all()
+def _claim(connection: Connection, claim: Any, request_id: RequestIdOf | None) -> list[LineRow]:
+    rows = connection.execute(claim).all()
+    lines = [LineRow(r.batch_id, r.line, r.custom_id, r.model, r.body, r.tries) for r in rows]
+    if request_id is None or not lines:
+        return lines
+    current = {request_id(line.line, line.tries): line for line in lines}
+    failed = connection.execute(
+        select(request_logs.c.request_id).where(
+            request_logs.c.request_id.in_(list(current)), request_logs.c.status >= 400
+        )
+    ).scalars()
+    for used in failed:
+        line = current.pop(used)
+        connection.execute(
+            update(batch_lines)
+            .where(batch_lines.c.batch_id == line.batch_id, batch_lines.c.line == line.line)
+            .values(tries=line.tries + 1)
+        )
+        current[used] = replace(line, tries=line.tries + 1)
+    return list(current.values())
 
 
 def _count(connection: Connection, statement: Any) -> int:

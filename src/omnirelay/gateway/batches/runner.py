@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections import deque
@@ -206,8 +207,9 @@ class BatchRunner:
                 BACKLOG * self.limits.max_inflight - len(self._tasks) - len(queue),
             )
             if wanted > 0:
+                request_id = functools.partial(model.line_request_id, batch.public_id)
                 lines = await self._batches.claim_lines(
-                    batch.id, self.owner, now_ms, self.limits.lease_ms, wanted
+                    batch.id, self.owner, now_ms, self.limits.lease_ms, wanted, request_id
                 )
                 queue.extend((batch, line) for line in lines)
                 self._start_queued(batch.id)
